@@ -1,0 +1,328 @@
+//! One typed [`Settings`], read with figment from the embedded defaults, an optional file and
+//! `HAILUO_*` environment variables; the upstream profile lives here too.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// The defaults compiled into the binary: `config/default.toml`.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+/// Everything the server can be configured with.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Settings {
+    /// Where and how the server listens.
+    pub server: ServerSettings,
+    /// The Hailuo upstream.
+    pub upstream: UpstreamSettings,
+    /// Account scheduling.
+    pub accounts: AccountSettings,
+    /// Upstream conversation cleanup.
+    pub session: SessionSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// Where and how the server listens.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub host: String,
+    /// Listen port; 0 picks a free one.
+    pub port: u16,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The Hailuo upstream and how to talk to it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct UpstreamSettings {
+    /// Base URL of the web API, without a trailing slash.
+    pub base_url: String,
+    /// Idle timeout: no byte for this long ends a call.
+    pub timeout_secs: u64,
+    /// Connect timeout.
+    pub connect_timeout_secs: u64,
+    /// Retries after a transient failure.
+    pub retries: u32,
+    /// Pause before a retry.
+    pub retry_delay_ms: u64,
+    /// How long a registered device is reused.
+    pub device_ttl_secs: u64,
+    /// The browser profile the upstream is told it talks to.
+    pub profile: Profile,
+}
+
+impl UpstreamSettings {
+    /// The idle timeout as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// The connect timeout as a [`Duration`].
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The pause before a retry as a [`Duration`].
+    pub fn retry_delay(&self) -> Duration {
+        Duration::from_millis(self.retry_delay_ms)
+    }
+
+    /// Builds the HTTP client for the upstream: timeouts, decompression, connection reuse.
+    ///
+    /// # Errors
+    /// When the TLS backend cannot be initialised.
+    pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout())
+            .read_timeout(self.timeout())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+    }
+}
+
+/// Every constant of the upstream protocol marked **profile**: the web app's identity.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Profile {
+    /// `device_platform` query value.
+    pub device_platform: String,
+    /// `app_id` query value.
+    pub app_id: String,
+    /// `version_code` query value.
+    pub version_code: String,
+    /// `os_name` query value.
+    pub os_name: String,
+    /// `browser_name` query value.
+    pub browser_name: String,
+    /// `device_memory` query value.
+    pub device_memory: String,
+    /// `cpu_core_num` query value.
+    pub cpu_core_num: String,
+    /// `browser_language` query value.
+    pub browser_language: String,
+    /// `browser_platform` query value.
+    pub browser_platform: String,
+    /// `screen_width` query value.
+    pub screen_width: String,
+    /// `screen_height` query value.
+    pub screen_height: String,
+    /// Salt of the `Yy` signature.
+    pub salt: String,
+    /// The web app's origin, sent as `Origin` and in `Referer`.
+    pub origin: String,
+    /// Sentry release in `Baggage`.
+    pub sentry_release: String,
+    /// Sentry public key in `Baggage`.
+    pub sentry_public_key: String,
+    /// Sentry environment in `Baggage`.
+    pub sentry_environment: String,
+    /// Browser fingerprint headers, sent as they are.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Account scheduling.
+    pub accounts: AccountSettings,
+    /// Upstream conversation cleanup.
+    pub session: SessionSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// Where and how the server listens.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub host: String,
+    /// Listen port; 0 picks a free one.
+    pub port: u16,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The Hailuo upstream and how to talk to it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct UpstreamSettings {
+    /// Base URL of the web API, without a trailing slash.
+    pub base_url: String,
+    /// Idle timeout: no byte for this long ends a call.
+    pub timeout_secs: u64,
+    /// Connect timeout.
+    pub connect_timeout_secs: u64,
+    /// Retries after a transient failure.
+    pub retries: u32,
+    /// Pause before a retry.
+    pub retry_delay_ms: u64,
+    /// How long a registered device is reused.
+    pub device_ttl_secs: u64,
+    /// The browser profile the upstream is told it talks to.
+    pub profile: Profile,
+}
+
+impl UpstreamSettings {
+    /// The idle timeout as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// The connect timeout as a [`Duration`].
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The pause before a retry as a [`Duration`].
+    pub fn retry_delay(&self) -> Duration {
+        Duration::from_millis(self.retry_delay_ms)
+    }
+
+    /// Builds the HTTP client for the upstream: timeouts, decompression, connection reuse.
+    ///
+    /// # Errors
+    /// When the TLS backend cannot be initialised.
+    pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout())
+            .read_timeout(self.timeout())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+    }
+}
+
+/// Every constant of the upstream protocol marked **profile**: the web app's identity.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Profile {
+    /// `device_platform` query value.
+    pub device_platform: String,
+    /// `app_id` query value.
+    pub app_id: String,
+    /// `version_code` query value.
+    pub version_code: String,
+    /// `os_name` query value.
+    pub os_name: String,
+    /// `browser_name` query value.
+    pub browser_name: String,
+    /// `device_memory` query value.
+    pub device_memory: String,
+    /// `cpu_core_num` query value.
+    pub cpu_core_num: String,
+    /// `browser_language` query value.
+    pub browser_language: String,
+    /// `browser_platform` query value.
+    pub browser_platform: String,
+    /// `screen_width` query value.
+    pub screen_width: String,
+    /// `screen_height` query value.
+    pub screen_height: String,
+    /// Salt of the `Yy` signature.
+    pub salt: String,
+    /// The web app's origin, sent as `Origin` and in `Referer`.
+    pub origin: String,
+    /// Sentry release in `Baggage`.
+    pub sentry_release: String,
+    /// Sentry public key in `Baggage`.
+    pub sentry_public_key: String,
+    /// Sentry environment in `Baggage`.
+    pub sentry_environment: String,
+    /// Browser fingerprint headers, sent as they are.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        // The embedded defaults always parse (a unit test checks it); fall back to an empty
+        // profile rather than panic should that ever break.
+        Settings::load(None).map(|s| s.upstream.profile).unwrap_or_else(|_| Profile {
+            device_platform: String::new(),
+            app_id: String::new(),
+            version_code: String::new(),
+            os_name: String::new(),
+            browser_name: String::new(),
+            device_memory: String::new(),
+            cpu_core_num: String::new(),
+            browser_language: String::new(),
+            browser_platform: String::new(),
+            screen_width: String::new(),
+            screen_height: String::new(),
+            salt: String::new(),
+            origin: String::new(),
+            sentry_release: String::new(),
+            sentry_public_key: String::new(),
+            sentry_environment: String::new(),
+            headers: BTreeMap::new(),
+        })
+    }
+}
+
+/// Account scheduling.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AccountSettings {
+    /// How long a request waits for a free account before 429.
+    pub busy_wait_secs: u64,
+}
+
+/// Upstream conversation cleanup.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SessionSettings {
+    /// Idle time after which a conversation is deleted; 0 = right after the answer.
+    pub idle_ttl_secs: u64,
+    /// How often the sweeper looks for due conversations.
+    pub sweep_interval_ms: u64,
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LogSettings {
+    /// Default level filter.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Settings {
+    /// Reads the embedded defaults, then `file` when given, then `HAILUO_*` variables.
+    ///
+    /// # Errors
+    /// When the file cannot be read or a value has the wrong type.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("HAILUO_").split("__").ignore(&["config"]))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    /// The embedded defaults alone, ignoring the environment (for tests and tools).
+    ///
+    /// # Errors
+    /// Only if the embedded defaults were broken.
+    pub fn defaults() -> Result<Self, Box<figment::Error>> {
+        Figment::from(Toml::string(DEFAULT_CONFIG)).extract().map_err(Box::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_parse_and_match_the_protocol_profile() -> Result<(), Box<figment::Error>> {
+        let settings = Settings::defaults()?;
+        assert_eq!(settings.server.port, 8000);
+        assert_eq!(settings.upstream.base_url, "https://hailuoai.com");
+        assert_eq!(settings.upstream.profile.app_id, "3001");
+        assert_eq!(settings.upstream.profile.version_code, "22200");
+        assert_eq!(settings.upstream.profile.salt, "ooui");
+        assert_eq!(settings.upstream.device_ttl_secs, 10_800);
+        assert!(settings.upstream.profile.headers.contains_key("User-Agent"));
+        Ok(())
+    }
+}

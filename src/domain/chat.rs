@@ -1,0 +1,163 @@
+//! The project's own chat model: what a client asks for and what an account answers,
+//! independent of both OpenAI's and Hailuo's wire formats.
+
+use std::fmt;
+
+/// One account token of the upstream web app (the `_token` JWT a user copies from the app).
+///
+/// Its `Debug` and `Display` never show the secret: only a short fingerprint does.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct AccountToken(String);
+
+impl AccountToken {
+    /// Wraps a token as given by the client.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The secret itself, for the one place that must send it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A short, stable, non-reversible label for logs and metrics (not the token).
+    pub fn fingerprint(&self) -> String {
+        use md5::{Digest, Md5};
+        let digest = Md5::digest(format!("hailuo-free-api:{}", self.0).as_bytes());
+        hex::encode(&digest[..4])
+    }
+
+    /// Parses an `Authorization: Bearer T1,T2` value into its tokens: split on commas,
+    /// trimmed, empties dropped, duplicates removed (order kept).
+    pub fn parse_list(bearer: &str) -> Vec<AccountToken> {
+        let mut tokens: Vec<AccountToken> = Vec::new();
+        for part in bearer.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let token = AccountToken::new(part);
+            if !tokens.contains(&token) {
+                tokens.push(token);
+            }
+        }
+        tokens
+    }
+}
+
+impl fmt::Debug for AccountToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccountToken({})", self.fingerprint())
+    }
+}
+
+impl fmt::Display for AccountToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "account#{}", self.fingerprint())
+    }
+}
+
+/// The upstream's id of a conversation (Hailuo `chatID`): 18 or more ASCII digits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationId(String);
+
+impl ConversationId {
+    /// Accepts `id` when it is 18 or more ASCII digits, as the upstream issues them.
+    pub fn parse(id: &str) -> Option<Self> {
+        let id = id.trim();
+        (id.len() >= 18 && id.bytes().all(|b| b.is_ascii_digit())).then(|| Self(id.to_owned()))
+    }
+
+    /// Wraps an id the upstream gave us without checking its shape.
+    pub fn from_upstream(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One part of a message's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContentPart {
+    /// Plain text.
+    Text(String),
+    /// An image to look at: an `http(s)` URL or a `data:` URL.
+    Image { url: String },
+    /// A document to read: an `http(s)` URL or a `data:` URL.
+    File { url: String },
+}
+
+impl ContentPart {
+    /// Whether this part is an attachment (image or file) rather than text.
+    pub fn is_attachment(&self) -> bool {
+        !matches!(self, ContentPart::Text(_))
+    }
+}
+
+/// One message of a conversation, as the client sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, ... as given (lowercase by convention).
+    pub role: String,
+    /// The content, in order.
+    pub parts: Vec<ContentPart>,
+}
+
+impl ChatMessage {
+    /// A message with a single text part.
+    pub fn text(role: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            parts: vec![ContentPart::Text(text.into())],
+        }
+    }
+
+    /// The text parts, in order.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|part| match part {
+            ContentPart::Text(text) => Some(text.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Whether any part is an attachment.
+    pub fn has_attachment(&self) -> bool {
+        self.parts.iter().any(ContentPart::is_attachment)
+    }
+}
+
+/// What the client asks: a list of messages, optionally continuing an upstream conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatPrompt {
+    /// The messages, oldest first; never empty.
+    pub messages: Vec<ChatMessage>,
+    /// The conversation to continue, or `None` for a new one.
+    pub conversation: Option<ConversationId>,
+}
+
+/// A piece of the answer as the upstream produces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerDelta {
+    /// The conversation this answer belongs to (known from the first event on).
+    pub conversation: ConversationId,
+    /// The upstream id of the assistant message (needed to speak it).
+    pub message_id: String,
+    /// New text since the previous delta; may be empty on the last one.
+    pub text: String,
+    /// Whether this is the last piece of the answer.
+    pub finished: bool,
+}
+
+/// A web source the upstream consulted while answering (web search).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebSource {
+    /// The page's address.
+    pub url: String,
+    /// The upstream's summary or title of the page.
+    pub detail: String,
+}

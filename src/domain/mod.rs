@@ -1,0 +1,7 @@
+//! The domain: the project's own models, its ports and its use cases. Nothing here knows
+//! HTTP frameworks, HTTP clients or databases.
+
+pub mod audio;
+pub mod chat;
+pub mod ports;
+pub mod service;

@@ -1,0 +1,208 @@
+//! The ports: what the domain needs from the outside world, as traits that adapters
+//! (the Hailuo HTTP client, the memory and SQLite stores) implement.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use super::audio::SpeechRequest;
+use super::chat::{AccountToken, AnswerDelta, ChatPrompt, ConversationId};
+
+/// A device registered upstream for one account token (protocol §3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The uuid we generated and registered (sent as `uuid`).
+    pub user_id: String,
+    /// The upstream's device id (sent as `device_id`).
+    pub device_id: String,
+    /// When it was registered, in Unix milliseconds.
+    pub registered_at_ms: i64,
+}
+
+/// An account ready to talk to the upstream: its token and its registered device.
+#[derive(Clone, Debug)]
+pub struct Account {
+    /// The account's token.
+    pub token: AccountToken,
+    /// The device registered for it.
+    pub device: Device,
+}
+
+/// Why an upstream call failed, as the domain needs to tell failures apart.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProviderError {
+    /// The upstream refused the account itself (expired, logged out, banned): try another token.
+    #[error("the upstream refused the account: {message}")]
+    AccountRejected {
+        /// The upstream's reason.
+        message: String,
+    },
+    /// The upstream refused this request (content filtered, rate limited, ...): do not retry elsewhere.
+    #[error("the upstream refused the request: {message}")]
+    Refused {
+        /// The upstream's reason, as it gave it.
+        message: String,
+    },
+    /// A transient failure: connection refused or reset, a 5xx, a stream broken off.
+    #[error("the upstream is unavailable: {message}")]
+    Unavailable {
+        /// What went wrong, without secrets.
+        message: String,
+    },
+    /// The upstream sent nothing for longer than the configured timeout.
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    /// The upstream answered something that does not follow the protocol.
+    #[error("the upstream answered something unexpected: {message}")]
+    BadResponse {
+        /// What was unexpected.
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// Whether trying again (after a pause, maybe on another account) may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Unavailable { .. } | ProviderError::Timeout | ProviderError::BadResponse { .. }
+        )
+    }
+}
+
+/// The answer to a chat prompt, piece by piece, as the upstream produces it.
+pub type AnswerStream = BoxStream<'static, Result<AnswerDelta, ProviderError>>;
+
+/// The upstream chat service (Hailuo's web chat), account by account.
+#[async_trait]
+pub trait ChatProvider: Send + Sync {
+    /// Registers a fresh device for `token` (protocol §3).
+    ///
+    /// # Errors
+    /// [`ProviderError::AccountRejected`] when the upstream refuses the token; transient errors otherwise.
+    async fn register_device(&self, token: &AccountToken) -> Result<Device, ProviderError>;
+
+    /// Whether the account is alive (protocol §4).
+    ///
+    /// # Errors
+    /// Only transient failures; a refused account is `Ok(false)`.
+    async fn is_alive(&self, account: &Account) -> Result<bool, ProviderError>;
+
+    /// Sends a prompt and returns the answer as a stream of deltas. Resolves once the
+    /// upstream has accepted the request; errors inside the stream are about the request.
+    ///
+    /// # Errors
+    /// [`ProviderError::AccountRejected`] when the account is refused before any event,
+    /// transient errors when the upstream cannot be reached or answers 5xx.
+    async fn send(&self, account: &Account, prompt: &ChatPrompt) -> Result<AnswerStream, ProviderError>;
+
+    /// Deletes a conversation from the account's history (protocol §5.3).
+    ///
+    /// # Errors
+    /// Any failure; the caller retries later.
+    async fn delete_conversation(&self, account: &Account, conversation: &ConversationId) -> Result<(), ProviderError>;
+}
+
+/// Text to speech (protocol §8).
+#[async_trait]
+pub trait SpeechProvider: Send + Sync {
+    /// Speaks `request.text` with `request.voice` and returns the MP3 bytes.
+    ///
+    /// # Errors
+    /// Upstream failures, as for chat; [`ProviderError::Timeout`] when the audio is not ready in time.
+    async fn speak(&self, account: &Account, request: &SpeechRequest) -> Result<Vec<u8>, ProviderError>;
+}
+
+/// Speech to text (protocol §9).
+#[async_trait]
+pub trait TranscriptionProvider: Send + Sync {
+    /// Transcribes MP3 audio; an empty string when no speech was heard.
+    ///
+    /// # Errors
+    /// Upstream failures, as for chat.
+    async fn transcribe(&self, account: &Account, mp3: Vec<u8>) -> Result<String, ProviderError>;
+}
+
+/// A store failed (I/O, database); the message carries no secrets.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[error("store failure: {0}")]
+pub struct StoreError(pub String);
+
+/// Where each account token's registered device is kept (reused for hours, across restarts
+/// with a persistent adapter).
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// The device registered for `token`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn device(&self, token: &AccountToken) -> Result<Option<Device>, StoreError>;
+
+    /// Keeps `device` for `token`, replacing any earlier one.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    async fn save_device(&self, token: &AccountToken, device: &Device) -> Result<(), StoreError>;
+
+    /// Forgets the device of `token` (the account was refused).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    async fn forget_device(&self, token: &AccountToken) -> Result<(), StoreError>;
+}
+
+/// An upstream conversation the proxy created and has not yet deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The upstream conversation.
+    pub conversation: ConversationId,
+    /// The account it lives in (needed to delete it).
+    pub token: AccountToken,
+    /// When it was last used, in Unix milliseconds.
+    pub last_used_ms: i64,
+    /// Not to be tried for deletion before this time (after a failed delete), Unix ms.
+    pub retry_at_ms: i64,
+    /// How many deletions failed so far.
+    pub failures: u32,
+}
+
+/// Where the conversations awaiting deletion are kept.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Records a conversation as used now: inserts it, or refreshes its last use and clears
+    /// its retry state.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    async fn record(&self, conversation: &ConversationId, token: &AccountToken, now_ms: i64) -> Result<(), StoreError>;
+
+    /// The session of `conversation`, if the proxy created it and has not deleted it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn find(&self, conversation: &ConversationId) -> Result<Option<Session>, StoreError>;
+
+    /// Sessions last used at or before `idle_before_ms` whose retry time has come by `now_ms`,
+    /// oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn due(&self, idle_before_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<Session>, StoreError>;
+
+    /// Notes a failed deletion: counts it and sets the next retry time.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    async fn defer(&self, conversation: &ConversationId, retry_at_ms: i64) -> Result<(), StoreError>;
+
+    /// Forgets a conversation (deleted upstream, or given up).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    async fn remove(&self, conversation: &ConversationId) -> Result<(), StoreError>;
+
+    /// How many conversations await deletion.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn pending(&self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,1 @@
+//! Use cases: account scheduling, device registration, chat with retries, and cleanup.

@@ -1,0 +1,13 @@
+//! hailuo-free-api: an OpenAI-compatible gateway to the Hailuo AI (MiniMax) web app.
+//!
+//! The crate is hexagonal: [`domain`] holds the models, the ports and the use cases;
+//! [`inbound`] is the OpenAI-compatible HTTP surface; [`outbound`] holds the adapters (the
+//! Hailuo web protocol, the stores); [`startup`] wires them; [`sim`] is `hailuo-sim`, the
+//! simulated upstream the tests run against.
+
+pub mod config;
+pub mod domain;
+pub mod inbound;
+pub mod outbound;
+pub mod sim;
+pub mod startup;

@@ -1,0 +1,1 @@
+//! The Hailuo web protocol adapter (protocol doc §1–§9).

@@ -1,0 +1,4 @@
+//! Outbound adapters: the Hailuo web protocol and the stores.
+
+pub mod hailuo;
+pub mod store;

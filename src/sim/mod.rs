@@ -1,0 +1,1 @@
+//! `hailuo-sim`: a simulated Hailuo upstream that enforces the protocol.
