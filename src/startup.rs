@@ -1,1 +1,127 @@
-//! The composition root as a library: builds adapters from settings and runs the server.
+//! The composition root as a library: builds the adapters the settings ask for, wires the
+//! use cases, binds the listener and serves. `main.rs` and the tests both start here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+
+use crate::config::Settings;
+use crate::domain::ports::{ChatProvider, SessionStore, TokenStore};
+use crate::domain::service::{AccountPool, ChatPolicy, ChatService, ConversationSweeper, ConversationTracker, DeviceRegistry};
+use crate::inbound::http::{self, HttpState};
+use crate::outbound::hailuo::HailuoClient;
+use crate::outbound::store::{MemorySessionStore, MemoryTokenStore};
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    state: HttpState,
+    sweeper: Arc<ConversationSweeper>,
+}
+
+impl Application {
+    /// Builds every adapter and binds `server.host:server.port` (port 0 picks a free one).
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let provider: Arc<dyn ChatProvider> =
+            Arc::new(HailuoClient::new(&settings.upstream).context("building the upstream HTTP client")?);
+        let tokens: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::default());
+        let sessions: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::default());
+        let devices = Arc::new(DeviceRegistry::new(
+            tokens,
+            Arc::clone(&provider),
+            Duration::from_secs(settings.upstream.device_ttl_secs),
+        ));
+        let tracker = ConversationTracker::new();
+        let chat = Arc::new(ChatService::new(
+            Arc::clone(&provider),
+            Arc::clone(&devices),
+            AccountPool::new(),
+            Arc::clone(&sessions),
+            Arc::clone(&tracker),
+            ChatPolicy {
+                retries: settings.upstream.retries,
+                retry_delay: settings.upstream.retry_delay(),
+                busy_wait: Duration::from_secs(settings.accounts.busy_wait_secs),
+            },
+        ));
+        let sweeper = Arc::new(ConversationSweeper::new(
+            sessions,
+            Arc::clone(&devices),
+            provider,
+            tracker,
+            Duration::from_secs(settings.session.idle_ttl_secs),
+            Duration::from_millis(settings.session.sweep_interval_ms.max(10)),
+        ));
+        let state = HttpState {
+            chat,
+            devices,
+            max_body_bytes: settings.server.max_body_bytes,
+        };
+        let bind = format!("{}:{}", settings.server.host, settings.server.port);
+        let acceptor = TcpListener::bind(bind.clone())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding {bind}"))?;
+        let addr = acceptor
+            .local_addr()
+            .into_iter()
+            .find_map(|addr| addr.as_socket_addr().copied())
+            .context("reading the bound address")?;
+        // Load the tokenizer's tables in the background, off the first request's path.
+        tokio::task::spawn_blocking(http::usage::warm_up);
+        Ok(Self {
+            acceptor,
+            addr,
+            state,
+            sweeper,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The OpenAPI document this server serves.
+    pub fn openapi_json(&self) -> String {
+        http::openapi_json(&self.state)
+    }
+
+    /// Serves until `shutdown` resolves, then lets requests in flight finish (at most
+    /// `grace`) and stops the sweeper.
+    ///
+    /// # Errors
+    /// When serving fails.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send, grace: Duration) -> std::io::Result<()> {
+        let sweeper = tokio::spawn(Arc::clone(&self.sweeper).run());
+        let result = poem::Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(http::endpoint(&self.state), shutdown, Some(grace))
+            .await;
+        // One last sweep, so what is due now is not left behind.
+        if let Err(error) = self.sweeper.sweep().await {
+            tracing::warn!(%error, "final sweep failed");
+        }
+        sweeper.abort();
+        result
+    }
+
+    /// Serves until the process is stopped.
+    ///
+    /// # Errors
+    /// When serving fails.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(std::future::pending(), Duration::from_secs(30)).await
+    }
+}

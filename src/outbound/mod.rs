@@ -2,3 +2,4 @@
 
 pub mod hailuo;
 pub mod store;
+pub mod telemetry;

@@ -1,1 +1,20 @@
-//! Use cases: account scheduling, device registration, chat with retries, and cleanup.
+//! Use cases: account scheduling, device registration, chat with retries, and the cleanup
+//! of the conversations the proxy creates upstream.
+
+pub mod accounts;
+pub mod chat;
+pub mod conversations;
+pub mod devices;
+
+pub use accounts::{AccountLease, AccountPool};
+pub use chat::{Answer, ChatError, ChatPolicy, ChatService};
+pub use conversations::{ConversationSweeper, ConversationTracker};
+pub use devices::{DeviceError, DeviceRegistry};
+
+/// The current time in Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

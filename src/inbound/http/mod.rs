@@ -1,1 +1,75 @@
-//! The OpenAI-compatible HTTP surface (poem-openapi).
+//! The OpenAI-compatible HTTP surface: one poem-openapi resource per file, OpenAI-shaped
+//! errors on every route, Swagger UI at `/docs` and the spec at `/openapi.json`.
+
+pub mod auth;
+pub mod chat;
+pub mod error;
+pub mod limits;
+pub mod models;
+pub mod system;
+pub mod tokens;
+pub mod usage;
+
+use std::sync::Arc;
+
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::domain::service::{ChatService, DeviceRegistry};
+
+/// The groups of operations in the documentation.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Chat completions.
+    Chat,
+    /// Models.
+    Models,
+    /// Account tokens.
+    Tokens,
+    /// Liveness.
+    System,
+}
+
+/// What the HTTP surface needs from the domain.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The chat use case.
+    pub chat: Arc<ChatService>,
+    /// The device registry (token checks).
+    pub devices: Arc<DeviceRegistry>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+type Apis = (chat::ChatApi, models::ModelsApi, tokens::TokenApi, system::SystemApi);
+
+fn api_service(state: &HttpState) -> OpenApiService<Apis, ()> {
+    let apis = (
+        chat::ChatApi::new(Arc::clone(&state.chat)),
+        models::ModelsApi,
+        tokens::TokenApi::new(Arc::clone(&state.devices)),
+        system::SystemApi,
+    );
+    OpenApiService::new(apis, "hailuo-free-api", env!("CARGO_PKG_VERSION")).description(
+        "An OpenAI-compatible gateway to the Hailuo AI (MiniMax) web app. Authenticate with \
+         your Hailuo account token(s) as the bearer token: `Authorization: Bearer TOKEN1,TOKEN2`.",
+    )
+}
+
+/// The OpenAPI document the server serves, as JSON.
+pub fn openapi_json(state: &HttpState) -> String {
+    api_service(state).spec()
+}
+
+/// Every route, with OpenAI-shaped errors and the body limit.
+pub fn endpoint(state: &HttpState) -> impl Endpoint + use<> {
+    let service = api_service(state);
+    let docs = service.swagger_ui();
+    let spec = service.spec_endpoint();
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", service)
+        .with(limits::BodyLimit::new(state.max_body_bytes))
+        .catch_all_error(error::openai_error)
+}

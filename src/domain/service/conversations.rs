@@ -1,0 +1,211 @@
+//! Leaving no trace: every conversation the proxy creates upstream is recorded in the
+//! [`SessionStore`] before its answer is streamed, and the [`ConversationSweeper`] deletes it
+//! once idle for `session.idle_ttl_secs`, retrying failed deletions later.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Notify;
+
+use crate::domain::chat::{AccountToken, ConversationId};
+use crate::domain::ports::{ChatProvider, ProviderError, Session, SessionStore, StoreError};
+
+use super::devices::{DeviceError, DeviceRegistry};
+use super::now_ms;
+
+/// The conversations answering right now (never deleted mid-answer), and the sweeper's
+/// wake-up call.
+#[derive(Debug, Default)]
+pub struct ConversationTracker {
+    answering: Mutex<HashMap<ConversationId, usize>>,
+    wake: Notify,
+}
+
+impl ConversationTracker {
+    /// An empty tracker.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn answering(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, usize>> {
+        self.answering.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `conversation` as answering.
+    pub fn begin(&self, conversation: &ConversationId) {
+        *self.answering().entry(conversation.clone()).or_default() += 1;
+    }
+
+    /// Marks one answer of `conversation` as ended and wakes the sweeper.
+    pub fn end(&self, conversation: &ConversationId) {
+        {
+            let mut answering = self.answering();
+            if let Some(count) = answering.get_mut(conversation) {
+                *count -= 1;
+                if *count == 0 {
+                    answering.remove(conversation);
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Whether `conversation` is answering now.
+    pub fn is_answering(&self, conversation: &ConversationId) -> bool {
+        self.answering().contains_key(conversation)
+    }
+
+    /// How many conversations are answering now.
+    pub fn answering_count(&self) -> usize {
+        self.answering().len()
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Conversations deleted upstream.
+    pub deleted: usize,
+    /// Deletions that failed and will be retried.
+    pub deferred: usize,
+    /// Conversations given up (their account is refused: nobody can delete them any more).
+    pub abandoned: usize,
+}
+
+/// Deletes idle conversations upstream, in the background.
+pub struct ConversationSweeper {
+    sessions: Arc<dyn SessionStore>,
+    devices: Arc<DeviceRegistry>,
+    provider: Arc<dyn ChatProvider>,
+    tracker: Arc<ConversationTracker>,
+    idle_ttl: Duration,
+    interval: Duration,
+}
+
+/// Conversations deleted at once per sweep, at most.
+const SWEEP_BATCH: usize = 256;
+/// Deletions running at once.
+const DELETE_CONCURRENCY: usize = 8;
+/// The longest pause between retries of a failed deletion.
+const MAX_RETRY_PAUSE_MS: i64 = 300_000;
+
+impl ConversationSweeper {
+    /// A sweeper deleting conversations idle longer than `idle_ttl`, looking every `interval`
+    /// (and whenever an answer ends).
+    pub fn new(
+        sessions: Arc<dyn SessionStore>,
+        devices: Arc<DeviceRegistry>,
+        provider: Arc<dyn ChatProvider>,
+        tracker: Arc<ConversationTracker>,
+        idle_ttl: Duration,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            sessions,
+            devices,
+            provider,
+            tracker,
+            idle_ttl,
+            interval,
+        }
+    }
+
+    /// Sweeps until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            match self.sweep().await {
+                Ok(report) if report != SweepReport::default() => {
+                    tracing::debug!(?report, "swept upstream conversations");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "could not read the conversations to delete"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.interval) => {}
+                () = self.tracker.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Deletes every conversation that is due now.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read; a failed deletion is deferred, not an error.
+    pub async fn sweep(&self) -> Result<SweepReport, StoreError> {
+        let now = now_ms();
+        let ttl_ms = i64::try_from(self.idle_ttl.as_millis()).unwrap_or(i64::MAX);
+        let due = self
+            .sessions
+            .due(now.saturating_sub(ttl_ms), now, SWEEP_BATCH)
+            .await?;
+        let outcomes: Vec<Outcome> = futures::stream::iter(due)
+            .filter(|session| std::future::ready(!self.tracker.is_answering(&session.conversation)))
+            .map(|session| async move { self.delete(session).await })
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut report = SweepReport::default();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Deleted => report.deleted += 1,
+                Outcome::Deferred => report.deferred += 1,
+                Outcome::Abandoned => report.abandoned += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    async fn delete(&self, session: Session) -> Outcome {
+        let conversation = &session.conversation;
+        let result = match self.devices.account(&session.token).await {
+            Ok(account) => self
+                .provider
+                .delete_conversation(&account, conversation)
+                .await
+                .map_err(DeviceError::Provider),
+            Err(error) => Err(error),
+        };
+        let outcome = match result {
+            Ok(()) => Outcome::Deleted,
+            Err(DeviceError::Provider(ProviderError::AccountRejected { message })) => {
+                tracing::warn!(%conversation, account = %session.token, %message,
+                    "the account is refused: its conversation cannot be deleted");
+                Outcome::Abandoned
+            }
+            Err(error) => {
+                tracing::warn!(%conversation, account = %session.token, %error, failures = session.failures + 1,
+                    "could not delete a conversation; will retry");
+                Outcome::Deferred
+            }
+        };
+        let stored = match outcome {
+            Outcome::Deferred => {
+                let pause = 1_000_i64
+                    .saturating_mul(1 << session.failures.min(9))
+                    .min(MAX_RETRY_PAUSE_MS);
+                self.sessions.defer(conversation, now_ms() + pause).await
+            }
+            Outcome::Deleted | Outcome::Abandoned => self.sessions.remove(conversation).await,
+        };
+        if let Err(error) = stored {
+            tracing::warn!(%conversation, %error, "could not update the conversation record");
+        }
+        outcome
+    }
+
+    /// Records `conversation` of `token` as used now.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written.
+    pub async fn touch(&self, conversation: &ConversationId, token: &AccountToken) -> Result<(), StoreError> {
+        self.sessions.record(conversation, token, now_ms()).await
+    }
+}
+
+enum Outcome {
+    Deleted,
+    Deferred,
+    Abandoned,
+}

@@ -1,0 +1,178 @@
+//! Every error a client sees is OpenAI-shaped: `{"error":{"message","type","param","code"}}`
+//! with the real HTTP status. The mapping from the use cases' errors lives in one `match`.
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::{ApiResponse, Object};
+use serde::Serialize;
+
+use crate::domain::service::ChatError;
+
+/// An OpenAI-style error response body.
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct ErrorResponse {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The details of an error, as OpenAI's API gives them.
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct ErrorDetail {
+    /// A human-readable explanation, including the upstream's reason when there is one.
+    pub message: String,
+    /// The error class: `invalid_request_error`, `authentication_error`, `rate_limit_error`,
+    /// `upstream_error`, `timeout_error`, `server_error`.
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request parameter at fault, when one is.
+    pub param: Option<String>,
+    /// A machine-readable code.
+    pub code: Option<String>,
+}
+
+/// An error response: a status and an OpenAI-shaped body.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The body.
+    pub body: ErrorResponse,
+}
+
+impl ApiError {
+    /// An error with the given status, class, code and message.
+    pub fn new(status: StatusCode, kind: &str, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorResponse {
+                error: ErrorDetail {
+                    message: message.into(),
+                    kind: kind.to_owned(),
+                    param: None,
+                    code: Some(code.to_owned()),
+                },
+            },
+        }
+    }
+
+    /// Names the parameter at fault.
+    pub fn with_param(mut self, param: &str) -> Self {
+        self.body.error.param = Some(param.to_owned());
+        self
+    }
+
+    /// A 400 for an unusable request.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", message)
+    }
+
+    /// A 401 for missing or unusable credentials.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key", message)
+    }
+
+    /// Turns any framework error (unknown route, bad JSON, body too large, ...) into the
+    /// OpenAI shape, keeping its status.
+    pub fn from_framework(error: &poem::Error) -> Self {
+        let status = error.status();
+        let message = error.to_string();
+        match status {
+            StatusCode::NOT_FOUND => Self::new(status, "invalid_request_error", "not_found", "unknown route: see /docs for the API"),
+            StatusCode::METHOD_NOT_ALLOWED => Self::new(status, "invalid_request_error", "method_not_allowed", "method not allowed on this route"),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(status, "invalid_request_error", "request_too_large", "the request body is too large"),
+            StatusCode::UNAUTHORIZED => Self::unauthorized(
+                "no usable Authorization: send `Authorization: Bearer TOKEN[,TOKEN...]` with your Hailuo token(s)",
+            ),
+            status if status.is_client_error() => Self::new(status, "invalid_request_error", "invalid_request", message),
+            _ => {
+                tracing::error!(%status, %message, "request failed");
+                Self::new(status, "server_error", "internal_error", "internal error")
+            }
+        }
+    }
+
+    /// A 400 for a request the framework could not parse (bad JSON, wrong types).
+    pub fn from_parse_error(error: &poem::Error) -> Self {
+        match error.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE => Self::from_framework(error),
+            _ => Self::invalid_request(format!("invalid request: {error}")),
+        }
+    }
+
+    /// The statuses documented for every operation.
+    fn documented() -> &'static [(u16, &'static str)] {
+        &[
+            (400, "The request is malformed: bad JSON, wrong types, missing or empty fields."),
+            (401, "No usable `Authorization: Bearer` value, or the upstream refused every token given."),
+            (413, "The request body is larger than `server.max_body_bytes`."),
+            (429, "Every account token given is busy past `accounts.busy_wait_secs`."),
+            (502, "The upstream refused the request (its reason is in the message) or failed."),
+            (504, "The upstream sent nothing for `upstream.timeout_secs`."),
+        ]
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(error: ChatError) -> Self {
+        let message = error.to_string();
+        match error {
+            ChatError::InvalidRequest(_) => Self::invalid_request(message),
+            ChatError::NoAccounts => Self::unauthorized(message),
+            ChatError::AccountsRejected { .. } => {
+                Self::new(StatusCode::UNAUTHORIZED, "authentication_error", "account_rejected", message)
+            }
+            ChatError::AccountsBusy => Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "accounts_busy", message),
+            ChatError::Refused { .. } => Self::new(StatusCode::BAD_GATEWAY, "upstream_error", "upstream_refused", message),
+            ChatError::Unavailable { .. } => Self::new(StatusCode::BAD_GATEWAY, "upstream_error", "upstream_unavailable", message),
+            ChatError::Timeout => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout_error", "upstream_timeout", message),
+            ChatError::Internal => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_string(&self.body).unwrap_or_default();
+        Response::builder()
+            .status(self.status)
+            .content_type("application/json; charset=utf-8")
+            .body(body)
+    }
+}
+
+impl ApiResponse for ApiError {
+    const BAD_REQUEST_HANDLER: bool = true;
+
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: Self::documented()
+                .iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(*status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: "application/json; charset=utf-8",
+                        schema: <ErrorResponse as poem_openapi::types::Type>::schema_ref(),
+                    }],
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        <ErrorResponse as poem_openapi::types::Type>::register(registry);
+    }
+
+    fn from_parse_request_error(error: poem::Error) -> Self {
+        Self::from_parse_error(&error)
+    }
+}
+
+/// Converts every error that escapes an endpoint into the OpenAI shape.
+pub async fn openai_error(error: poem::Error) -> Response {
+    ApiError::from_framework(&error).into_response()
+}

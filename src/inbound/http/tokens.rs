@@ -1,0 +1,107 @@
+//! `POST /token/check`: whether a Hailuo token is still alive.
+
+use std::sync::Arc;
+
+use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use crate::domain::chat::AccountToken;
+use crate::domain::service::{DeviceError, DeviceRegistry};
+
+use super::ApiTags;
+use super::error::ApiError;
+
+/// A token to check.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct TokenCheckRequest {
+    /// The Hailuo `_token` value.
+    pub token: String,
+}
+
+impl Example for TokenCheckRequest {
+    fn example() -> Self {
+        Self {
+            token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...".into(),
+        }
+    }
+}
+
+/// The verdict.
+#[derive(Debug, Object)]
+pub struct TokenCheckResult {
+    /// `true` when the upstream accepts the token.
+    pub live: bool,
+}
+
+/// The answer to a token check.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum TokenCheckResponse {
+    /// The verdict (a dead or unknown token is `live: false`, not an error).
+    #[oai(status = 200)]
+    Ok(Json<TokenCheckResult>),
+    /// The request is malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<super::error::ErrorResponse>),
+    /// The upstream could not be asked.
+    #[oai(status = 502)]
+    BadGateway(Json<super::error::ErrorResponse>),
+    /// The upstream did not answer in time.
+    #[oai(status = 504)]
+    Timeout(Json<super::error::ErrorResponse>),
+    /// Our store failed.
+    #[oai(status = 500)]
+    Internal(Json<super::error::ErrorResponse>),
+}
+
+fn bad_request(error: poem::Error) -> TokenCheckResponse {
+    TokenCheckResponse::BadRequest(Json(ApiError::from_parse_error(&error).body))
+}
+
+/// The tokens resource.
+pub struct TokenApi {
+    devices: Arc<DeviceRegistry>,
+}
+
+impl TokenApi {
+    /// The resource over the device registry.
+    pub fn new(devices: Arc<DeviceRegistry>) -> Self {
+        Self { devices }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Tokens")]
+impl TokenApi {
+    /// Check a token
+    ///
+    /// Asks the upstream whether the token is logged in. Checking a token more often than
+    /// every 10 minutes is discouraged by the upstream's users.
+    #[oai(path = "/token/check", method = "post")]
+    async fn check(&self, request: Json<TokenCheckRequest>) -> TokenCheckResponse {
+        let token = request.0.token.trim().to_owned();
+        if token.is_empty() {
+            return TokenCheckResponse::BadRequest(Json(
+                ApiError::invalid_request("`token` must not be empty").with_param("token").body,
+            ));
+        }
+        match self.devices.is_alive(&AccountToken::new(token)).await {
+            Ok(live) => TokenCheckResponse::Ok(Json(TokenCheckResult { live })),
+            Err(DeviceError::Provider(error)) => {
+                let error = ApiError::from(crate::domain::service::ChatError::from(error));
+                if error.status == poem::http::StatusCode::GATEWAY_TIMEOUT {
+                    TokenCheckResponse::Timeout(Json(error.body))
+                } else {
+                    TokenCheckResponse::BadGateway(Json(error.body))
+                }
+            }
+            Err(DeviceError::Store(error)) => {
+                tracing::error!(%error, "token store failed");
+                TokenCheckResponse::Internal(Json(
+                    ApiError::from(crate::domain::service::ChatError::Internal).body,
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `spawn_app()`: a server and its own simulator, and one helper per endpoint.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hailuo_free_api::config::Settings;
+use hailuo_free_api::sim::{SimConfig, Simulator};
+use hailuo_free_api::startup::Application;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub sim: Simulator,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.sim.shutdown();
+    }
+}
+
+/// Settings every test starts from: loopback, quick retries, short waits.
+fn test_settings(sim: &Simulator) -> Settings {
+    let mut settings = Settings::defaults().expect("the embedded defaults parse");
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = 0;
+    settings.upstream.base_url = sim.base_url();
+    settings.upstream.timeout_secs = 5;
+    settings.upstream.retry_delay_ms = 20;
+    settings.accounts.busy_wait_secs = 10;
+    settings.session.sweep_interval_ms = 50;
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_sim(SimConfig::default(), configure).await
+}
+
+pub async fn spawn_app_with_sim(sim_config: SimConfig, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let sim = Simulator::start(sim_config).await.expect("the simulator starts");
+    let mut settings = test_settings(&sim);
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("the server builds");
+    let address = format!("http://{}", app.addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(1),
+    ));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("a client"),
+        sim,
+        stop: Some(stop),
+    }
+}
+
+/// One user message, not streamed.
+pub fn ask(text: &str) -> Value {
+    json!({"model": "hailuo", "messages": [{"role": "user", "content": text}]})
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    /// `POST /v1/chat/completions` with `Authorization: Bearer <tokens>`.
+    pub async fn chat(&self, tokens: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(tokens)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A non-streamed chat that must succeed: its JSON.
+    pub async fn chat_ok(&self, tokens: &str, body: &Value) -> Value {
+        let response = self.chat(tokens, body).await;
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        assert_eq!(status, 200, "chat failed: {text}");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    /// A streamed chat: the `data:` payloads, in order, read with a real SSE parser.
+    pub async fn chat_stream(&self, tokens: &str, body: &Value) -> (reqwest::StatusCode, Vec<String>) {
+        let response = self.chat(tokens, body).await;
+        let status = response.status();
+        (status, sse_data(response).await)
+    }
+
+    /// `POST /token/check`.
+    pub async fn check_token(&self, token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/token/check"))
+            .json(&json!({ "token": token }))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// The simulator saw nothing that breaks the protocol.
+    pub fn assert_protocol_clean(&self) {
+        let violations = self.sim.violations();
+        assert!(violations.is_empty(), "protocol violations: {violations:#?}");
+    }
+}
+
+/// Every `data:` payload of an SSE response.
+pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
+    use eventsource_stream::Eventsource;
+    let mut events = response.bytes_stream().eventsource();
+    let mut data = Vec::new();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => data.push(event.data),
+            Err(error) => panic!("bad SSE: {error}"),
+        }
+    }
+    data
+}
+
+/// Waits (bounded) until `condition` holds; false if it never did.
+pub async fn eventually<F, Fut>(within: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The text of a completion.
+pub fn content(completion: &Value) -> &str {
+    completion["choices"][0]["message"]["content"].as_str().unwrap_or_default()
+}
+
+/// Asserts an OpenAI-shaped error body and returns its message.
+pub async fn assert_openai_error(response: reqwest::Response, status: u16) -> Value {
+    let actual = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    let error = &body["error"];
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {body}");
+    assert!(error["type"].is_string(), "no type: {body}");
+    assert!(error.get("param").is_some() && error.get("code").is_some(), "param/code missing: {body}");
+    error.clone()
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real server on port 0 against its own `hailuo-sim`, over HTTP.
+//! One binary (modules below) so it links once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod accounts;
+mod chat;
+mod errors;
+mod helpers;
+mod sessions;
+mod surface;
