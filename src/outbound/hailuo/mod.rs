@@ -167,11 +167,20 @@ impl HailuoClient {
         let profile = &self.inner.profile;
         let (baggage, sentry_trace) = request::sentry_headers(profile);
         let url = format!("{}{}", self.inner.base_url, call.full_uri);
-        self.inner
+        let builder = self
+            .inner
             .http
             .request(call.method.clone(), url)
-            .headers(self.inner.fingerprint.clone())
-            .header("Token", token.expose())
+            .headers(self.inner.fingerprint.clone());
+        // Sensitive: a logged request shows no token.
+        let builder = match HeaderValue::from_str(token.expose()) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                builder.header("Token", value)
+            }
+            Err(_) => builder.header("Token", token.expose()),
+        };
+        builder
             .header("Yy", signature)
             .header(REFERER, request::referer(&profile.origin, call.conversation.as_deref()))
             .header(ORIGIN, profile.origin.as_str())
@@ -275,6 +284,8 @@ mod tests {
         );
         let headers = request.headers();
         assert_eq!(headers["token"], "secret-token");
+        assert!(headers["token"].is_sensitive());
+        assert!(!format!("{request:?}").contains("secret-token"));
         assert_eq!(headers["yy"], "abc");
         assert_eq!(headers["referer"], "https://hailuoai.com/?chat=243612345678901234");
         assert_eq!(headers["origin"], "https://hailuoai.com");
