@@ -1,1 +1,325 @@
-//! The Hailuo web protocol adapter (protocol doc §1–§9).
+//! The Hailuo web protocol adapter (protocol doc §1–§9): [`HailuoClient`] speaks to the
+//! Hailuo web app as its browser client does and implements the domain's [`ChatProvider`].
+//!
+//! Every call goes through the same steps, kept here for all endpoints: [`HailuoClient::call`]
+//! fixes the method, the full URI with its query string and the timestamp; the caller signs
+//! it ([`signing`]); [`HailuoClient::request`] adds the headers; [`HailuoClient::call_json`]
+//! does all of this for JSON endpoints and reads the response envelope.
+
+pub mod answer;
+pub mod chat;
+pub mod device;
+pub mod prompt;
+pub mod request;
+pub mod signing;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, ORIGIN, REFERER};
+use serde_json::Value;
+
+use crate::config::{Profile, UpstreamSettings};
+use crate::domain::chat::{AccountToken, ChatPrompt, ConversationId};
+use crate::domain::ports::{Account, AnswerStream, ChatProvider, Device, ProviderError};
+
+use self::request::{CallFailure, Caller};
+
+/// The headers [`HailuoClient::request`] sets on each call (lowercase), which the profile's
+/// fingerprint headers must not duplicate.
+const PER_CALL_HEADERS: [&str; 7] = ["token", "yy", "referer", "origin", "baggage", "sentry-trace", "accept"];
+
+/// What a call accepts in return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accept {
+    /// `*/*`: a JSON envelope.
+    Any,
+    /// `text/event-stream`: the streaming endpoints (chat, voice).
+    EventStream,
+}
+
+impl Accept {
+    fn header_value(self) -> &'static str {
+        match self {
+            Accept::Any => "*/*",
+            Accept::EventStream => "text/event-stream",
+        }
+    }
+}
+
+/// One upstream call before it is signed: its method, full URI (path and the common query
+/// string) and timestamp, which the signature covers, and how its headers differ.
+#[derive(Clone, Debug)]
+pub struct UpstreamCall {
+    method: Method,
+    full_uri: String,
+    unix: String,
+    accept: Accept,
+    conversation: Option<String>,
+}
+
+impl UpstreamCall {
+    /// Asks for an event stream (`Accept: text/event-stream`).
+    #[must_use]
+    pub fn streaming(mut self) -> Self {
+        self.accept = Accept::EventStream;
+        self
+    }
+
+    /// Continues `conversation`: the `Referer` is its page.
+    #[must_use]
+    pub fn in_conversation(mut self, conversation: &ConversationId) -> Self {
+        self.conversation = Some(conversation.as_str().to_owned());
+        self
+    }
+
+    /// The path with its complete query string, as sent and signed.
+    pub fn full_uri(&self) -> &str {
+        &self.full_uri
+    }
+
+    /// The timestamp sent as `unix` and signed.
+    pub fn unix(&self) -> &str {
+        &self.unix
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+}
+
+/// The client of the Hailuo web app: cheap to clone, all clones share one connection pool.
+#[derive(Clone)]
+pub struct HailuoClient {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    http: reqwest::Client,
+    base_url: String,
+    profile: Profile,
+    /// The profile's browser fingerprint headers, checked once.
+    fingerprint: HeaderMap,
+}
+
+impl HailuoClient {
+    /// A client for the upstream configured in `settings`. Profile headers whose name or
+    /// value is not valid HTTP, or that the client sets itself per call (`Token`, `Yy`,
+    /// `Referer`, `Origin`, `Baggage`, `Sentry-Trace`, `Accept`), are left out with a warning.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(settings: &UpstreamSettings) -> Result<Self, reqwest::Error> {
+        let http = settings.http_client()?;
+        let mut fingerprint = HeaderMap::new();
+        for (name, value) in &settings.profile.headers {
+            match (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) {
+                (Ok(name), Ok(value)) if !PER_CALL_HEADERS.contains(&name.as_str()) => {
+                    fingerprint.insert(name, value);
+                }
+                _ => {
+                    tracing::warn!(header = %name, "skipping an invalid header of the upstream profile")
+                }
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(ClientInner {
+                http,
+                base_url: settings.base_url.trim_end_matches('/').to_owned(),
+                profile: settings.profile.clone(),
+                fingerprint,
+            }),
+        })
+    }
+
+    /// The HTTP client (for calls outside the upstream's API, such as OSS uploads).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// The browser profile the upstream is told it talks to.
+    pub fn profile(&self) -> &Profile {
+        &self.inner.profile
+    }
+
+    /// Starts a call of `method` on `path` (which may carry its own query) for `caller`,
+    /// stamped now.
+    pub fn call(&self, method: Method, path: &str, caller: Caller<'_>) -> UpstreamCall {
+        let unix = request::unix_now();
+        UpstreamCall {
+            method,
+            full_uri: request::full_uri(path, &self.inner.profile, caller, &unix),
+            unix,
+            accept: Accept::Any,
+            conversation: None,
+        }
+    }
+
+    /// The request of a signed call with every header the web app sends; the caller adds
+    /// the body. A token that is not a valid header value fails when sent: check it first
+    /// with [`request::check_token`].
+    pub fn request(&self, call: &UpstreamCall, token: &AccountToken, signature: &str) -> reqwest::RequestBuilder {
+        let profile = &self.inner.profile;
+        let (baggage, sentry_trace) = request::sentry_headers(profile);
+        let url = format!("{}{}", self.inner.base_url, call.full_uri);
+        let builder = self
+            .inner
+            .http
+            .request(call.method.clone(), url)
+            .headers(self.inner.fingerprint.clone());
+        // Sensitive: a logged request shows no token.
+        let builder = match HeaderValue::from_str(token.expose()) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                builder.header("Token", value)
+            }
+            Err(_) => builder.header("Token", token.expose()),
+        };
+        builder
+            .header("Yy", signature)
+            .header(REFERER, request::referer(&profile.origin, call.conversation.as_deref()))
+            .header(ORIGIN, profile.origin.as_str())
+            .header("Baggage", baggage)
+            .header("Sentry-Trace", sentry_trace)
+            .header(ACCEPT, call.accept.header_value())
+    }
+
+    /// Sends a JSON call (signed with `body`, or `{}` without one) and reads the envelope.
+    ///
+    /// # Errors
+    /// [`CallFailure::Status`] for an HTTP error status, [`CallFailure::Envelope`] for a
+    /// non-zero code, [`CallFailure::Transport`] when the upstream cannot be reached or its
+    /// body is not JSON.
+    pub async fn call_json(
+        &self,
+        call: UpstreamCall,
+        token: &AccountToken,
+        body: Option<&Value>,
+    ) -> Result<Value, CallFailure> {
+        request::check_token(token).map_err(CallFailure::Transport)?;
+        let body = body.map(Value::to_string);
+        let signature = signing::sign_json(&call.full_uri, body.as_deref(), &call.unix, &self.inner.profile.salt);
+        let mut builder = self.request(&call, token, &signature);
+        if let Some(body) = body {
+            builder = builder.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        tracing::debug!(method = %call.method, uri = %call.full_uri, account = %token, "upstream call");
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| CallFailure::Transport(request::transport_error(e)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CallFailure::Transport(request::transport_error(e)))?;
+        if !status.is_success() {
+            return Err(request::status_failure(status, &bytes));
+        }
+        request::parse_envelope(&bytes)
+    }
+}
+
+#[async_trait]
+impl ChatProvider for HailuoClient {
+    async fn register_device(&self, token: &AccountToken) -> Result<Device, ProviderError> {
+        self.register(token).await
+    }
+
+    async fn is_alive(&self, account: &Account) -> Result<bool, ProviderError> {
+        self.check_alive(account).await
+    }
+
+    async fn send(&self, account: &Account, prompt: &ChatPrompt) -> Result<AnswerStream, ProviderError> {
+        self.send_prompt(account, prompt).await
+    }
+
+    async fn delete_conversation(&self, account: &Account, conversation: &ConversationId) -> Result<(), ProviderError> {
+        self.delete(account, conversation).await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn client(base_url: &str) -> HailuoClient {
+        let mut settings = Settings::defaults().unwrap().upstream;
+        settings.base_url = base_url.into();
+        HailuoClient::new(&settings).unwrap()
+    }
+
+    fn device() -> Device {
+        Device {
+            user_id: "u-1".into(),
+            device_id: "42".into(),
+            registered_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_request_carries_the_signature_headers_and_the_fingerprint() {
+        let client = client("http://127.0.0.1:9/");
+        let conversation = ConversationId::parse("243612345678901234").unwrap();
+        let call = client
+            .call(Method::POST, "/v4/api/chat/msg", Caller::Device(&device()))
+            .streaming()
+            .in_conversation(&conversation);
+        let request = client
+            .request(&call, &AccountToken::new("secret-token"), "abc")
+            .build()
+            .unwrap();
+        let url = request.url().as_str();
+        assert!(url.starts_with("http://127.0.0.1:9/v4/api/chat/msg?device_platform=web&"));
+        assert_eq!(
+            format!("{}?{}", request.url().path(), request.url().query().unwrap()),
+            call.full_uri()
+        );
+        let headers = request.headers();
+        assert_eq!(headers["token"], "secret-token");
+        assert!(headers["token"].is_sensitive());
+        assert!(!format!("{request:?}").contains("secret-token"));
+        assert_eq!(headers["yy"], "abc");
+        assert_eq!(headers["referer"], "https://hailuoai.com/?chat=243612345678901234");
+        assert_eq!(headers["origin"], "https://hailuoai.com");
+        assert_eq!(headers["accept"], "text/event-stream");
+        assert!(headers["user-agent"].to_str().unwrap().contains("Chrome/127"));
+        assert_eq!(headers["sec-fetch-site"], "same-origin");
+        assert!(
+            headers["baggage"]
+                .to_str()
+                .unwrap()
+                .starts_with("sentry-environment=production,")
+        );
+        assert!(headers["sentry-trace"].to_str().unwrap().ends_with("-0"));
+    }
+
+    #[test]
+    fn profile_headers_cannot_override_the_per_call_headers() {
+        let mut settings = Settings::defaults().unwrap().upstream;
+        settings.profile.headers.insert("Accept".into(), "text/html".into());
+        settings.profile.headers.insert("Bad Name".into(), "x".into());
+        let client = HailuoClient::new(&settings).unwrap();
+        let call = client.call(Method::GET, "/v1/api/user/info", Caller::Device(&device()));
+        let request = client.request(&call, &AccountToken::new("t"), "s").build().unwrap();
+        let accepts: Vec<_> = request.headers().get_all("accept").iter().collect();
+        assert_eq!(accepts, ["*/*"]);
+    }
+
+    #[test]
+    fn a_plain_call_accepts_anything_and_refers_to_the_root() {
+        let client = client("http://127.0.0.1:9");
+        let call = client.call(Method::GET, "/v1/api/user/info", Caller::Device(&device()));
+        let request = client.request(&call, &AccountToken::new("t"), "s").build().unwrap();
+        assert_eq!(request.headers()["accept"], "*/*");
+        assert_eq!(request.headers()["referer"], "https://hailuoai.com/");
+        assert!(call.unix().ends_with("000"));
+    }
+}

@@ -1,0 +1,153 @@
+//! Sending a chat message (protocol §5): the multipart request signed with the chat formula,
+//! and the answer read as an event stream.
+
+use reqwest::Method;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::multipart::Form;
+
+use super::HailuoClient;
+use super::answer::decode_answer;
+use super::prompt::build_msg_content;
+use super::request::{self, Caller};
+use super::signing::sign_chat;
+use crate::domain::chat::ChatPrompt;
+use crate::domain::ports::{Account, AnswerStream, ProviderError};
+
+/// Sends a chat message.
+pub const CHAT_PATH: &str = "/v4/api/chat/msg";
+/// The web app's only character.
+pub const CHARACTER_ID: &str = "1";
+/// The `chatID` of a new conversation.
+pub const NEW_CHAT_ID: &str = "0";
+/// Web search off.
+const SEARCH_MODE: &str = "0";
+
+/// The text fields of a chat message, before signing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatFields {
+    /// The prompt text (protocol §5.1).
+    pub msg_content: String,
+    /// `0` or the conversation to continue.
+    pub chat_id: String,
+    /// The attachments' JSON array text (protocol §7), when there are any.
+    pub form: Option<String>,
+}
+
+impl ChatFields {
+    /// The fields of `prompt`, without attachments.
+    pub fn from_prompt(prompt: &ChatPrompt) -> Self {
+        Self {
+            msg_content: build_msg_content(prompt),
+            chat_id: prompt
+                .conversation
+                .as_ref()
+                .map_or_else(|| NEW_CHAT_ID.to_owned(), |id| id.as_str().to_owned()),
+            form: None,
+        }
+    }
+
+    /// The multipart form, in the web app's order; fields with an empty value are left out.
+    pub fn multipart(&self) -> Form {
+        let fields = [
+            ("characterID", CHARACTER_ID),
+            ("msgContent", self.msg_content.as_str()),
+            ("chatID", self.chat_id.as_str()),
+            ("searchMode", SEARCH_MODE),
+            ("form", self.form.as_deref().unwrap_or("")),
+        ];
+        fields
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .fold(Form::new(), |form, (name, value)| form.text(name, value.to_owned()))
+    }
+}
+
+impl HailuoClient {
+    /// Sends `prompt` on `account` and returns its answer stream once the upstream accepts.
+    ///
+    /// # Errors
+    /// [`ProviderError::AccountRejected`] for an HTTP status below 500 or a JSON envelope with
+    /// a non-zero code instead of a stream; [`ProviderError::Unavailable`] or
+    /// [`ProviderError::Timeout`] when the upstream cannot be reached or answers 5xx;
+    /// [`ProviderError::BadResponse`] for any other answer that is not an event stream.
+    pub async fn send_prompt(&self, account: &Account, prompt: &ChatPrompt) -> Result<AnswerStream, ProviderError> {
+        request::check_token(&account.token)?;
+        let fields = ChatFields::from_prompt(prompt);
+        let mut call = self
+            .call(Method::POST, CHAT_PATH, Caller::Device(&account.device))
+            .streaming();
+        if let Some(conversation) = &prompt.conversation {
+            call = call.in_conversation(conversation);
+        }
+        let signature = sign_chat(
+            call.full_uri(),
+            CHARACTER_ID,
+            &fields.msg_content,
+            &fields.chat_id,
+            fields.form.as_deref(),
+            call.unix(),
+            &self.profile().salt,
+        );
+        tracing::debug!(uri = %call.full_uri(), account = %account.token, "sending a chat message");
+        let response = self
+            .request(&call, &account.token, &signature)
+            .multipart(fields.multipart())
+            .send()
+            .await
+            .map_err(request::transport_error)?;
+
+        let status = response.status();
+        let is_event_stream = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.to_ascii_lowercase().contains("text/event-stream"));
+        if status.is_success() && is_event_stream {
+            return Ok(decode_answer(response.bytes_stream(), request::transport_error));
+        }
+
+        let body = response.bytes().await.map_err(request::transport_error)?;
+        if !status.is_success() {
+            return Err(request::status_failure(status, &body).into_account_rejected());
+        }
+        match request::parse_envelope(&body) {
+            Err(failure) => Err(failure.into_account_rejected()),
+            Ok(_) => Err(ProviderError::BadResponse {
+                message: "the chat answered JSON instead of an event stream".to_owned(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::domain::chat::{ChatMessage, ConversationId};
+
+    #[test]
+    fn a_new_conversation_is_chat_zero_without_a_form() {
+        let prompt = ChatPrompt {
+            messages: vec![ChatMessage::text("user", "你好")],
+            conversation: None,
+        };
+        let fields = ChatFields::from_prompt(&prompt);
+        assert_eq!(
+            fields,
+            ChatFields {
+                msg_content: "你好\n".into(),
+                chat_id: "0".into(),
+                form: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_continued_conversation_sends_its_id() {
+        let prompt = ChatPrompt {
+            messages: vec![ChatMessage::text("user", "again")],
+            conversation: ConversationId::parse("243612345678901234"),
+        };
+        assert_eq!(ChatFields::from_prompt(&prompt).chat_id, "243612345678901234");
+    }
+}

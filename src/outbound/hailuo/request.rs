@@ -1,0 +1,342 @@
+//! What every upstream request shares (protocol §1): the query string in its documented
+//! order, the timestamp, the Sentry tracing headers, the JSON response envelope, and the
+//! translation of HTTP failures into [`ProviderError`]s.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::config::Profile;
+use crate::domain::chat::AccountToken;
+use crate::domain::ports::{Device, ProviderError};
+
+/// Which device a call identifies itself with in the query string.
+#[derive(Clone, Copy, Debug)]
+pub enum Caller<'a> {
+    /// The device registration call itself: `uuid` is the new id, `device_id` is left out.
+    Registering {
+        /// The uuid being registered.
+        user_id: &'a str,
+    },
+    /// Any later call: the account's registered device.
+    Device(&'a Device),
+}
+
+/// The current time as the upstream wants it: Unix milliseconds, truncated to whole seconds
+/// (13 digits ending in `000`).
+pub fn unix_now() -> String {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    format!("{seconds}000")
+}
+
+/// `path` with the common query string appended in the documented order (`?`, or `&` when
+/// `path` already has a query); values are written as they are. This is the `fullUri` the
+/// signature covers.
+pub fn full_uri(path: &str, profile: &Profile, caller: Caller<'_>, unix: &str) -> String {
+    let (user_id, device_id) = match caller {
+        Caller::Registering { user_id } => (user_id, None),
+        Caller::Device(device) => (device.user_id.as_str(), Some(device.device_id.as_str())),
+    };
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("device_platform", &profile.device_platform),
+        ("app_id", &profile.app_id),
+        ("version_code", &profile.version_code),
+        ("uuid", user_id),
+    ];
+    if let Some(device_id) = device_id {
+        pairs.push(("device_id", device_id));
+    }
+    pairs.extend([
+        ("os_name", profile.os_name.as_str()),
+        ("browser_name", &profile.browser_name),
+        ("device_memory", &profile.device_memory),
+        ("cpu_core_num", &profile.cpu_core_num),
+        ("browser_language", &profile.browser_language),
+        ("browser_platform", &profile.browser_platform),
+        ("screen_width", &profile.screen_width),
+        ("screen_height", &profile.screen_height),
+        ("unix", unix),
+    ]);
+    let query = pairs
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let separator = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{separator}{query}")
+}
+
+/// The Sentry tracing headers of one request: `(Baggage, Sentry-Trace)`, with a fresh
+/// 32-hex trace id and 16-hex span id.
+pub fn sentry_headers(profile: &Profile) -> (String, String) {
+    let trace_id = format!("{:032x}", rand::random::<u128>());
+    let span_id = format!("{:016x}", rand::random::<u64>());
+    let baggage = format!(
+        "sentry-environment={},sentry-release={},sentry-public_key={},sentry-trace_id={trace_id}",
+        profile.sentry_environment, profile.sentry_release, profile.sentry_public_key
+    );
+    (baggage, format!("{trace_id}-{span_id}-0"))
+}
+
+/// `Referer` for a call: the origin's root, or the conversation's page when continuing one.
+pub fn referer(origin: &str, conversation: Option<&str>) -> String {
+    match conversation {
+        Some(chat_id) => format!("{origin}/?chat={chat_id}"),
+        None => format!("{origin}/"),
+    }
+}
+
+/// Why an upstream call did not give its payload.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailure {
+    /// The envelope carried a non-zero code; `message` is the upstream's reason.
+    #[error("the upstream answered code {code}: {message}")]
+    Envelope {
+        /// The upstream's code, as text.
+        code: String,
+        /// The upstream's reason.
+        message: String,
+    },
+    /// An HTTP error status; `message` is the envelope's reason when the body had one.
+    #[error("the upstream answered HTTP {status}: {message}")]
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// What the upstream said, or the status's reason phrase.
+        message: String,
+    },
+    /// No usable answer: the connection failed, timed out, or the body was malformed.
+    #[error(transparent)]
+    Transport(ProviderError),
+}
+
+impl CallFailure {
+    /// As a failure of the account itself (try another token): envelope codes and 4xx are
+    /// [`ProviderError::AccountRejected`], 5xx is [`ProviderError::Unavailable`].
+    pub fn into_account_rejected(self) -> ProviderError {
+        self.into_provider_error(|message| ProviderError::AccountRejected { message })
+    }
+
+    /// As a refusal of this request: envelope codes and 4xx are [`ProviderError::Refused`],
+    /// 5xx is [`ProviderError::Unavailable`].
+    pub fn into_refused(self) -> ProviderError {
+        self.into_provider_error(|message| ProviderError::Refused { message })
+    }
+
+    fn into_provider_error(self, refusal: impl FnOnce(String) -> ProviderError) -> ProviderError {
+        match self {
+            CallFailure::Envelope { message, .. } => refusal(message),
+            CallFailure::Status { status, message } if status >= 500 => ProviderError::Unavailable {
+                message: format!("HTTP {status}: {message}"),
+            },
+            CallFailure::Status { message, .. } => refusal(message),
+            CallFailure::Transport(error) => error,
+        }
+    }
+}
+
+/// Reads a JSON response body by the envelope rule: `{"statusInfo":{"code":0},"data":P}`
+/// gives `P` (`null` when absent), a non-zero code fails with the upstream's message, and a
+/// body without an object `statusInfo` is the payload itself.
+///
+/// # Errors
+/// [`CallFailure::Envelope`] for a non-zero code; [`CallFailure::Transport`] with
+/// [`ProviderError::BadResponse`] when the body is not JSON.
+pub fn parse_envelope(body: &[u8]) -> Result<Value, CallFailure> {
+    let mut body: Value = serde_json::from_slice(body).map_err(|error| {
+        CallFailure::Transport(ProviderError::BadResponse {
+            message: format!("the upstream answered something that is not JSON: {error}"),
+        })
+    })?;
+    let Some(status) = body.get("statusInfo").and_then(Value::as_object) else {
+        return Ok(body);
+    };
+    let code = status.get("code").cloned().unwrap_or(Value::Null);
+    if code.as_i64() == Some(0) {
+        return Ok(body.get_mut("data").map(Value::take).unwrap_or(Value::Null));
+    }
+    let code = code.to_string();
+    let message = match status.get("message").and_then(Value::as_str).map(str::trim) {
+        Some(message) if !message.is_empty() => message.to_owned(),
+        _ => format!("upstream error code {code}"),
+    };
+    Err(CallFailure::Envelope { code, message })
+}
+
+/// The failure of an HTTP error `status` whose body was `body`.
+pub fn status_failure(status: reqwest::StatusCode, body: &[u8]) -> CallFailure {
+    let message = match parse_envelope(body) {
+        Err(CallFailure::Envelope { message, .. }) => message,
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    CallFailure::Status {
+        status: status.as_u16(),
+        message,
+    }
+}
+
+/// Checks that `token` can travel in the `Token` header at all.
+///
+/// # Errors
+/// [`ProviderError::AccountRejected`] when it cannot (the message does not show it).
+pub fn check_token(token: &AccountToken) -> Result<(), ProviderError> {
+    reqwest::header::HeaderValue::from_str(token.expose())
+        .map(drop)
+        .map_err(|_| ProviderError::AccountRejected {
+            message: "the token holds characters an HTTP header cannot carry".to_owned(),
+        })
+}
+
+/// Translates a reqwest failure: timeouts become [`ProviderError::Timeout`], anything else
+/// [`ProviderError::Unavailable`]. The message leaves out the URL (and never held the token,
+/// which travels in a header).
+pub fn transport_error(error: reqwest::Error) -> ProviderError {
+    if error.is_timeout() {
+        return ProviderError::Timeout;
+    }
+    let what = if error.is_connect() {
+        "cannot connect"
+    } else if error.is_body() || error.is_decode() {
+        "the answer broke off"
+    } else {
+        "the request failed"
+    };
+    let error = error.without_url();
+    ProviderError::Unavailable {
+        message: format!("{what}: {error}"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn profile() -> Profile {
+        Settings::defaults().unwrap().upstream.profile
+    }
+
+    fn device() -> Device {
+        Device {
+            user_id: "0b5f3c6e-1c2d-4e5f-8a9b-0c1d2e3f4a5b".into(),
+            device_id: "312345678901234567".into(),
+            registered_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_query_string_follows_the_documented_order_with_the_profile_values() {
+        let uri = full_uri(
+            "/v1/api/user/info",
+            &profile(),
+            Caller::Device(&device()),
+            "1700000000000",
+        );
+        assert_eq!(
+            uri,
+            "/v1/api/user/info?device_platform=web&app_id=3001&version_code=22200\
+             &uuid=0b5f3c6e-1c2d-4e5f-8a9b-0c1d2e3f4a5b&device_id=312345678901234567&os_name=Windows\
+             &browser_name=chrome&device_memory=8&cpu_core_num=12&browser_language=zh-CN\
+             &browser_platform=Win32&screen_width=1920&screen_height=1080&unix=1700000000000"
+        );
+    }
+
+    #[test]
+    fn registration_leaves_out_the_device_id_and_a_path_query_is_extended() {
+        let uri = full_uri(
+            "/v1/api/chat/msg_tts?msgID=1&timbre=male-botong",
+            &profile(),
+            Caller::Registering { user_id: "u-1" },
+            "1700000000000",
+        );
+        assert!(uri.starts_with("/v1/api/chat/msg_tts?msgID=1&timbre=male-botong&device_platform=web&"));
+        assert!(uri.contains("&uuid=u-1&os_name=Windows&"));
+        assert!(!uri.contains("device_id"));
+    }
+
+    #[test]
+    fn unix_is_thirteen_digits_of_whole_seconds() {
+        let unix = unix_now();
+        assert_eq!(unix.len(), 13);
+        assert!(unix.ends_with("000"));
+        assert!(unix.bytes().all(|b| b.is_ascii_digit()));
+    }
+
+    #[test]
+    fn sentry_headers_share_a_fresh_trace_id() {
+        let (baggage, trace) = sentry_headers(&profile());
+        let parts: Vec<&str> = trace.split('-').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0].len(), 32);
+        assert_eq!(parts[1].len(), 16);
+        assert_eq!(parts[2], "0");
+        assert!(parts[..2].iter().all(|p| p.bytes().all(|b| b.is_ascii_hexdigit())));
+        assert_eq!(
+            baggage,
+            format!(
+                "sentry-environment=production,sentry-release=CI7N-1MjJnx5pru-bzzhR,\
+                 sentry-public_key=6cf106db5c7b7262eae7cc6b411c776a,sentry-trace_id={}",
+                parts[0]
+            )
+        );
+        assert_ne!(sentry_headers(&profile()).1, trace);
+    }
+
+    #[test]
+    fn the_envelope_gives_the_payload_or_the_upstream_reason() {
+        let payload = parse_envelope(br#"{"statusInfo":{"code":0,"message":"Success"},"data":{"a":1}}"#).unwrap();
+        assert_eq!(payload, serde_json::json!({"a": 1}));
+        let bare = parse_envelope(br#"{"deviceIDStr":"1"}"#).unwrap();
+        assert_eq!(bare, serde_json::json!({"deviceIDStr": "1"}));
+        let refused = parse_envelope(r#"{"statusInfo":{"code":1004,"message":"用户未登录"},"data":{}}"#.as_bytes());
+        assert_eq!(
+            refused,
+            Err(CallFailure::Envelope {
+                code: "1004".into(),
+                message: "用户未登录".into()
+            })
+        );
+        assert!(matches!(
+            parse_envelope(b"<html>"),
+            Err(CallFailure::Transport(ProviderError::BadResponse { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_a_header_is_rejected_without_showing_it() {
+        assert!(check_token(&AccountToken::new("eyJhbGciOi.abc-_")).is_ok());
+        let error = check_token(&AccountToken::new("bad\ntoken")).unwrap_err();
+        assert!(matches!(&error, ProviderError::AccountRejected { message } if !message.contains("bad")));
+    }
+
+    #[test]
+    fn failures_map_to_the_domain_by_who_failed() {
+        let envelope = CallFailure::Envelope {
+            code: "1".into(),
+            message: "no".into(),
+        };
+        assert_eq!(
+            envelope.clone().into_account_rejected(),
+            ProviderError::AccountRejected { message: "no".into() }
+        );
+        assert_eq!(envelope.into_refused(), ProviderError::Refused { message: "no".into() });
+        let server = status_failure(reqwest::StatusCode::BAD_GATEWAY, b"");
+        assert!(matches!(
+            server.into_account_rejected(),
+            ProviderError::Unavailable { .. }
+        ));
+        let client = status_failure(
+            reqwest::StatusCode::UNAUTHORIZED,
+            r#"{"statusInfo":{"code":401,"message":"登录过期"}}"#.as_bytes(),
+        );
+        assert_eq!(
+            client.into_account_rejected(),
+            ProviderError::AccountRejected {
+                message: "登录过期".into()
+            }
+        );
+    }
+}
