@@ -1,0 +1,354 @@
+//! The simulator against a hand-signed client that follows the protocol to the letter: a clean
+//! client must leave no violation, and every rule must bite when broken.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::verify::{ChatSignedFields, chat_signature, json_signature};
+use super::*;
+
+/// A browser speaking the protocol, independent of the outbound adapter.
+struct Browser {
+    base: String,
+    token: String,
+    profile: Profile,
+    uuid: String,
+    device_id: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Browser {
+    fn new(sim: &Simulator, token: &str) -> Self {
+        Self {
+            base: sim.base_url(),
+            token: token.to_owned(),
+            profile: SimConfig::default().profile,
+            uuid: uuid::Uuid::new_v4().to_string(),
+            device_id: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn unix() -> String {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        format!("{secs}000")
+    }
+
+    fn full_uri(&self, path: &str, unix: &str) -> String {
+        let p = &self.profile;
+        let device = self
+            .device_id
+            .as_ref()
+            .map(|id| format!("&device_id={id}"))
+            .unwrap_or_default();
+        format!(
+            "{path}?device_platform={}&app_id={}&version_code={}&uuid={}{device}&os_name={}&browser_name={}\
+             &device_memory={}&cpu_core_num={}&browser_language={}&browser_platform={}&screen_width={}\
+             &screen_height={}&unix={unix}",
+            p.device_platform,
+            p.app_id,
+            p.version_code,
+            self.uuid,
+            p.os_name,
+            p.browser_name,
+            p.device_memory,
+            p.cpu_core_num,
+            p.browser_language,
+            p.browser_platform,
+            p.screen_width,
+            p.screen_height,
+        )
+    }
+
+    fn dress(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        referer: &str,
+        yy: &str,
+    ) -> reqwest::RequestBuilder {
+        let trace = uuid::Uuid::new_v4().simple().to_string();
+        let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+        request = request
+            .header("Token", &self.token)
+            .header("Yy", yy)
+            .header("Origin", &self.profile.origin)
+            .header("Referer", referer)
+            .header("Sentry-Trace", format!("{trace}-{span}-0"))
+            .header(
+                "Baggage",
+                format!(
+                    "sentry-environment=production,sentry-release={},sentry-public_key={},sentry-trace_id={trace}",
+                    self.profile.sentry_release, self.profile.sentry_public_key
+                ),
+            );
+        for (name, value) in &self.profile.headers {
+            request = request.header(name, value);
+        }
+        request
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Value {
+        let unix = Self::unix();
+        let uri = self.full_uri(path, &unix);
+        let yy = json_signature(
+            &uri,
+            body.as_deref().unwrap_or(""),
+            &unix,
+            &self.profile.salt,
+        );
+        let referer = format!("{}/", self.profile.origin);
+        let mut request = self.dress(
+            self.http.request(method, format!("{}{uri}", self.base)),
+            &referer,
+            &yy,
+        );
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body);
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn register(&mut self) -> Value {
+        self.device_id = None;
+        let body = format!("{{\"uuid\":\"{}\"}}", self.uuid);
+        let answer = self
+            .json(
+                reqwest::Method::POST,
+                "/v1/api/user/device/register",
+                Some(body),
+            )
+            .await;
+        self.device_id = answer["data"]["deviceIDStr"].as_str().map(str::to_owned);
+        answer
+    }
+
+    async fn chat_request(&self, content: &str, chat_id: &str) -> reqwest::Response {
+        let unix = Self::unix();
+        let uri = self.full_uri("/v4/api/chat/msg", &unix);
+        let fields = ChatSignedFields {
+            character_id: "1",
+            msg_content: content,
+            chat_id,
+            form: None,
+        };
+        let yy = chat_signature(&uri, &fields, &unix, &self.profile.salt);
+        let referer = if chat_id == "0" {
+            format!("{}/", self.profile.origin)
+        } else {
+            format!("{}/?chat={chat_id}", self.profile.origin)
+        };
+        let form = reqwest::multipart::Form::new()
+            .text("characterID", "1")
+            .text("msgContent", content.to_owned())
+            .text("chatID", chat_id.to_owned())
+            .text("searchMode", "0");
+        self.dress(self.http.post(format!("{}{uri}", self.base)), &referer, &yy)
+            .header("Accept", "text/event-stream")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn chat(&self, content: &str, chat_id: &str) -> String {
+        self.chat_request(content, chat_id)
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// The `data:` payloads of a whole SSE body.
+fn events(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str(data).ok())
+        .collect()
+}
+
+fn final_answer(body: &str) -> Option<String> {
+    events(body)
+        .iter()
+        .find(|event| event["data"]["messageResult"]["isEnd"] == 0)
+        .and_then(|event| {
+            event["data"]["messageResult"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+}
+
+async fn registered(sim: &Simulator, token: &str) -> Browser {
+    let mut browser = Browser::new(sim, token);
+    assert_eq!(browser.register().await["statusInfo"]["code"], 0);
+    browser
+}
+
+#[tokio::test]
+async fn a_clean_client_registers_chats_and_deletes_without_violations() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let browser = registered(&sim, "token-a").await;
+    assert_eq!(sim.registrations("token-a"), 1);
+
+    let info = browser
+        .json(reqwest::Method::GET, "/v1/api/user/info", None)
+        .await;
+    assert!(info["data"]["userInfo"].is_object(), "{info}");
+    assert_eq!(sim.user_info_calls("token-a"), 1);
+
+    let prompt = "你好，海螺！\nhello";
+    let body = browser.chat(prompt, "0").await;
+    assert_eq!(
+        final_answer(&body).as_deref(),
+        Some(Simulator::answer_for(prompt).as_str()),
+        "{body}"
+    );
+    assert!(
+        body.contains('\u{FFFD}'),
+        "a torn character is expected: {body}"
+    );
+    assert!(events(&body).iter().any(|event| event["type"] == 3));
+    assert!(events(&body).iter().any(|event| event["type"] == 8));
+
+    let chat_id = sim.chats()[0].chat_id.clone();
+    assert_eq!(sim.live_conversations("token-a"), vec![chat_id.clone()]);
+    let continued = browser.chat("再来", &chat_id).await;
+    assert_eq!(
+        final_answer(&continued),
+        Some(Simulator::answer_for("再来"))
+    );
+
+    let path = format!("/v1/api/chat/history/{chat_id}");
+    let deleted = browser.json(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(deleted["statusInfo"]["code"], 0, "{deleted}");
+    assert!(sim.live_conversations("token-a").is_empty());
+    assert_eq!(sim.deleted_conversations(), vec![chat_id]);
+    assert_eq!(sim.active_streams(), 0);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test]
+async fn an_unregistered_device_and_a_bad_signature_are_violations() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let mut browser = Browser::new(&sim, "token-b");
+    browser.device_id = Some("123456789012345678".to_owned());
+    let answer = browser
+        .json(reqwest::Method::GET, "/v1/api/user/info", None)
+        .await;
+    assert_eq!(answer["statusInfo"]["code"], 1003);
+
+    browser.register().await;
+    browser.profile.salt = "wrong".to_owned();
+    let answer = browser
+        .json(reqwest::Method::GET, "/v1/api/user/info", None)
+        .await;
+    assert_eq!(answer["statusInfo"]["code"], 1002);
+    assert_eq!(sim.violations().len(), 2, "{:?}", sim.violations());
+}
+
+#[tokio::test]
+async fn a_killed_token_is_logged_out_everywhere_without_a_violation() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let browser = registered(&sim, "token-c").await;
+    sim.kill_token("token-c");
+    let answer = browser
+        .json(reqwest::Method::GET, "/v1/api/user/info", None)
+        .await;
+    assert_eq!(answer["statusInfo"]["code"], 1004);
+    let chat: Value = serde_json::from_str(&browser.chat("hi", "0").await).unwrap();
+    assert_eq!(chat["statusInfo"]["code"], 1004);
+    sim.revive_token("token-c");
+    let answer = browser
+        .json(reqwest::Method::GET, "/v1/api/user/info", None)
+        .await;
+    assert_eq!(answer["statusInfo"]["code"], 0);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test]
+async fn a_second_stream_on_a_busy_token_gets_an_error_event() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let browser = registered(&sim, "token-d").await;
+    sim.inject(Fault::SlowChunks(Duration::from_millis(50)));
+    let slow = browser.chat_request("慢慢来", "0").await;
+    let busy = browser.chat("插队", "0").await;
+    assert!(busy.contains("1200009"), "{busy}");
+    assert_eq!(sim.max_concurrent_streams("token-d"), 2);
+    assert_eq!(
+        final_answer(&slow.text().await.unwrap()),
+        Some(Simulator::answer_for("慢慢来"))
+    );
+}
+
+#[tokio::test]
+async fn faults_are_played_in_order() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let browser = registered(&sim, "token-e").await;
+    sim.inject(Fault::ServerError);
+    sim.inject(Fault::AccountRefused);
+    sim.inject(Fault::ContentFiltered { after_events: 1 });
+    sim.inject(Fault::CutStream { after_events: 2 });
+    sim.inject(Fault::MalformedEvent);
+
+    assert_eq!(browser.chat_request("a", "0").await.status(), 500);
+    let refused: Value = serde_json::from_str(&browser.chat("b", "0").await).unwrap();
+    assert_eq!(refused["statusInfo"]["code"], 1004);
+    let filtered = browser.chat("被过滤的问题", "0").await;
+    assert!(
+        filtered.contains("1500001") && !filtered.contains("\"type\":8"),
+        "{filtered}"
+    );
+    let cut = browser.chat_request("被切断的问题", "0").await.text().await;
+    assert!(cut.is_err(), "{cut:?}");
+    let malformed = browser.chat("坏事件", "0").await;
+    assert!(malformed.contains("not json"));
+    assert_eq!(
+        final_answer(&malformed),
+        Some(Simulator::answer_for("坏事件"))
+    );
+    assert_eq!(sim.chats().len(), 5);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test]
+async fn a_hanging_stream_sends_headers_then_nothing() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let browser = registered(&sim, "token-f").await;
+    sim.inject(Fault::Hang);
+    let hanging = browser.chat_request("等等", "0").await;
+    assert_eq!(sim.active_streams(), 1);
+    let silence = tokio::time::timeout(Duration::from_millis(200), hanging.text()).await;
+    assert!(silence.is_err(), "the hanging stream answered: {silence:?}");
+}
+
+#[tokio::test]
+async fn failing_deletes_answer_500_and_keep_the_conversation() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let browser = registered(&sim, "token-g").await;
+    browser.chat("留下", "0").await;
+    let chat_id = sim.chats()[0].chat_id.clone();
+    sim.fail_deletes(1);
+    let unix = Browser::unix();
+    let uri = browser.full_uri(&format!("/v1/api/chat/history/{chat_id}"), &unix);
+    let yy = json_signature(&uri, "", &unix, &browser.profile.salt);
+    let referer = format!("{}/", browser.profile.origin);
+    let response = browser
+        .dress(
+            browser.http.delete(format!("{}{uri}", browser.base)),
+            &referer,
+            &yy,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(sim.live_conversations("token-g"), vec![chat_id]);
+}

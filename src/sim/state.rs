@@ -1,0 +1,128 @@
+//! What the simulator remembers: devices, conversations, open streams, faults to play and
+//! everything tests inspect afterwards.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::{ChatRecord, Fault, SimConfig};
+
+/// The simulator's shared state, behind one lock (every critical section is short).
+pub(crate) struct SimState {
+    /// The configuration it was started with.
+    pub config: SimConfig,
+    ledger: Mutex<Ledger>,
+    next_id: AtomicU64,
+}
+
+/// Everything mutable.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    /// Protocol violations, in the order seen.
+    pub violations: Vec<String>,
+    /// Device registrations per token.
+    pub registrations: HashMap<String, usize>,
+    /// Registered devices per token: `(uuid, device_id)`.
+    pub devices: HashMap<String, HashSet<(String, String)>>,
+    /// `user/info` calls per token.
+    pub user_info_calls: HashMap<String, usize>,
+    /// Accepted chat requests, in order.
+    pub chats: Vec<ChatRecord>,
+    /// Live conversations: id → owning token, in creation order.
+    pub conversations: Vec<(String, String)>,
+    /// Deleted conversations, in deletion order.
+    pub deleted: Vec<String>,
+    /// Open chat streams per token.
+    pub active_streams: HashMap<String, usize>,
+    /// Highest number of simultaneous streams per token.
+    pub max_streams: HashMap<String, usize>,
+    /// Killed tokens.
+    pub dead_tokens: HashSet<String>,
+    /// Tokens explicitly allowed (revived), for the closed mode.
+    pub allowed_tokens: HashSet<String>,
+    /// Faults for the next chat requests.
+    pub faults: VecDeque<Fault>,
+    /// DELETEs still to fail with HTTP 500.
+    pub failing_deletes: usize,
+    /// Sentry trace ids seen, which must be fresh per request.
+    pub trace_ids: HashSet<String>,
+}
+
+impl Ledger {
+    /// The owner of a live conversation.
+    pub fn conversation_owner(&self, chat_id: &str) -> Option<&str> {
+        self.conversations
+            .iter()
+            .find(|(id, _)| id == chat_id)
+            .map(|(_, token)| token.as_str())
+    }
+}
+
+impl SimState {
+    /// Fresh state; ids start at a random 18-digit base so two simulators never share one.
+    pub fn new(config: SimConfig) -> Self {
+        let base = 243_600_000_000_000_000 + rand::random_range(0..50_000_000_000_000_u64) * 1000;
+        Self {
+            config,
+            ledger: Mutex::new(Ledger::default()),
+            next_id: AtomicU64::new(base),
+        }
+    }
+
+    /// The ledger, even after a panic elsewhere poisoned the lock.
+    pub fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A fresh, unique 18-digit id (devices, conversations, messages).
+    pub fn new_id(&self) -> String {
+        self.next_id.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    /// Records a protocol violation.
+    pub fn violation(&self, what: String) {
+        tracing::warn!(violation = %what, "hailuo-sim: protocol violation");
+        self.ledger().violations.push(what);
+    }
+
+    /// Whether this token is refused as logged out.
+    pub fn is_dead(&self, token: &str) -> bool {
+        let ledger = self.ledger();
+        ledger.dead_tokens.contains(token)
+            || (!self.config.open && !ledger.allowed_tokens.contains(token))
+    }
+
+    /// Opens a chat stream on `token`: counts it (and the concurrency high mark) until the
+    /// returned guard drops, and says how many streams were open on the token before it.
+    pub fn open_stream(self: &Arc<Self>, token: &str) -> (StreamGuard, usize) {
+        let mut ledger = self.ledger();
+        let active = ledger.active_streams.entry(token.to_owned()).or_default();
+        let before = *active;
+        *active += 1;
+        let now = *active;
+        let max = ledger.max_streams.entry(token.to_owned()).or_default();
+        *max = (*max).max(now);
+        (
+            StreamGuard {
+                state: Arc::clone(self),
+                token: token.to_owned(),
+            },
+            before,
+        )
+    }
+}
+
+/// One open chat stream; dropping it (stream ended, client gone) closes it in the ledger.
+pub(crate) struct StreamGuard {
+    state: Arc<SimState>,
+    token: String,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut ledger = self.state.ledger();
+        if let Some(active) = ledger.active_streams.get_mut(&self.token) {
+            *active = active.saturating_sub(1);
+        }
+    }
+}
