@@ -14,7 +14,8 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging(&settings.log);
     let app = Application::build(settings).await?;
     tracing::info!(addr = %app.addr(), "hailuo-free-api listening; docs at /docs");
-    app.run_until(telemetry::shutdown_signal(), Duration::from_secs(30)).await?;
+    app.run_until(telemetry::shutdown_signal(), Duration::from_secs(30))
+        .await?;
     Ok(())
 }
 

@@ -10,7 +10,9 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::config::Settings;
 use crate::domain::ports::{ChatProvider, SessionStore, TokenStore};
-use crate::domain::service::{AccountPool, ChatPolicy, ChatService, ConversationSweeper, ConversationTracker, DeviceRegistry};
+use crate::domain::service::{
+    AccountPool, ChatPolicy, ChatService, ConversationSweeper, ConversationTracker, DeviceRegistry,
+};
 use crate::inbound::http::{self, HttpState};
 use crate::outbound::hailuo::HailuoClient;
 use crate::outbound::store::{MemorySessionStore, MemoryTokenStore};
@@ -104,7 +106,11 @@ impl Application {
     ///
     /// # Errors
     /// When serving fails.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send, grace: Duration) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+        grace: Duration,
+    ) -> std::io::Result<()> {
         let sweeper = tokio::spawn(Arc::clone(&self.sweeper).run());
         let result = poem::Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(http::endpoint(&self.state), shutdown, Some(grace))

@@ -95,9 +95,7 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
     let chat_id = {
         let mut ledger = state.ledger();
         if continuing {
-            let owner = ledger
-                .conversation_owner(&fields.chat_id)
-                .map(str::to_owned);
+            let owner = ledger.conversation_owner(&fields.chat_id).map(str::to_owned);
             match owner {
                 Some(owner) if owner == token => {}
                 Some(_) => {
@@ -148,32 +146,25 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         // A chunked body always ends cleanly here (the server writes the last chunk even after
         // a body error), so a cut stream promises more bytes than it sends: the connection
         // closes mid-body and the client sees a truncated response.
-        response.headers_mut().insert(
-            "Content-Length",
-            poem::http::HeaderValue::from_static("1048576"),
-        );
+        response
+            .headers_mut()
+            .insert("Content-Length", poem::http::HeaderValue::from_static("1048576"));
     }
     response
 }
 
 /// Reads and checks the multipart fields (§5): exactly the known text fields, none empty.
-async fn read_chat_fields(
-    req: &Request,
-    body: &mut poem::RequestBody,
-) -> Result<ChatFields, Rejection> {
-    let mut multipart = Multipart::from_request(req, body).await.map_err(|err| {
-        Rejection::bad_parameter(format!("chat body is not multipart/form-data: {err}"))
-    })?;
-    let (mut character_id, mut msg_content, mut chat_id, mut search_mode, mut form) =
-        (None, None, None, None, None);
+async fn read_chat_fields(req: &Request, body: &mut poem::RequestBody) -> Result<ChatFields, Rejection> {
+    let mut multipart = Multipart::from_request(req, body)
+        .await
+        .map_err(|err| Rejection::bad_parameter(format!("chat body is not multipart/form-data: {err}")))?;
+    let (mut character_id, mut msg_content, mut chat_id, mut search_mode, mut form) = (None, None, None, None, None);
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(err) => {
-                return Err(Rejection::bad_parameter(format!(
-                    "broken multipart body: {err}"
-                )));
+                return Err(Rejection::bad_parameter(format!("broken multipart body: {err}")));
             }
         };
         let name = field.name().unwrap_or("").to_owned();
@@ -182,9 +173,10 @@ async fn read_chat_fields(
                 "chat field {name} is a file part ({file_name}); none expected"
             )));
         }
-        let value = field.text().await.map_err(|err| {
-            Rejection::bad_parameter(format!("chat field {name} unreadable: {err}"))
-        })?;
+        let value = field
+            .text()
+            .await
+            .map_err(|err| Rejection::bad_parameter(format!("chat field {name} unreadable: {err}")))?;
         if value.is_empty() {
             return Err(Rejection::bad_parameter(format!(
                 "chat field {name} is empty; empty fields are not sent"
@@ -197,15 +189,11 @@ async fn read_chat_fields(
             "searchMode" => &mut search_mode,
             "form" => &mut form,
             other => {
-                return Err(Rejection::bad_parameter(format!(
-                    "unknown chat field {other:?}"
-                )));
+                return Err(Rejection::bad_parameter(format!("unknown chat field {other:?}")));
             }
         };
         if slot.replace(value).is_some() {
-            return Err(Rejection::bad_parameter(format!(
-                "chat field {name} sent twice"
-            )));
+            return Err(Rejection::bad_parameter(format!("chat field {name} sent twice")));
         }
     }
     let required = |value: Option<String>, name: &str| {
@@ -238,9 +226,7 @@ async fn read_chat_fields(
     if let Some(form) = &fields.form
         && !serde_json::from_str::<Value>(form).is_ok_and(|value| value.is_array())
     {
-        return Err(Rejection::bad_parameter(format!(
-            "form {form:?} is not a JSON array"
-        )));
+        return Err(Rejection::bad_parameter(format!("form {form:?} is not a JSON array")));
     }
     Ok(fields)
 }
@@ -259,9 +245,7 @@ fn single_error_stream(guard: StreamGuard, code: i64, message: &'static str) -> 
     tokio::spawn(async move {
         let _guard = guard;
         let data = json!({"type": 2, "statusInfo": {"code": code, "message": message}, "data": {}});
-        let _ = writer
-            .event("message_result", &data.to_string(), false)
-            .await;
+        let _ = writer.event("message_result", &data.to_string(), false).await;
     });
     event_stream_response(body)
 }
@@ -289,10 +273,7 @@ impl EventWriter {
     /// A writer and the body it feeds.
     fn channel() -> (Self, Body) {
         let (tx, rx) = mpsc::channel(4);
-        (
-            Self { tx },
-            Body::from_bytes_stream(ReceiverStream::new(rx)),
-        )
+        (Self { tx }, Body::from_bytes_stream(ReceiverStream::new(rx)))
     }
 
     async fn write(&self, bytes: impl Into<Bytes>) -> Result<(), ClientGone> {
@@ -303,11 +284,7 @@ impl EventWriter {
     async fn pause(&self, delay: Duration) -> Result<(), ClientGone> {
         if delay.is_zero() {
             tokio::task::yield_now().await;
-            return if self.tx.is_closed() {
-                Err(ClientGone)
-            } else {
-                Ok(())
-            };
+            return if self.tx.is_closed() { Err(ClientGone) } else { Ok(()) };
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => Ok(()),
@@ -337,10 +314,7 @@ impl EventWriter {
     async fn cut(&self) {
         let _ = self
             .tx
-            .send(Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "simulated cut",
-            )))
+            .send(Err(io::Error::new(io::ErrorKind::ConnectionReset, "simulated cut")))
             .await;
     }
 }
@@ -370,9 +344,7 @@ impl AnswerPlan {
             "statusInfo": {"code": 0, "message": ""},
             "data": {"sendResult": {"chatID": self.chat_id, "msgID": self.user_msg_id, "isNewChat": true}}
         });
-        writer
-            .event("send_result", &sent.to_string(), false)
-            .await?;
+        writer.event("send_result", &sent.to_string(), false).await?;
 
         let chars: Vec<char> = self.answer.chars().collect();
         let mut shown = 0;
@@ -380,9 +352,7 @@ impl AnswerPlan {
         while shown < chars.len() {
             match self.fault {
                 Some(Fault::ContentFiltered { after_events }) if events == after_events => {
-                    return writer
-                        .event("message_result", &content_filtered(), false)
-                        .await;
+                    return writer.event("message_result", &content_filtered(), false).await;
                 }
                 Some(Fault::CutStream { after_events }) if events == after_events => {
                     writer.cut().await;
@@ -420,9 +390,7 @@ impl AnswerPlan {
             shown = next;
             if events % 3 == 0 {
                 let heartbeat = json!({"type": 3, "statusInfo": {"code": 1_200_010, "message": "心跳"}, "data": {}});
-                writer
-                    .event("message_result", &heartbeat.to_string(), false)
-                    .await?;
+                writer.event("message_result", &heartbeat.to_string(), false).await?;
             }
         }
         match self.fault {
@@ -431,9 +399,7 @@ impl AnswerPlan {
                 return Ok(());
             }
             Some(Fault::ContentFiltered { .. }) => {
-                return writer
-                    .event("message_result", &content_filtered(), false)
-                    .await;
+                return writer.event("message_result", &content_filtered(), false).await;
             }
             _ => {}
         }

@@ -207,12 +207,7 @@ impl Simulator {
 
     /// How many devices `token` registered.
     pub fn registrations(&self, token: &str) -> usize {
-        self.state()
-            .ledger()
-            .registrations
-            .get(token)
-            .copied()
-            .unwrap_or(0)
+        self.state().ledger().registrations.get(token).copied().unwrap_or(0)
     }
 
     /// Every accepted chat request, in order.
@@ -239,12 +234,7 @@ impl Simulator {
     /// The highest number of chat streams open at once on `token` (a refused second stream
     /// counts too).
     pub fn max_concurrent_streams(&self, token: &str) -> usize {
-        self.state()
-            .ledger()
-            .max_streams
-            .get(token)
-            .copied()
-            .unwrap_or(0)
+        self.state().ledger().max_streams.get(token).copied().unwrap_or(0)
     }
 
     /// Chat streams open now, over all tokens.
@@ -254,12 +244,7 @@ impl Simulator {
 
     /// How many times `token` called `user/info`.
     pub fn user_info_calls(&self, token: &str) -> usize {
-        self.state()
-            .ledger()
-            .user_info_calls
-            .get(token)
-            .copied()
-            .unwrap_or(0)
+        self.state().ledger().user_info_calls.get(token).copied().unwrap_or(0)
     }
 
     /// Logs `token` out: every endpoint answers code 1004 `登录已失效，请重新登录`.

@@ -33,10 +33,7 @@ impl Browser {
     }
 
     fn unix() -> String {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         format!("{secs}000")
     }
 
@@ -66,12 +63,7 @@ impl Browser {
         )
     }
 
-    fn dress(
-        &self,
-        mut request: reqwest::RequestBuilder,
-        referer: &str,
-        yy: &str,
-    ) -> reqwest::RequestBuilder {
+    fn dress(&self, mut request: reqwest::RequestBuilder, referer: &str, yy: &str) -> reqwest::RequestBuilder {
         let trace = uuid::Uuid::new_v4().simple().to_string();
         let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
         request = request
@@ -96,22 +88,11 @@ impl Browser {
     async fn json(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Value {
         let unix = Self::unix();
         let uri = self.full_uri(path, &unix);
-        let yy = json_signature(
-            &uri,
-            body.as_deref().unwrap_or(""),
-            &unix,
-            &self.profile.salt,
-        );
+        let yy = json_signature(&uri, body.as_deref().unwrap_or(""), &unix, &self.profile.salt);
         let referer = format!("{}/", self.profile.origin);
-        let mut request = self.dress(
-            self.http.request(method, format!("{}{uri}", self.base)),
-            &referer,
-            &yy,
-        );
+        let mut request = self.dress(self.http.request(method, format!("{}{uri}", self.base)), &referer, &yy);
         if let Some(body) = body {
-            request = request
-                .header("Content-Type", "application/json")
-                .body(body);
+            request = request.header("Content-Type", "application/json").body(body);
         }
         request.send().await.unwrap().json().await.unwrap()
     }
@@ -120,11 +101,7 @@ impl Browser {
         self.device_id = None;
         let body = format!("{{\"uuid\":\"{}\"}}", self.uuid);
         let answer = self
-            .json(
-                reqwest::Method::POST,
-                "/v1/api/user/device/register",
-                Some(body),
-            )
+            .json(reqwest::Method::POST, "/v1/api/user/device/register", Some(body))
             .await;
         self.device_id = answer["data"]["deviceIDStr"].as_str().map(str::to_owned);
         answer
@@ -159,11 +136,7 @@ impl Browser {
     }
 
     async fn chat(&self, content: &str, chat_id: &str) -> String {
-        self.chat_request(content, chat_id)
-            .await
-            .text()
-            .await
-            .unwrap()
+        self.chat_request(content, chat_id).await.text().await.unwrap()
     }
 }
 
@@ -179,11 +152,7 @@ fn final_answer(body: &str) -> Option<String> {
     events(body)
         .iter()
         .find(|event| event["data"]["messageResult"]["isEnd"] == 0)
-        .and_then(|event| {
-            event["data"]["messageResult"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
+        .and_then(|event| event["data"]["messageResult"]["content"].as_str().map(str::to_owned))
 }
 
 async fn registered(sim: &Simulator, token: &str) -> Browser {
@@ -198,9 +167,7 @@ async fn a_clean_client_registers_chats_and_deletes_without_violations() {
     let browser = registered(&sim, "token-a").await;
     assert_eq!(sim.registrations("token-a"), 1);
 
-    let info = browser
-        .json(reqwest::Method::GET, "/v1/api/user/info", None)
-        .await;
+    let info = browser.json(reqwest::Method::GET, "/v1/api/user/info", None).await;
     assert!(info["data"]["userInfo"].is_object(), "{info}");
     assert_eq!(sim.user_info_calls("token-a"), 1);
 
@@ -211,20 +178,14 @@ async fn a_clean_client_registers_chats_and_deletes_without_violations() {
         Some(Simulator::answer_for(prompt).as_str()),
         "{body}"
     );
-    assert!(
-        body.contains('\u{FFFD}'),
-        "a torn character is expected: {body}"
-    );
+    assert!(body.contains('\u{FFFD}'), "a torn character is expected: {body}");
     assert!(events(&body).iter().any(|event| event["type"] == 3));
     assert!(events(&body).iter().any(|event| event["type"] == 8));
 
     let chat_id = sim.chats()[0].chat_id.clone();
     assert_eq!(sim.live_conversations("token-a"), vec![chat_id.clone()]);
     let continued = browser.chat("再来", &chat_id).await;
-    assert_eq!(
-        final_answer(&continued),
-        Some(Simulator::answer_for("再来"))
-    );
+    assert_eq!(final_answer(&continued), Some(Simulator::answer_for("再来")));
 
     let path = format!("/v1/api/chat/history/{chat_id}");
     let deleted = browser.json(reqwest::Method::DELETE, &path, None).await;
@@ -240,16 +201,12 @@ async fn an_unregistered_device_and_a_bad_signature_are_violations() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let mut browser = Browser::new(&sim, "token-b");
     browser.device_id = Some("123456789012345678".to_owned());
-    let answer = browser
-        .json(reqwest::Method::GET, "/v1/api/user/info", None)
-        .await;
+    let answer = browser.json(reqwest::Method::GET, "/v1/api/user/info", None).await;
     assert_eq!(answer["statusInfo"]["code"], 1003);
 
     browser.register().await;
     browser.profile.salt = "wrong".to_owned();
-    let answer = browser
-        .json(reqwest::Method::GET, "/v1/api/user/info", None)
-        .await;
+    let answer = browser.json(reqwest::Method::GET, "/v1/api/user/info", None).await;
     assert_eq!(answer["statusInfo"]["code"], 1002);
     assert_eq!(sim.violations().len(), 2, "{:?}", sim.violations());
 }
@@ -259,16 +216,12 @@ async fn a_killed_token_is_logged_out_everywhere_without_a_violation() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let browser = registered(&sim, "token-c").await;
     sim.kill_token("token-c");
-    let answer = browser
-        .json(reqwest::Method::GET, "/v1/api/user/info", None)
-        .await;
+    let answer = browser.json(reqwest::Method::GET, "/v1/api/user/info", None).await;
     assert_eq!(answer["statusInfo"]["code"], 1004);
     let chat: Value = serde_json::from_str(&browser.chat("hi", "0").await).unwrap();
     assert_eq!(chat["statusInfo"]["code"], 1004);
     sim.revive_token("token-c");
-    let answer = browser
-        .json(reqwest::Method::GET, "/v1/api/user/info", None)
-        .await;
+    let answer = browser.json(reqwest::Method::GET, "/v1/api/user/info", None).await;
     assert_eq!(answer["statusInfo"]["code"], 0);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
@@ -310,10 +263,7 @@ async fn faults_are_played_in_order() {
     assert!(cut.is_err(), "{cut:?}");
     let malformed = browser.chat("坏事件", "0").await;
     assert!(malformed.contains("not json"));
-    assert_eq!(
-        final_answer(&malformed),
-        Some(Simulator::answer_for("坏事件"))
-    );
+    assert_eq!(final_answer(&malformed), Some(Simulator::answer_for("坏事件")));
     assert_eq!(sim.chats().len(), 5);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
@@ -341,11 +291,7 @@ async fn failing_deletes_answer_500_and_keep_the_conversation() {
     let yy = json_signature(&uri, "", &unix, &browser.profile.salt);
     let referer = format!("{}/", browser.profile.origin);
     let response = browser
-        .dress(
-            browser.http.delete(format!("{}{uri}", browser.base)),
-            &referer,
-            &yy,
-        )
+        .dress(browser.http.delete(format!("{}{uri}", browser.base)), &referer, &yy)
         .send()
         .await
         .unwrap();

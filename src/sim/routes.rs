@@ -27,12 +27,8 @@ impl Endpoint for SimEndpoint {
             (Method::POST, "/v1/api/user/device/register") => register_device(state, req).await,
             (Method::GET, "/v1/api/user/info") => user_info(state, req).await,
             (Method::POST, "/v4/api/chat/msg") => chat::chat_message(state, req).await,
-            (Method::DELETE, p) if p.starts_with(HISTORY_PREFIX) => {
-                delete_conversation(state, req).await
-            }
-            _ => Response::builder()
-                .status(StatusCode::NOT_FOUND)
-                .body("not found"),
+            (Method::DELETE, p) if p.starts_with(HISTORY_PREFIX) => delete_conversation(state, req).await,
+            _ => Response::builder().status(StatusCode::NOT_FOUND).body("not found"),
         })
     }
 }
@@ -71,11 +67,7 @@ pub(crate) struct Expectation<'a> {
 ///
 /// # Errors
 /// The [`Rejection`] to answer, with the violation to record when there is one.
-pub(crate) fn admit(
-    state: &SimState,
-    req: &Request,
-    expect: &Expectation<'_>,
-) -> Result<Caller, Rejection> {
+pub(crate) fn admit(state: &SimState, req: &Request, expect: &Expectation<'_>) -> Result<Caller, Rejection> {
     let token = match req.header("Token") {
         Some(token) if !token.trim().is_empty() => token.to_owned(),
         Some(_) => return Err(Rejection::not_logged_in("header Token is empty")),
@@ -97,10 +89,7 @@ pub(crate) fn admit(
             }
         }
         None => {
-            let device = (
-                query.uuid.clone(),
-                query.device_id.clone().unwrap_or_default(),
-            );
+            let device = (query.uuid.clone(), query.device_id.clone().unwrap_or_default());
             let known = state
                 .ledger()
                 .devices
@@ -187,11 +176,7 @@ async fn register_device(state: &Arc<SimState>, mut req: Request) -> Response {
         let uuid = serde_json::from_str::<Value>(&body)
             .ok()
             .and_then(|value| value.get("uuid").and_then(Value::as_str).map(str::to_owned))
-            .ok_or_else(|| {
-                Rejection::bad_parameter(format!(
-                    "register body {body:?} is not {{\"uuid\": \"...\"}}"
-                ))
-            })?;
+            .ok_or_else(|| Rejection::bad_parameter(format!("register body {body:?} is not {{\"uuid\": \"...\"}}")))?;
         if !verify::is_dashed_uuid(&uuid) {
             return Err(Rejection::bad_parameter(format!(
                 "register uuid {uuid:?} is not a dashed uuid"
@@ -211,10 +196,7 @@ async fn register_device(state: &Arc<SimState>, mut req: Request) -> Response {
         Ok((caller, uuid)) => {
             let device_id = state.new_id();
             let mut ledger = state.ledger();
-            *ledger
-                .registrations
-                .entry(caller.token.clone())
-                .or_default() += 1;
+            *ledger.registrations.entry(caller.token.clone()).or_default() += 1;
             ledger
                 .devices
                 .entry(caller.token)
@@ -241,14 +223,8 @@ async fn user_info(state: &Arc<SimState>, mut req: Request) -> Response {
     .await;
     match outcome {
         Ok(caller) => {
-            *state
-                .ledger()
-                .user_info_calls
-                .entry(caller.token.clone())
-                .or_default() += 1;
-            success(
-                json!({"userInfo": {"userID": caller.query.uuid, "nickName": "sim", "isNewUser": false}}),
-            )
+            *state.ledger().user_info_calls.entry(caller.token.clone()).or_default() += 1;
+            success(json!({"userInfo": {"userID": caller.query.uuid, "nickName": "sim", "isNewUser": false}}))
         }
         Err(rejection) => refuse(state, &req, rejection),
     }
@@ -256,11 +232,7 @@ async fn user_info(state: &Arc<SimState>, mut req: Request) -> Response {
 
 /// `DELETE /v1/api/chat/history/<chatID>`: the conversation must be the caller's.
 async fn delete_conversation(state: &Arc<SimState>, mut req: Request) -> Response {
-    let chat_id = req
-        .uri()
-        .path()
-        .trim_start_matches(HISTORY_PREFIX)
-        .to_owned();
+    let chat_id = req.uri().path().trim_start_matches(HISTORY_PREFIX).to_owned();
     let outcome = async {
         let body = body_text(&mut req).await?;
         let expect = Expectation {

@@ -88,8 +88,7 @@ impl SimState {
     /// Whether this token is refused as logged out.
     pub fn is_dead(&self, token: &str) -> bool {
         let ledger = self.ledger();
-        ledger.dead_tokens.contains(token)
-            || (!self.config.open && !ledger.allowed_tokens.contains(token))
+        ledger.dead_tokens.contains(token) || (!self.config.open && !ledger.allowed_tokens.contains(token))
     }
 
     /// Opens a chat stream on `token`: counts it (and the concurrency high mark) until the

@@ -75,10 +75,7 @@ pub(crate) fn encode_uri_component(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len() * 3);
     for byte in text.bytes() {
         let kept = byte.is_ascii_alphanumeric()
-            || matches!(
-                byte,
-                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-            );
+            || matches!(byte, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')');
         if kept {
             encoded.push(char::from(byte));
         } else {
@@ -92,13 +89,7 @@ pub(crate) fn encode_uri_component(text: &str) -> String {
 /// an absent body signs `{}`.
 pub(crate) fn json_signed_string(full_uri: &str, body: &str, unix: &str, salt: &str) -> String {
     let body = if body.is_empty() { "{}" } else { body };
-    format!(
-        "{}_{}{}{}",
-        encode_uri_component(full_uri),
-        body,
-        md5hex(unix),
-        salt
-    )
+    format!("{}_{}{}{}", encode_uri_component(full_uri), body, md5hex(unix), salt)
 }
 
 /// `Yy` of a JSON request.
@@ -119,12 +110,7 @@ pub(crate) struct ChatSignedFields<'a> {
 }
 
 /// `Yy` of a chat message.
-pub(crate) fn chat_signature(
-    full_uri: &str,
-    fields: &ChatSignedFields<'_>,
-    unix: &str,
-    salt: &str,
-) -> String {
+pub(crate) fn chat_signature(full_uri: &str, fields: &ChatSignedFields<'_>, unix: &str, salt: &str) -> String {
     let content: String = fields
         .msg_content
         .chars()
@@ -302,10 +288,7 @@ fn check_sentry(req: &Request, profile: &Profile) -> Result<(), Rejection> {
     let trace = req.header("Sentry-Trace").unwrap_or("");
     let parts: Vec<&str> = trace.split('-').collect();
     let is_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let well_formed = parts.len() == 3
-        && is_hex(parts[0], 32)
-        && is_hex(parts[1], 16)
-        && matches!(parts[2], "0" | "1");
+    let well_formed = parts.len() == 3 && is_hex(parts[0], 32) && is_hex(parts[1], 16) && matches!(parts[2], "0" | "1");
     if !well_formed {
         return Err(Rejection::bad_parameter(format!(
             "header Sentry-Trace={trace:?}, expected <32 hex>-<16 hex>-<0|1>"
@@ -323,9 +306,7 @@ fn check_sentry(req: &Request, profile: &Profile) -> Result<(), Rejection> {
             )));
         }
     }
-    if let Some(trace_id) = entries
-        .iter()
-        .find_map(|e| e.strip_prefix("sentry-trace_id="))
+    if let Some(trace_id) = entries.iter().find_map(|e| e.strip_prefix("sentry-trace_id="))
         && trace_id != parts[0]
     {
         return Err(Rejection::bad_parameter(format!(

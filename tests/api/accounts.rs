@@ -24,7 +24,9 @@ async fn an_account_refused_at_chat_time_is_skipped_for_the_next_one() -> TestRe
     let app = spawn_app().await;
     app.sim.inject(Fault::AccountRefused);
     app.chat_ok("token-a,token-b", &ask("hi")).await;
-    assert_eq!(app.sim.chats().len(), 1);
+    let tokens: Vec<String> = app.sim.chats().into_iter().map(|chat| chat.token).collect();
+    assert_eq!(tokens.len(), 2, "the refused attempt, then the next token");
+    assert_ne!(tokens[0], tokens[1]);
     Ok(())
 }
 
@@ -34,7 +36,10 @@ async fn when_every_token_is_refused_the_request_is_a_401_with_the_upstream_reas
     app.sim.kill_token("token-x");
     app.sim.kill_token("token-y");
     let error = assert_openai_error(app.chat("token-x,token-y", &ask("hi")).await, 401).await;
-    assert!(error["message"].as_str().expect("a message").contains("登录已失效"), "{error}");
+    assert!(
+        error["message"].as_str().expect("a message").contains("登录已失效"),
+        "{error}"
+    );
     Ok(())
 }
 
@@ -68,9 +73,10 @@ async fn two_tokens_answer_two_requests_side_by_side() -> TestResult {
     let app = spawn_app().await;
     app.sim.inject(Fault::SlowChunks(Duration::from_millis(100)));
     app.sim.inject(Fault::SlowChunks(Duration::from_millis(100)));
+    let (one, two) = (ask("one"), ask("two"));
     let (first, second) = tokio::join!(
-        app.chat_ok("token-a,token-b", &ask("one")),
-        app.chat_ok("token-a,token-b", &ask("two"))
+        app.chat_ok("token-a,token-b", &one),
+        app.chat_ok("token-a,token-b", &two)
     );
     assert_ne!(first["id"], second["id"]);
     let mut tokens: Vec<String> = app.sim.chats().into_iter().map(|c| c.token).collect();
@@ -152,6 +158,10 @@ async fn a_token_that_died_is_found_dead_and_its_device_forgotten() -> TestResul
     app.sim.revive_token("token-a");
     let live: serde_json::Value = app.check_token("token-a").await.json().await?;
     assert_eq!(live, json!({"live": true}));
-    assert_eq!(app.sim.registrations("token-a"), 2, "a fresh device after the account was refused");
+    assert_eq!(
+        app.sim.registrations("token-a"),
+        2,
+        "a fresh device after the account was refused"
+    );
     Ok(())
 }

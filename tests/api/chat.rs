@@ -44,10 +44,15 @@ async fn usage_counts_are_real_token_counts() -> TestResult {
 async fn the_model_is_echoed_and_defaults_to_hailuo() -> TestResult {
     let app = spawn_app().await;
     let named = app
-        .chat_ok("token-a", &json!({"model": "MiniMax-Text-01", "messages": [{"role": "user", "content": "hi"}]}))
+        .chat_ok(
+            "token-a",
+            &json!({"model": "MiniMax-Text-01", "messages": [{"role": "user", "content": "hi"}]}),
+        )
         .await;
     assert_eq!(named["model"], "MiniMax-Text-01");
-    let unnamed = app.chat_ok("token-a", &json!({"messages": [{"role": "user", "content": "hi"}]})).await;
+    let unnamed = app
+        .chat_ok("token-a", &json!({"messages": [{"role": "user", "content": "hi"}]}))
+        .await;
     assert_eq!(unnamed["model"], "hailuo");
     Ok(())
 }
@@ -91,7 +96,11 @@ async fn a_conversation_continues_by_its_id() -> TestResult {
     assert_eq!(record.requested_chat_id, id);
     // A continued conversation sends the new texts without role prefixes.
     assert_eq!(record.msg_content, "What did I ask you\nto remember?\n");
-    assert!(record.referer.ends_with(&format!("/?chat={id}")), "referer {}", record.referer);
+    assert!(
+        record.referer.ends_with(&format!("/?chat={id}")),
+        "referer {}",
+        record.referer
+    );
     assert_eq!(app.sim.live_conversations("token-a"), vec![id]);
     app.assert_protocol_clean();
     Ok(())
@@ -140,7 +149,11 @@ async fn a_streamed_answer_is_forwarded_as_openai_chunks() -> TestResult {
         .collect();
     let record = app.sim.chats().pop().expect("the upstream got the chat");
     assert_eq!(text, Simulator::answer_for(&record.msg_content));
-    let finishes: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["finish_reason"]).filter(|f| !f.is_null()).collect();
+    let finishes: Vec<&Value> = chunks
+        .iter()
+        .map(|c| &c["choices"][0]["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
     assert_eq!(finishes, vec![&json!("stop")]);
     assert_eq!(chunks.last().expect("chunks")["choices"][0]["finish_reason"], "stop");
     app.assert_protocol_clean();

@@ -1,6 +1,5 @@
 //! Every failure is an OpenAI-shaped error with its real status, never a 200.
 
-
 use hailuo_free_api::sim::{Fault, Simulator};
 use serde_json::{Value, json};
 
@@ -52,7 +51,12 @@ async fn empty_messages_are_a_400_naming_the_parameter() -> TestResult {
 #[tokio::test]
 async fn a_request_without_usable_authorization_is_a_401() -> TestResult {
     let app = spawn_app().await;
-    let missing = app.client.post(app.url("/v1/chat/completions")).json(&ask("hi")).send().await?;
+    let missing = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .json(&ask("hi"))
+        .send()
+        .await?;
     let error = assert_openai_error(missing, 401).await;
     assert_eq!(error["type"], "authentication_error");
     let empty = app.chat(" , ,", &ask("hi")).await;
@@ -74,7 +78,9 @@ async fn a_body_over_the_limit_is_a_413() -> TestResult {
     let response = app.chat("token-a", &ask(&"x".repeat(2_000))).await;
     assert_openai_error(response, 413).await;
     // Without a Content-Length (chunked), the limit holds too.
-    let chunks = futures::stream::iter(vec![Ok::<_, std::io::Error>(serde_json::to_vec(&ask(&"y".repeat(2_000)))?)]);
+    let chunks = futures::stream::iter(vec![Ok::<_, std::io::Error>(serde_json::to_vec(&ask(
+        &"y".repeat(2_000)
+    ))?)]);
     let response = app
         .client
         .post(app.url("/v1/chat/completions"))
@@ -94,7 +100,13 @@ async fn content_the_upstream_refuses_is_a_502_with_its_reason() -> TestResult {
     let app = spawn_app().await;
     app.sim.inject(Fault::ContentFiltered { after_events: 0 });
     let error = assert_openai_error(app.chat("token-a", &ask("something bad")).await, 502).await;
-    assert!(error["message"].as_str().expect("a message").contains("内容涉及敏感信息"), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("a message")
+            .contains("内容涉及敏感信息"),
+        "{error}"
+    );
     // Refused requests are not retried elsewhere.
     assert_eq!(app.sim.chats().len(), 1);
     Ok(())
@@ -109,7 +121,13 @@ async fn an_upstream_error_after_streaming_began_ends_the_stream_with_an_error_e
     let (status, data) = app.chat_stream("token-a", &body).await;
     assert_eq!(status, 200);
     let last: Value = serde_json::from_str(data.last().expect("events"))?;
-    assert!(last["error"]["message"].as_str().expect("a message").contains("内容涉及敏感信息"), "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .expect("a message")
+            .contains("内容涉及敏感信息"),
+        "{last}"
+    );
     assert!(!data.iter().any(|d| d == "[DONE]"));
     assert!(data.len() >= 2, "some content came before the error");
     Ok(())
@@ -159,7 +177,11 @@ async fn a_stream_cut_after_content_is_an_error_not_a_retry() -> TestResult {
     assert_eq!(status, 200);
     let last: Value = serde_json::from_str(data.last().expect("events"))?;
     assert_eq!(last["error"]["type"], "upstream_error", "{last}");
-    assert_eq!(app.sim.chats().len(), 1, "nothing is retried once content reached the client");
+    assert_eq!(
+        app.sim.chats().len(),
+        1,
+        "nothing is retried once content reached the client"
+    );
     Ok(())
 }
 

@@ -64,10 +64,7 @@ pub async fn spawn_app_with_sim(sim_config: SimConfig, configure: impl FnOnce(&m
     ));
     TestApp {
         address,
-        client: reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("a client"),
+        client: reqwest::Client::builder().no_proxy().build().expect("a client"),
         sim,
         stop: Some(stop),
     }
@@ -165,7 +162,9 @@ where
 
 /// The text of a completion.
 pub fn content(completion: &Value) -> &str {
-    completion["choices"][0]["message"]["content"].as_str().unwrap_or_default()
+    completion["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
 }
 
 /// Asserts an OpenAI-shaped error body and returns its message.
@@ -175,8 +174,14 @@ pub async fn assert_openai_error(response: reqwest::Response, status: u16) -> Va
     assert_eq!(actual, status, "unexpected status; body: {text}");
     let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
     let error = &body["error"];
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message: {body}"
+    );
     assert!(error["type"].is_string(), "no type: {body}");
-    assert!(error.get("param").is_some() && error.get("code").is_some(), "param/code missing: {body}");
+    assert!(
+        error.get("param").is_some() && error.get("code").is_some(),
+        "param/code missing: {body}"
+    );
     error.clone()
 }

@@ -14,11 +14,13 @@ async fn with_no_idle_time_a_conversation_is_deleted_as_soon_as_its_answer_ends(
     let completion = app.chat_ok("token-a", &ask("hi")).await;
     let id = completion["id"].as_str().expect("an id").to_owned();
     let sim = app.sim.clone();
-    assert!(eventually(Duration::from_secs(3), || {
-        let sim = sim.clone();
-        async move { sim.live_conversations("token-a").is_empty() }
-    })
-    .await);
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            let sim = sim.clone();
+            async move { sim.live_conversations("token-a").is_empty() }
+        })
+        .await
+    );
     assert_eq!(app.sim.deleted_conversations(), vec![id]);
     app.assert_protocol_clean();
     Ok(())
@@ -29,13 +31,19 @@ async fn a_conversation_is_deleted_once_idle_for_the_ttl_and_not_before() -> Tes
     let app = spawn_app_with(|s| s.session.idle_ttl_secs = 2).await;
     app.chat_ok("token-a", &ask("hi")).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert_eq!(app.sim.live_conversations("token-a").len(), 1, "still there before the TTL");
+    assert_eq!(
+        app.sim.live_conversations("token-a").len(),
+        1,
+        "still there before the TTL"
+    );
     let sim = app.sim.clone();
-    assert!(eventually(Duration::from_secs(4), || {
-        let sim = sim.clone();
-        async move { sim.live_conversations("token-a").is_empty() }
-    })
-    .await);
+    assert!(
+        eventually(Duration::from_secs(4), || {
+            let sim = sim.clone();
+            async move { sim.live_conversations("token-a").is_empty() }
+        })
+        .await
+    );
     app.assert_protocol_clean();
     Ok(())
 }
@@ -51,11 +59,13 @@ async fn continuing_a_conversation_refreshes_its_idle_time() -> TestResult {
     // 2.6 s after it began, but 1.3 s after its last use.
     assert_eq!(app.sim.live_conversations("token-a").len(), 1);
     let sim = app.sim.clone();
-    assert!(eventually(Duration::from_secs(4), || {
-        let sim = sim.clone();
-        async move { sim.live_conversations("token-a").is_empty() }
-    })
-    .await);
+    assert!(
+        eventually(Duration::from_secs(4), || {
+            let sim = sim.clone();
+            async move { sim.live_conversations("token-a").is_empty() }
+        })
+        .await
+    );
     Ok(())
 }
 
@@ -65,11 +75,13 @@ async fn a_failed_deletion_is_retried_later() -> TestResult {
     app.sim.fail_deletes(1);
     app.chat_ok("token-a", &ask("hi")).await;
     let sim = app.sim.clone();
-    assert!(eventually(Duration::from_secs(5), || {
-        let sim = sim.clone();
-        async move { sim.live_conversations("token-a").is_empty() }
-    })
-    .await);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let sim = sim.clone();
+            async move { sim.live_conversations("token-a").is_empty() }
+        })
+        .await
+    );
     assert_eq!(app.sim.deleted_conversations().len(), 1);
     Ok(())
 }
@@ -94,22 +106,29 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
     }
     drop(bytes);
 
-    // The account is free again long before the abandoned answer would have ended.
+    // We stop reading upstream: the simulator sees its stream closed (at its next write).
+    let sim = app.sim.clone();
+    assert!(
+        eventually(Duration::from_secs(2), || {
+            let sim = sim.clone();
+            async move { sim.active_streams() == 0 }
+        })
+        .await,
+        "the upstream stream was closed"
+    );
+    // The account is free again long before the abandoned answer would have ended (~10 s),
+    // within the 2 s a request may wait for it.
     let completion = app.chat_ok("token-a", &ask("next")).await;
     assert!(completion["id"].is_string());
-    let sim = app.sim.clone();
-    assert!(eventually(Duration::from_secs(2), || {
-        let sim = sim.clone();
-        async move { sim.active_streams() == 0 }
-    })
-    .await, "the upstream stream was closed");
     // Both conversations are left to the sweeper, which deletes them.
     let sim = app.sim.clone();
-    assert!(eventually(Duration::from_secs(5), || {
-        let sim = sim.clone();
-        async move { sim.live_conversations("token-a").is_empty() }
-    })
-    .await);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let sim = sim.clone();
+            async move { sim.live_conversations("token-a").is_empty() }
+        })
+        .await
+    );
     assert_eq!(app.sim.deleted_conversations().len(), 2);
     Ok(())
 }

@@ -9,8 +9,20 @@ async fn models_lists_the_chat_speech_and_transcription_models() -> TestResult {
     let app = spawn_app().await;
     let list: Value = app.get("/v1/models").await.json().await?;
     assert_eq!(list["object"], "list");
-    let ids: Vec<&str> = list["data"].as_array().expect("data").iter().filter_map(|m| m["id"].as_str()).collect();
-    for id in ["hailuo", "MiniMax-Text-01", "MiniMax-VL-01", "tts-1", "tts-1-hd", "whisper-1"] {
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    for id in [
+        "hailuo",
+        "MiniMax-Text-01",
+        "MiniMax-VL-01",
+        "tts-1",
+        "tts-1-hd",
+        "whisper-1",
+    ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     for model in list["data"].as_array().expect("data") {
@@ -51,7 +63,10 @@ async fn the_committed_openapi_spec_is_what_the_server_serves() -> TestResult {
         std::fs::write(path, serde_json::to_string_pretty(&served)? + "\n")?;
     }
     let committed: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
-    assert_eq!(served, committed, "openapi/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test the_committed_openapi_spec");
+    assert_eq!(
+        served, committed,
+        "openapi/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test the_committed_openapi_spec"
+    );
     assert!(served["paths"]["/v1/chat/completions"]["post"].is_object());
     Ok(())
 }

@@ -19,10 +19,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--host" => host = value.parse()?,
             "--port" => port = value.parse()?,
             "--chunk-delay-ms" => config.chunk_delay = Duration::from_millis(value.parse()?),
-            other => return Err(format!(
-                "unknown flag {other}; usage: hailuo-sim [--host H] [--port P] [--chunk-delay-ms N]"
-            )
-            .into()),
+            other => {
+                return Err(format!(
+                    "unknown flag {other}; usage: hailuo-sim [--host H] [--port P] [--chunk-delay-ms N]"
+                )
+                .into());
+            }
         }
     }
     let sim = Simulator::start_on(config, SocketAddr::new(host, port)).await?;

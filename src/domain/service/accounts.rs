@@ -123,7 +123,10 @@ mod tests {
         // The first lease was dropped at once, so "a" is idle again.
         assert_eq!(second, Some(AccountToken::new("a")));
         let held = pool.try_lease(&both);
-        assert_eq!(pool.try_lease(&both).map(|l| l.token().clone()), Some(AccountToken::new("b")));
+        assert_eq!(
+            pool.try_lease(&both).map(|l| l.token().clone()),
+            Some(AccountToken::new("b"))
+        );
         assert_eq!(pool.busy_count(), 1);
         drop(held);
         assert_eq!(pool.busy_count(), 0);

@@ -225,7 +225,11 @@ impl ChatService {
     }
 
     /// One try on one leased account, up to the first piece of the answer.
-    async fn attempt(&self, token: &AccountToken, prompt: &ChatPrompt) -> Result<(AnswerDelta, AnswerStream), AttemptError> {
+    async fn attempt(
+        &self,
+        token: &AccountToken,
+        prompt: &ChatPrompt,
+    ) -> Result<(AnswerDelta, AnswerStream), AttemptError> {
         let account = self.devices.account(token).await?;
         let mut stream = self.provider.send(&account, prompt).await?;
         match stream.next().await {
@@ -238,7 +242,13 @@ impl ChatService {
     }
 
     /// Records the conversation (before anything is streamed) and wraps the answer.
-    async fn answer(&self, lease: AccountLease, first: AnswerDelta, rest: AnswerStream, continuing: Option<Activity>) -> Answer {
+    async fn answer(
+        &self,
+        lease: AccountLease,
+        first: AnswerDelta,
+        rest: AnswerStream,
+        continuing: Option<Activity>,
+    ) -> Answer {
         let conversation = first.conversation.clone();
         let token = lease.token().clone();
         if let Err(error) = self.sessions.record(&conversation, &token, now_ms()).await {

@@ -136,10 +136,7 @@ impl ConversationSweeper {
     pub async fn sweep(&self) -> Result<SweepReport, StoreError> {
         let now = now_ms();
         let ttl_ms = i64::try_from(self.idle_ttl.as_millis()).unwrap_or(i64::MAX);
-        let due = self
-            .sessions
-            .due(now.saturating_sub(ttl_ms), now, SWEEP_BATCH)
-            .await?;
+        let due = self.sessions.due(now.saturating_sub(ttl_ms), now, SWEEP_BATCH).await?;
         let outcomes: Vec<Outcome> = futures::stream::iter(due)
             .filter(|session| std::future::ready(!self.tracker.is_answering(&session.conversation)))
             .map(|session| async move { self.delete(session).await })

@@ -16,10 +16,11 @@ use serde::Serialize;
 use crate::domain::chat::{ChatMessage, ChatPrompt, ContentPart, ConversationId};
 use crate::domain::service::{Answer, ChatError, ChatService};
 
+use super::ApiTags;
 use super::auth::HailuoTokens;
 use super::error::{ApiError, ErrorResponse};
+use super::text::Text;
 use super::usage;
-use super::ApiTags;
 
 /// The model name answered when the request names none.
 const DEFAULT_MODEL: &str = "hailuo";
@@ -41,7 +42,7 @@ impl ChatApi {
 #[oai(example)]
 pub struct ChatCompletionRequest {
     /// Any model name; it is echoed back (`hailuo`, `MiniMax-Text-01`, ...). Default `hailuo`.
-    pub model: Option<String>,
+    pub model: Option<Text>,
     /// The conversation so far, oldest first. At least one message.
     pub messages: Vec<ChatMessageDto>,
     /// `true` streams the answer as server-sent events (`chat.completion.chunk`), ending with `data: [DONE]`.
@@ -51,21 +52,21 @@ pub struct ChatCompletionRequest {
     pub stream_options: Option<StreamOptions>,
     /// Extension: continue an upstream conversation by its id (the `id` of an earlier answer,
     /// 18 or more digits). Only the new messages need to be sent; other values are ignored.
-    pub conversation_id: Option<String>,
+    pub conversation_id: Option<Text>,
 }
 
 impl Example for ChatCompletionRequest {
     fn example() -> Self {
         Self {
-            model: Some("hailuo".into()),
+            model: Some(Text::from("hailuo")),
             messages: vec![
                 ChatMessageDto {
-                    role: "system".into(),
-                    content: Some(MessageContent::Text("You are a concise assistant.".into())),
+                    role: Text::from("system"),
+                    content: Some(MessageContent::Text(Text::from("You are a concise assistant."))),
                 },
                 ChatMessageDto {
-                    role: "user".into(),
-                    content: Some(MessageContent::Text("What is the capital of France?".into())),
+                    role: Text::from("user"),
+                    content: Some(MessageContent::Text(Text::from("What is the capital of France?"))),
                 },
             ],
             stream: false,
@@ -87,7 +88,7 @@ pub struct StreamOptions {
 #[derive(Debug, Object)]
 pub struct ChatMessageDto {
     /// `system`, `user`, `assistant` (or `developer`, `tool`).
-    pub role: String,
+    pub role: Text,
     /// The text, or a list of parts (`text`, `image_url`, `file`).
     pub content: Option<MessageContent>,
 }
@@ -96,7 +97,7 @@ pub struct ChatMessageDto {
 #[derive(Debug, Union)]
 pub enum MessageContent {
     /// Plain text.
-    Text(String),
+    Text(Text),
     /// Parts: text, images, files.
     Parts(Vec<ContentPartDto>),
 }
@@ -120,7 +121,7 @@ pub enum ContentPartDto {
 #[derive(Debug, Object)]
 pub struct TextPart {
     /// The text.
-    pub text: String,
+    pub text: Text,
 }
 
 /// An image part.
@@ -141,7 +142,7 @@ pub struct FilePart {
 #[derive(Debug, Object)]
 pub struct UrlRef {
     /// An `http(s)` URL or a `data:<mime>;base64,<data>` URL.
-    pub url: String,
+    pub url: Text,
 }
 
 impl ChatCompletionRequest {
@@ -153,23 +154,34 @@ impl ChatCompletionRequest {
             .messages
             .into_iter()
             .map(|message| ChatMessage {
-                role: message.role,
+                role: message.role.0,
                 parts: match message.content {
                     None => Vec::new(),
-                    Some(MessageContent::Text(text)) => vec![ContentPart::Text(text)],
+                    Some(MessageContent::Text(text)) => vec![ContentPart::Text(text.0)],
                     Some(MessageContent::Parts(parts)) => parts
                         .into_iter()
                         .map(|part| match part {
-                            ContentPartDto::Text(part) => ContentPart::Text(part.text),
-                            ContentPartDto::Image(part) => ContentPart::Image { url: part.image_url.url },
-                            ContentPartDto::File(part) => ContentPart::File { url: part.file_url.url },
+                            ContentPartDto::Text(part) => ContentPart::Text(part.text.0),
+                            ContentPartDto::Image(part) => ContentPart::Image {
+                                url: part.image_url.url.0,
+                            },
+                            ContentPartDto::File(part) => ContentPart::File {
+                                url: part.file_url.url.0,
+                            },
                         })
                         .collect(),
                 },
             })
             .collect();
-        let conversation = self.conversation_id.as_deref().and_then(ConversationId::parse);
-        let model = self.model.filter(|m| !m.trim().is_empty()).unwrap_or_else(|| DEFAULT_MODEL.to_owned());
+        let conversation = self
+            .conversation_id
+            .as_ref()
+            .and_then(|id| ConversationId::parse(&id.0));
+        let model = self
+            .model
+            .map(|m| m.0)
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
         let include_usage = self.stream_options.is_some_and(|o| o.include_usage);
         Ok((model, self.stream, include_usage, ChatPrompt { messages, conversation }))
     }
@@ -427,7 +439,13 @@ impl CompletionChunks {
         }
     }
 
-    fn delta(&self, role: Option<&'static str>, content: Option<String>, finish: Option<&'static str>, out: &mut String) {
+    fn delta(
+        &self,
+        role: Option<&'static str>,
+        content: Option<String>,
+        finish: Option<&'static str>,
+        out: &mut String,
+    ) {
         let choice = ChunkChoice {
             index: 0,
             delta: ChunkDelta {
@@ -477,9 +495,8 @@ impl CompletionChunks {
             };
             Some((Ok(Bytes::from(out)), (chunks, answer, completion, phase)))
         });
-        futures::stream::once(async move { Ok(Bytes::from(head)) }).chain(body.filter(|chunk| {
-            std::future::ready(!matches!(chunk, Ok(bytes) if bytes.is_empty()))
-        }))
+        futures::stream::once(async move { Ok(Bytes::from(head)) })
+            .chain(body.filter(|chunk| std::future::ready(!matches!(chunk, Ok(bytes) if bytes.is_empty()))))
     }
 
     fn finish(&self, completion: &str, out: &mut String) {

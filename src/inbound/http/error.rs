@@ -65,12 +65,22 @@ impl ApiError {
 
     /// A 400 for an unusable request.
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            message,
+        )
     }
 
     /// A 401 for missing or unusable credentials.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key", message)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            message,
+        )
     }
 
     /// Turns any framework error (unknown route, bad JSON, body too large, ...) into the
@@ -79,13 +89,30 @@ impl ApiError {
         let status = error.status();
         let message = error.to_string();
         match status {
-            StatusCode::NOT_FOUND => Self::new(status, "invalid_request_error", "not_found", "unknown route: see /docs for the API"),
-            StatusCode::METHOD_NOT_ALLOWED => Self::new(status, "invalid_request_error", "method_not_allowed", "method not allowed on this route"),
-            StatusCode::PAYLOAD_TOO_LARGE => Self::new(status, "invalid_request_error", "request_too_large", "the request body is too large"),
+            StatusCode::NOT_FOUND => Self::new(
+                status,
+                "invalid_request_error",
+                "not_found",
+                "unknown route: see /docs for the API",
+            ),
+            StatusCode::METHOD_NOT_ALLOWED => Self::new(
+                status,
+                "invalid_request_error",
+                "method_not_allowed",
+                "method not allowed on this route",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                status,
+                "invalid_request_error",
+                "request_too_large",
+                "the request body is too large",
+            ),
             StatusCode::UNAUTHORIZED => Self::unauthorized(
                 "no usable Authorization: send `Authorization: Bearer TOKEN[,TOKEN...]` with your Hailuo token(s)",
             ),
-            status if status.is_client_error() => Self::new(status, "invalid_request_error", "invalid_request", message),
+            status if status.is_client_error() => {
+                Self::new(status, "invalid_request_error", "invalid_request", message)
+            }
             _ => {
                 tracing::error!(%status, %message, "request failed");
                 Self::new(status, "server_error", "internal_error", "internal error")
@@ -104,11 +131,20 @@ impl ApiError {
     /// The statuses documented for every operation.
     fn documented() -> &'static [(u16, &'static str)] {
         &[
-            (400, "The request is malformed: bad JSON, wrong types, missing or empty fields."),
-            (401, "No usable `Authorization: Bearer` value, or the upstream refused every token given."),
+            (
+                400,
+                "The request is malformed: bad JSON, wrong types, missing or empty fields.",
+            ),
+            (
+                401,
+                "No usable `Authorization: Bearer` value, or the upstream refused every token given.",
+            ),
             (413, "The request body is larger than `server.max_body_bytes`."),
             (429, "Every account token given is busy past `accounts.busy_wait_secs`."),
-            (502, "The upstream refused the request (its reason is in the message) or failed."),
+            (
+                502,
+                "The upstream refused the request (its reason is in the message) or failed.",
+            ),
             (504, "The upstream sent nothing for `upstream.timeout_secs`."),
         ]
     }
@@ -120,14 +156,39 @@ impl From<ChatError> for ApiError {
         match error {
             ChatError::InvalidRequest(_) => Self::invalid_request(message),
             ChatError::NoAccounts => Self::unauthorized(message),
-            ChatError::AccountsRejected { .. } => {
-                Self::new(StatusCode::UNAUTHORIZED, "authentication_error", "account_rejected", message)
+            ChatError::AccountsRejected { .. } => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "account_rejected",
+                message,
+            ),
+            ChatError::AccountsBusy => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "accounts_busy",
+                message,
+            ),
+            ChatError::Refused { .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "upstream_error", "upstream_refused", message)
             }
-            ChatError::AccountsBusy => Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "accounts_busy", message),
-            ChatError::Refused { .. } => Self::new(StatusCode::BAD_GATEWAY, "upstream_error", "upstream_refused", message),
-            ChatError::Unavailable { .. } => Self::new(StatusCode::BAD_GATEWAY, "upstream_error", "upstream_unavailable", message),
-            ChatError::Timeout => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout_error", "upstream_timeout", message),
-            ChatError::Internal => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message),
+            ChatError::Unavailable { .. } => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_unavailable",
+                message,
+            ),
+            ChatError::Timeout => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout_error",
+                "upstream_timeout",
+                message,
+            ),
+            ChatError::Internal => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal_error",
+                message,
+            ),
         }
     }
 }

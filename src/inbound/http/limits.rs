@@ -53,10 +53,13 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
                 // No announced length (chunked): read at most the limit, then refuse.
                 let body = request.take_body();
                 if !body.is_empty() {
-                    let bytes = body.into_bytes_limit(self.max_bytes).await.map_err(|error| match error {
-                        poem::error::ReadBodyError::PayloadTooLarge => too_large(),
-                        other => poem::Error::from(other),
-                    })?;
+                    let bytes = body
+                        .into_bytes_limit(self.max_bytes)
+                        .await
+                        .map_err(|error| match error {
+                            poem::error::ReadBodyError::PayloadTooLarge => too_large(),
+                            other => poem::Error::from(other),
+                        })?;
                     request.set_body(Body::from_bytes(bytes));
                 }
             }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod limits;
 pub mod models;
 pub mod system;
+pub mod text;
 pub mod tokens;
 pub mod usage;
 

@@ -29,7 +29,14 @@ pub struct Model {
 }
 
 /// Model names: chat models (all answered by the same Hailuo chat), speech and transcription.
-pub const MODEL_IDS: [&str; 6] = ["hailuo", "MiniMax-Text-01", "MiniMax-VL-01", "tts-1", "tts-1-hd", "whisper-1"];
+pub const MODEL_IDS: [&str; 6] = [
+    "hailuo",
+    "MiniMax-Text-01",
+    "MiniMax-VL-01",
+    "tts-1",
+    "tts-1-hd",
+    "whisper-1",
+];
 
 /// The models resource.
 pub struct ModelsApi;

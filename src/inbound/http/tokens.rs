@@ -83,7 +83,9 @@ impl TokenApi {
         let token = request.0.token.trim().to_owned();
         if token.is_empty() {
             return TokenCheckResponse::BadRequest(Json(
-                ApiError::invalid_request("`token` must not be empty").with_param("token").body,
+                ApiError::invalid_request("`token` must not be empty")
+                    .with_param("token")
+                    .body,
             ));
         }
         match self.devices.is_alive(&AccountToken::new(token)).await {
@@ -98,9 +100,7 @@ impl TokenApi {
             }
             Err(DeviceError::Store(error)) => {
                 tracing::error!(%error, "token store failed");
-                TokenCheckResponse::Internal(Json(
-                    ApiError::from(crate::domain::service::ChatError::Internal).body,
-                ))
+                TokenCheckResponse::Internal(Json(ApiError::from(crate::domain::service::ChatError::Internal).body))
             }
         }
     }

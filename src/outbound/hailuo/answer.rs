@@ -365,7 +365,9 @@ mod tests {
         assert_eq!(decoder.feed("send_result", "not json").unwrap(), None);
         assert_eq!(decoder.feed("ping", "").unwrap(), None);
         assert_eq!(decoder.feed(MESSAGE_RESULT_EVENT, "{oops").unwrap(), None);
-        let delta = decoder.feed(MESSAGE_RESULT_EVENT, &answer_event(2, 0, "whole")).unwrap();
+        let delta = decoder
+            .feed(MESSAGE_RESULT_EVENT, &answer_event(2, 0, "whole"))
+            .unwrap();
         assert_eq!(delta.map(|d| (d.text, d.finished)), Some(("whole".to_owned(), true)));
     }
 

@@ -46,23 +46,44 @@ pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Res
     assert_eq!(found, Some((token.clone(), 2_000, 0)));
     assert_eq!(store.find(&conversation(99)).await?, None);
 
-    let due: Vec<_> = store.due(2_000, 10_000, 10).await?.into_iter().map(|s| s.conversation).collect();
+    let due: Vec<_> = store
+        .due(2_000, 10_000, 10)
+        .await?
+        .into_iter()
+        .map(|s| s.conversation)
+        .collect();
     assert_eq!(due, vec![a.clone(), b.clone()], "oldest first, idle ones only");
     let limited = store.due(10_000, 10_000, 1).await?;
     assert_eq!(limited.len(), 1);
 
     // A failed deletion waits for its retry time.
     store.defer(&a, 5_000).await?;
-    let due: Vec<_> = store.due(2_000, 4_999, 10).await?.into_iter().map(|s| s.conversation).collect();
+    let due: Vec<_> = store
+        .due(2_000, 4_999, 10)
+        .await?
+        .into_iter()
+        .map(|s| s.conversation)
+        .collect();
     assert_eq!(due, vec![b.clone()]);
     let retried = store.due(2_000, 5_000, 10).await?;
-    assert_eq!(retried.first().map(|s| (s.conversation.clone(), s.failures)), Some((a.clone(), 1)));
+    assert_eq!(
+        retried.first().map(|s| (s.conversation.clone(), s.failures)),
+        Some((a.clone(), 1))
+    );
 
     // Using a conversation again refreshes it and clears its retry state.
     store.record(&a, &token, 9_000).await?;
-    let refreshed = store.find(&a).await?.map(|s| (s.last_used_ms, s.retry_at_ms, s.failures));
+    let refreshed = store
+        .find(&a)
+        .await?
+        .map(|s| (s.last_used_ms, s.retry_at_ms, s.failures));
     assert_eq!(refreshed, Some((9_000, 0, 0)));
-    let due: Vec<_> = store.due(2_000, 10_000, 10).await?.into_iter().map(|s| s.conversation).collect();
+    let due: Vec<_> = store
+        .due(2_000, 10_000, 10)
+        .await?
+        .into_iter()
+        .map(|s| s.conversation)
+        .collect();
     assert_eq!(due, vec![b.clone()]);
 
     store.remove(&b).await?;
