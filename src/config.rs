@@ -192,4 +192,32 @@ mod tests {
         assert!(settings.upstream.profile.headers.contains_key("User-Agent"));
         Ok(())
     }
+
+    #[test]
+    fn a_file_overrides_the_defaults_and_the_environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                "[server]\nport = 9100\n[upstream]\nretries = 7\n[upstream.profile]\nversion_code = \"22300\"\n",
+            )?;
+            jail.set_env("HAILUO_SERVER__PORT", "9200");
+            jail.set_env("HAILUO_SESSION__IDLE_TTL_SECS", "0");
+            jail.set_env("HAILUO_CONFIG", "ignored-here.toml");
+            let settings = Settings::load(Some(Path::new("custom.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(settings.server.port, 9200, "the environment wins over the file");
+            assert_eq!(settings.upstream.retries, 7, "the file wins over the defaults");
+            assert_eq!(settings.upstream.profile.version_code, "22300");
+            assert_eq!(
+                settings.upstream.profile.app_id, "3001",
+                "untouched keys keep their defaults"
+            );
+            assert_eq!(settings.session.idle_ttl_secs, 0);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        assert!(Settings::load(Some(Path::new("/nonexistent/hailuo.toml"))).is_err());
+    }
 }

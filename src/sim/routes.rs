@@ -208,19 +208,21 @@ async fn register_device(state: &Arc<SimState>, mut req: Request) -> Response {
     }
 }
 
+/// Admits a plain JSON call of a registered device (signed over its body, or `{}`).
+async fn admit_json_call(state: &Arc<SimState>, req: &mut Request) -> Result<Caller, Rejection> {
+    let body = body_text(req).await?;
+    let expect = Expectation {
+        registering: None,
+        referer_chat: None,
+        event_stream: false,
+        signed: SignedBody::Json(&body),
+    };
+    admit(state, req, &expect)
+}
+
 /// `GET /v1/api/user/info` → `{"userInfo": {...}}`.
 async fn user_info(state: &Arc<SimState>, mut req: Request) -> Response {
-    let outcome = async {
-        let body = body_text(&mut req).await?;
-        let expect = Expectation {
-            registering: None,
-            referer_chat: None,
-            event_stream: false,
-            signed: SignedBody::Json(&body),
-        };
-        admit(state, &req, &expect)
-    }
-    .await;
+    let outcome = admit_json_call(state, &mut req).await;
     match outcome {
         Ok(caller) => {
             *state.ledger().user_info_calls.entry(caller.token.clone()).or_default() += 1;
@@ -233,17 +235,7 @@ async fn user_info(state: &Arc<SimState>, mut req: Request) -> Response {
 /// `DELETE /v1/api/chat/history/<chatID>`: the conversation must be the caller's.
 async fn delete_conversation(state: &Arc<SimState>, mut req: Request) -> Response {
     let chat_id = req.uri().path().trim_start_matches(HISTORY_PREFIX).to_owned();
-    let outcome = async {
-        let body = body_text(&mut req).await?;
-        let expect = Expectation {
-            registering: None,
-            referer_chat: None,
-            event_stream: false,
-            signed: SignedBody::Json(&body),
-        };
-        admit(state, &req, &expect)
-    }
-    .await;
+    let outcome = admit_json_call(state, &mut req).await;
     let caller = match outcome {
         Ok(caller) => caller,
         Err(rejection) => return refuse(state, &req, rejection),

@@ -121,6 +121,11 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// Waits (bounded) until the simulator holds no conversation of `token`.
+    pub async fn all_conversations_deleted(&self, token: &str, within: Duration) -> bool {
+        eventually(within, || async { self.sim.live_conversations(token).is_empty() }).await
+    }
+
     /// The simulator saw nothing that breaks the protocol.
     pub fn assert_protocol_clean(&self) {
         let violations = self.sim.violations();

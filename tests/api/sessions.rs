@@ -13,14 +13,7 @@ async fn with_no_idle_time_a_conversation_is_deleted_as_soon_as_its_answer_ends(
     let app = spawn_app_with(|s| s.session.idle_ttl_secs = 0).await;
     let completion = app.chat_ok("token-a", &ask("hi")).await;
     let id = completion["id"].as_str().expect("an id").to_owned();
-    let sim = app.sim.clone();
-    assert!(
-        eventually(Duration::from_secs(3), || {
-            let sim = sim.clone();
-            async move { sim.live_conversations("token-a").is_empty() }
-        })
-        .await
-    );
+    assert!(app.all_conversations_deleted("token-a", Duration::from_secs(3)).await);
     assert_eq!(app.sim.deleted_conversations(), vec![id]);
     app.assert_protocol_clean();
     Ok(())
@@ -36,14 +29,7 @@ async fn a_conversation_is_deleted_once_idle_for_the_ttl_and_not_before() -> Tes
         1,
         "still there before the TTL"
     );
-    let sim = app.sim.clone();
-    assert!(
-        eventually(Duration::from_secs(4), || {
-            let sim = sim.clone();
-            async move { sim.live_conversations("token-a").is_empty() }
-        })
-        .await
-    );
+    assert!(app.all_conversations_deleted("token-a", Duration::from_secs(4)).await);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -58,14 +44,7 @@ async fn continuing_a_conversation_refreshes_its_idle_time() -> TestResult {
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     // 2.6 s after it began, but 1.3 s after its last use.
     assert_eq!(app.sim.live_conversations("token-a").len(), 1);
-    let sim = app.sim.clone();
-    assert!(
-        eventually(Duration::from_secs(4), || {
-            let sim = sim.clone();
-            async move { sim.live_conversations("token-a").is_empty() }
-        })
-        .await
-    );
+    assert!(app.all_conversations_deleted("token-a", Duration::from_secs(4)).await);
     Ok(())
 }
 
@@ -74,14 +53,7 @@ async fn a_failed_deletion_is_retried_later() -> TestResult {
     let app = spawn_app_with(|s| s.session.idle_ttl_secs = 0).await;
     app.sim.fail_deletes(1);
     app.chat_ok("token-a", &ask("hi")).await;
-    let sim = app.sim.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let sim = sim.clone();
-            async move { sim.live_conversations("token-a").is_empty() }
-        })
-        .await
-    );
+    assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
     assert_eq!(app.sim.deleted_conversations().len(), 1);
     Ok(())
 }
@@ -121,14 +93,7 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
     let completion = app.chat_ok("token-a", &ask("next")).await;
     assert!(completion["id"].is_string());
     // Both conversations are left to the sweeper, which deletes them.
-    let sim = app.sim.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let sim = sim.clone();
-            async move { sim.live_conversations("token-a").is_empty() }
-        })
-        .await
-    );
+    assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
     assert_eq!(app.sim.deleted_conversations().len(), 2);
     Ok(())
 }
