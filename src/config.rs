@@ -194,6 +194,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
     fn a_file_overrides_the_defaults_and_the_environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
