@@ -88,7 +88,7 @@ impl UpstreamSettings {
 }
 
 /// Every constant of the upstream protocol marked **profile**: the web app's identity.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct Profile {
     /// `device_platform` query value.
     pub device_platform: String,

@@ -11,7 +11,6 @@ mod routes;
 mod state;
 mod verify;
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,25 +59,7 @@ fn default_profile() -> Profile {
         Ok(settings) => settings.upstream.profile,
         Err(err) => {
             tracing::error!(error = %err, "hailuo-sim: the embedded default profile does not parse");
-            Profile {
-                device_platform: String::new(),
-                app_id: String::new(),
-                version_code: String::new(),
-                os_name: String::new(),
-                browser_name: String::new(),
-                device_memory: String::new(),
-                cpu_core_num: String::new(),
-                browser_language: String::new(),
-                browser_platform: String::new(),
-                screen_width: String::new(),
-                screen_height: String::new(),
-                salt: String::new(),
-                origin: String::new(),
-                sentry_release: String::new(),
-                sentry_public_key: String::new(),
-                sentry_environment: String::new(),
-                headers: BTreeMap::new(),
-            }
+            Profile::default()
         }
     }
 }
