@@ -23,6 +23,8 @@ pub struct Settings {
     pub accounts: AccountSettings,
     /// Upstream conversation cleanup.
     pub session: SessionSettings,
+    /// Attachments (documents and images in chat).
+    pub files: FileSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -140,6 +142,24 @@ pub struct SessionSettings {
     pub idle_ttl_secs: u64,
     /// How often the sweeper looks for due conversations.
     pub sweep_interval_ms: u64,
+}
+
+/// Attachments: what the server fetches for clients.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FileSettings {
+    /// Largest attachment accepted, in bytes.
+    pub max_bytes: u64,
+    /// Time allowed for one download.
+    pub download_timeout_secs: u64,
+    /// Whether client URLs may reach loopback, private, link-local and other internal addresses.
+    pub allow_private_networks: bool,
+}
+
+impl FileSettings {
+    /// The download timeout as a [`Duration`].
+    pub fn download_timeout(&self) -> Duration {
+        Duration::from_secs(self.download_timeout_secs)
+    }
 }
 
 /// Logging.

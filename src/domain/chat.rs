@@ -138,6 +138,36 @@ pub struct ChatPrompt {
     pub messages: Vec<ChatMessage>,
     /// The conversation to continue, or `None` for a new one.
     pub conversation: Option<ConversationId>,
+    /// The files attached to the last message, fetched, in the order given.
+    pub attachments: Vec<Attachment>,
+}
+
+impl ChatPrompt {
+    /// A prompt of `messages` starting a new conversation, without attachments.
+    pub fn new(messages: Vec<ChatMessage>) -> Self {
+        Self {
+            messages,
+            conversation: None,
+            attachments: Vec::new(),
+        }
+    }
+
+    /// The attachment URLs of the last message (images and files), in order.
+    pub fn attachment_urls(&self) -> Vec<&str> {
+        self.messages
+            .last()
+            .map(|message| {
+                message
+                    .parts
+                    .iter()
+                    .filter_map(|part| match part {
+                        ContentPart::Image { url } | ContentPart::File { url } => Some(url.as_str()),
+                        ContentPart::Text(_) => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// A piece of the answer as the upstream produces it.
@@ -160,4 +190,34 @@ pub struct WebSource {
     pub url: String,
     /// The upstream's summary or title of the page.
     pub detail: String,
+}
+
+/// A file the client attached, fetched and ready to upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// `<uuid>.<ext>`: the name it is uploaded under.
+    pub file_name: String,
+    /// Its MIME type (`image/png`, `application/pdf`, ...).
+    pub mime: String,
+    /// Its content.
+    pub bytes: bytes::Bytes,
+}
+
+impl Attachment {
+    /// Whether the upstream treats it as an image (`image/*`) rather than a document.
+    pub fn is_image(&self) -> bool {
+        self.mime.starts_with("image/")
+    }
+}
+
+/// Why an attachment could not be fetched: the client's fault, never the upstream's.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AttachmentError {
+    /// A bad URL, scheme or data URL, an unreachable host, a status of 400 or more, or an
+    /// address the server may not fetch from; the message names the URL.
+    #[error("{0}")]
+    Invalid(String),
+    /// Larger than the configured limit; the message names the URL and the limit.
+    #[error("{0}")]
+    TooLarge(String),
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use super::audio::SpeechRequest;
-use super::chat::{AccountToken, AnswerDelta, ChatPrompt, ConversationId};
+use super::chat::{AccountToken, AnswerDelta, Attachment, AttachmentError, ChatPrompt, ConversationId};
 
 /// A device registered upstream for one account token (protocol §3).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +100,18 @@ pub trait ChatProvider: Send + Sync {
     /// # Errors
     /// Any failure; the caller retries later.
     async fn delete_conversation(&self, account: &Account, conversation: &ConversationId) -> Result<(), ProviderError>;
+}
+
+/// Where the files clients attach by URL come from: `http(s)` URLs fetched from the web
+/// (guarded against reaching private networks) and `data:` URLs decoded.
+#[async_trait]
+pub trait AttachmentSource: Send + Sync {
+    /// Fetches one attachment and names it `<uuid>.<ext>` with its MIME type.
+    ///
+    /// # Errors
+    /// [`AttachmentError::Invalid`] for a bad or unreachable URL, [`AttachmentError::TooLarge`]
+    /// past the size limit.
+    async fn fetch(&self, url: &str) -> Result<Attachment, AttachmentError>;
 }
 
 /// Text to speech (protocol §8).

@@ -127,10 +127,7 @@ mod tests {
 
     #[test]
     fn a_new_conversation_is_chat_zero_without_a_form() {
-        let prompt = ChatPrompt {
-            messages: vec![ChatMessage::text("user", "你好")],
-            conversation: None,
-        };
+        let prompt = ChatPrompt::new(vec![ChatMessage::text("user", "你好")]);
         let fields = ChatFields::from_prompt(&prompt);
         assert_eq!(
             fields,
@@ -145,8 +142,8 @@ mod tests {
     #[test]
     fn a_continued_conversation_sends_its_id() {
         let prompt = ChatPrompt {
-            messages: vec![ChatMessage::text("user", "again")],
             conversation: ConversationId::parse("243612345678901234"),
+            ..ChatPrompt::new(vec![ChatMessage::text("user", "again")])
         };
         assert_eq!(ChatFields::from_prompt(&prompt).chat_id, "243612345678901234");
     }

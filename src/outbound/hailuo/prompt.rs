@@ -67,10 +67,7 @@ mod tests {
     use crate::domain::chat::{ContentPart, ConversationId};
 
     fn prompt(messages: Vec<ChatMessage>) -> ChatPrompt {
-        ChatPrompt {
-            messages,
-            conversation: None,
-        }
+        ChatPrompt::new(messages)
     }
 
     #[test]
