@@ -9,11 +9,12 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::config::Settings;
-use crate::domain::ports::{ChatProvider, SessionStore, TokenStore};
+use crate::domain::ports::{AttachmentSource, ChatProvider, SessionStore, TokenStore};
 use crate::domain::service::{
     AccountPool, ChatPolicy, ChatService, ConversationSweeper, ConversationTracker, DeviceRegistry,
 };
 use crate::inbound::http::{self, HttpState};
+use crate::outbound::attachments::AttachmentFetcher;
 use crate::outbound::hailuo::HailuoClient;
 use crate::outbound::store::{MemorySessionStore, MemoryTokenStore};
 
@@ -41,8 +42,11 @@ impl Application {
             Duration::from_secs(settings.upstream.device_ttl_secs),
         ));
         let tracker = ConversationTracker::new();
+        let attachments: Arc<dyn AttachmentSource> =
+            Arc::new(AttachmentFetcher::new(&settings.files).context("building the attachment fetcher")?);
         let chat = Arc::new(ChatService::new(
             Arc::clone(&provider),
+            attachments,
             Arc::clone(&devices),
             AccountPool::new(),
             Arc::clone(&sessions),

@@ -6,6 +6,8 @@
 mod accounts;
 mod chat;
 mod errors;
+mod file_server;
+mod files;
 mod helpers;
 mod sessions;
 mod surface;

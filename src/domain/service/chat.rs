@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use rand::Rng;
 
-use crate::domain::chat::{AccountToken, AnswerDelta, ChatPrompt, ConversationId};
-use crate::domain::ports::{AnswerStream, ChatProvider, ProviderError, SessionStore};
+use crate::domain::chat::{AccountToken, AnswerDelta, Attachment, AttachmentError, ChatPrompt, ConversationId};
+use crate::domain::ports::{AnswerStream, AttachmentSource, ChatProvider, ProviderError, SessionStore};
 
 use super::accounts::{AccountLease, AccountPool};
 use super::conversations::ConversationTracker;
@@ -24,6 +24,12 @@ pub enum ChatError {
     /// The request itself is unusable.
     #[error("{0}")]
     InvalidRequest(String),
+    /// An attachment could not be fetched (bad URL, unreachable, refused address, ...).
+    #[error("{0}")]
+    InvalidAttachment(String),
+    /// An attachment is larger than the limit.
+    #[error("{0}")]
+    AttachmentTooLarge(String),
     /// No account token was given.
     #[error("no Hailuo account token was given: send `Authorization: Bearer TOKEN[,TOKEN...]`")]
     NoAccounts,
@@ -83,6 +89,7 @@ pub struct ChatPolicy {
 /// The chat use case.
 pub struct ChatService {
     provider: Arc<dyn ChatProvider>,
+    attachments: Arc<dyn AttachmentSource>,
     devices: Arc<DeviceRegistry>,
     pool: Arc<AccountPool>,
     sessions: Arc<dyn SessionStore>,
@@ -126,6 +133,7 @@ impl ChatService {
     /// The use case over its ports and shared state.
     pub fn new(
         provider: Arc<dyn ChatProvider>,
+        attachments: Arc<dyn AttachmentSource>,
         devices: Arc<DeviceRegistry>,
         pool: Arc<AccountPool>,
         sessions: Arc<dyn SessionStore>,
@@ -134,6 +142,7 @@ impl ChatService {
     ) -> Self {
         Self {
             provider,
+            attachments,
             devices,
             pool,
             sessions,
@@ -153,12 +162,17 @@ impl ChatService {
     /// # Errors
     /// See [`ChatError`]: no tokens, all busy past the wait, all refused, the request refused,
     /// the upstream unavailable or silent after the retries.
-    pub async fn chat(&self, tokens: &[AccountToken], prompt: ChatPrompt) -> Result<Answer, ChatError> {
+    pub async fn chat(&self, tokens: &[AccountToken], mut prompt: ChatPrompt) -> Result<Answer, ChatError> {
         if tokens.is_empty() {
             return Err(ChatError::NoAccounts);
         }
         if prompt.messages.is_empty() {
             return Err(ChatError::InvalidRequest("`messages` must not be empty".into()));
+        }
+        // Fetched before an account is taken (downloads are not the account's work), and all
+        // of them before anything is sent: a failing attachment sends nothing.
+        if prompt.attachments.is_empty() {
+            prompt.attachments = self.fetch_attachments(&prompt).await?;
         }
         let mut candidates = tokens.to_vec();
         // A continued conversation lives in one account: use it when the client gave it us.
@@ -222,6 +236,15 @@ impl ChatService {
                 AttemptError::Final(error) => return Err(error),
             }
         }
+    }
+
+    /// Fetches the last message's attachments concurrently, in the order given.
+    async fn fetch_attachments(&self, prompt: &ChatPrompt) -> Result<Vec<Attachment>, ChatError> {
+        let fetches = prompt.attachment_urls().into_iter().map(|url| self.attachments.fetch(url));
+        futures::future::try_join_all(fetches).await.map_err(|error| match error {
+            AttachmentError::Invalid(message) => ChatError::InvalidAttachment(message),
+            AttachmentError::TooLarge(message) => ChatError::AttachmentTooLarge(message),
+        })
     }
 
     /// One try on one leased account, up to the first piece of the answer.

@@ -7,6 +7,7 @@ use reqwest::multipart::Form;
 
 use super::HailuoClient;
 use super::answer::decode_answer;
+use super::files::chat_form;
 use super::prompt::build_msg_content;
 use super::request::{self, Caller};
 use super::signing::sign_chat;
@@ -72,7 +73,11 @@ impl HailuoClient {
     /// [`ProviderError::BadResponse`] for any other answer that is not an event stream.
     pub async fn send_prompt(&self, account: &Account, prompt: &ChatPrompt) -> Result<AnswerStream, ProviderError> {
         request::check_token(&account.token)?;
-        let fields = ChatFields::from_prompt(prompt);
+        let mut fields = ChatFields::from_prompt(prompt);
+        if !prompt.attachments.is_empty() {
+            let files = self.upload_attachments(account, &prompt.attachments).await?;
+            fields.form = Some(chat_form(&files, &fields.msg_content));
+        }
         let mut call = self
             .call(Method::POST, CHAT_PATH, Caller::Device(&account.device))
             .streaming();

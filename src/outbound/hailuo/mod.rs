@@ -9,6 +9,7 @@
 pub mod answer;
 pub mod chat;
 pub mod device;
+pub mod files;
 pub mod prompt;
 pub mod request;
 pub mod signing;
