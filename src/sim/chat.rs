@@ -1,6 +1,6 @@
-//! `POST /v4/api/chat/msg`: checks the multipart chat request and answers it as the upstream
-//! does, with a cumulative Server-Sent Events stream written in real, sometimes torn, writes
-//! (protocol §5), or with the fault a test injected.
+//! `POST /v4/api/chat/msg`: checks the multipart chat request (and its `form` of attached
+//! files, §7) and answers it as the upstream does, with a cumulative Server-Sent Events stream
+//! written in real, sometimes torn, writes (protocol §5), or with the fault a test injected.
 
 use std::io;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::files;
 use super::routes::{Expectation, SignedBody, admit, envelope, refuse};
 use super::state::{SimState, StreamGuard};
 use super::verify::{self, ChatSignedFields, Rejection};
@@ -56,12 +57,20 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         Err(rejection) => return refuse(state, &req, rejection),
     };
     let token = caller.token;
+    let attached = match &fields.form {
+        Some(form) => match files::check_form(state, &token, form, &fields.msg_content) {
+            Ok(attached) => attached,
+            Err(rejection) => return refuse(state, &req, rejection),
+        },
+        None => Vec::new(),
+    };
     let record = |chat_id: &str| ChatRecord {
         token: token.clone(),
         chat_id: chat_id.to_owned(),
         requested_chat_id: fields.chat_id.clone(),
         msg_content: fields.msg_content.clone(),
         form: fields.form.clone(),
+        files: attached.clone(),
         referer: req.header("Referer").unwrap_or("").to_owned(),
     };
     let fault = state.ledger().faults.pop_front();

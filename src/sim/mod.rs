@@ -1,5 +1,6 @@
 //! `hailuo-sim`: a simulated Hailuo upstream that enforces the protocol
-//! (`/work/shared/hailuo-protocol.md`, sections 1–5) and records what it saw.
+//! (`/work/shared/hailuo-protocol.md`, sections 1–5 and the file uploads of 7, with the OSS
+//! bucket served on the same listener) and records what it saw.
 //!
 //! Every integration test runs against one [`Simulator`]: it answers like the web app, notes
 //! each protocol violation in [`Simulator::violations`] (and refuses the request with an error
@@ -7,6 +8,8 @@
 //! the outbound adapter, so the adapter's mistakes cannot hide behind shared helpers.
 
 mod chat;
+mod files;
+mod oss;
 mod routes;
 mod state;
 mod verify;
@@ -77,8 +80,36 @@ pub struct ChatRecord {
     pub msg_content: String,
     /// The `form` field, when sent.
     pub form: Option<String>,
+    /// The files the `form` attached, in form order (empty without a form).
+    pub files: Vec<FormFile>,
     /// The `Referer` header.
     pub referer: String,
+}
+
+/// A file attached by a chat `form` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormFile {
+    /// `formType`: 2 for an image, 6 for another file.
+    pub form_type: u8,
+    /// `fileID`, as `policy_callback` gave it.
+    pub file_id: String,
+    /// `content`: the file's name.
+    pub file_name: String,
+}
+
+/// A file confirmed by `policy_callback`: uploaded to the simulated OSS, then given a `fileID`.
+#[derive(Clone, Debug)]
+pub struct SimFile {
+    /// The `Token` that uploaded and confirmed it.
+    pub token: String,
+    /// Its `fileID`.
+    pub file_id: String,
+    /// `fileName`: the object's name inside the upload `dir`.
+    pub file_name: String,
+    /// `mimeType`, the same as the upload's `Content-Type`.
+    pub mime: String,
+    /// The bytes uploaded.
+    pub bytes: Vec<u8>,
 }
 
 /// A misbehaviour for the next chat request (any token) to suffer.
@@ -140,7 +171,7 @@ impl Simulator {
             .iter()
             .find_map(|local| local.as_socket_addr().copied())
             .ok_or_else(|| io::Error::other("the listener has no socket address"))?;
-        let state = Arc::new(SimState::new(config));
+        let state = Arc::new(SimState::new(config, addr));
         let (stop, mut stopped) = watch::channel(false);
         let endpoint = SimEndpoint {
             state: Arc::clone(&state),
@@ -252,6 +283,22 @@ impl Simulator {
         self.state().ledger().failing_deletes = n;
     }
 
+    /// Every file confirmed by `policy_callback`, in confirmation order.
+    pub fn uploaded_files(&self) -> Vec<SimFile> {
+        self.state().ledger().files.clone()
+    }
+
+    /// How many times `token` called `request_policy` (each call issues fresh credentials).
+    pub fn policy_requests(&self, token: &str) -> usize {
+        self.state().ledger().policy_requests.get(token).copied().unwrap_or(0)
+    }
+
+    /// Makes the next `n` OSS PUTs (whatever their signature) answer HTTP 500 `InternalError`
+    /// and store nothing; the client then must not confirm the file nor send the chat.
+    pub fn fail_uploads(&self, n: usize) {
+        self.state().ledger().failing_uploads = n;
+    }
+
     /// Stops serving (open connections get a short grace period).
     pub fn shutdown(&self) {
         self.inner.stop.send_replace(true);
@@ -289,5 +336,7 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod files_tests;
 #[cfg(test)]
 mod protocol_tests;

@@ -11,17 +11,17 @@ use super::verify::{ChatSignedFields, chat_signature, json_signature};
 use super::*;
 
 /// A browser speaking the protocol, independent of the outbound adapter.
-struct Browser {
-    base: String,
-    token: String,
-    profile: Profile,
-    uuid: String,
-    device_id: Option<String>,
-    http: reqwest::Client,
+pub(super) struct Browser {
+    pub(super) base: String,
+    pub(super) token: String,
+    pub(super) profile: Profile,
+    pub(super) uuid: String,
+    pub(super) device_id: Option<String>,
+    pub(super) http: reqwest::Client,
 }
 
 impl Browser {
-    fn new(sim: &Simulator, token: &str) -> Self {
+    pub(super) fn new(sim: &Simulator, token: &str) -> Self {
         Self {
             base: sim.base_url(),
             token: token.to_owned(),
@@ -32,12 +32,12 @@ impl Browser {
         }
     }
 
-    fn unix() -> String {
+    pub(super) fn unix() -> String {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         format!("{secs}000")
     }
 
-    fn full_uri(&self, path: &str, unix: &str) -> String {
+    pub(super) fn full_uri(&self, path: &str, unix: &str) -> String {
         let p = &self.profile;
         let device = self
             .device_id
@@ -63,7 +63,12 @@ impl Browser {
         )
     }
 
-    fn dress(&self, mut request: reqwest::RequestBuilder, referer: &str, yy: &str) -> reqwest::RequestBuilder {
+    pub(super) fn dress(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        referer: &str,
+        yy: &str,
+    ) -> reqwest::RequestBuilder {
         let trace = uuid::Uuid::new_v4().simple().to_string();
         let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
         request = request
@@ -85,7 +90,7 @@ impl Browser {
         request
     }
 
-    async fn json(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Value {
+    pub(super) async fn json(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Value {
         let unix = Self::unix();
         let uri = self.full_uri(path, &unix);
         let yy = json_signature(&uri, body.as_deref().unwrap_or(""), &unix, &self.profile.salt);
@@ -97,7 +102,7 @@ impl Browser {
         request.send().await.unwrap().json().await.unwrap()
     }
 
-    async fn register(&mut self) -> Value {
+    pub(super) async fn register(&mut self) -> Value {
         self.device_id = None;
         let body = format!("{{\"uuid\":\"{}\"}}", self.uuid);
         let answer = self
@@ -107,14 +112,19 @@ impl Browser {
         answer
     }
 
-    async fn chat_request(&self, content: &str, chat_id: &str) -> reqwest::Response {
+    pub(super) async fn chat_request(&self, content: &str, chat_id: &str) -> reqwest::Response {
+        self.chat_with_form(content, chat_id, None).await
+    }
+
+    /// A chat request carrying `form` when given.
+    pub(super) async fn chat_with_form(&self, content: &str, chat_id: &str, form: Option<&str>) -> reqwest::Response {
         let unix = Self::unix();
         let uri = self.full_uri("/v4/api/chat/msg", &unix);
         let fields = ChatSignedFields {
             character_id: "1",
             msg_content: content,
             chat_id,
-            form: None,
+            form,
         };
         let yy = chat_signature(&uri, &fields, &unix, &self.profile.salt);
         let referer = if chat_id == "0" {
@@ -122,40 +132,43 @@ impl Browser {
         } else {
             format!("{}/?chat={chat_id}", self.profile.origin)
         };
-        let form = reqwest::multipart::Form::new()
+        let mut multipart = reqwest::multipart::Form::new()
             .text("characterID", "1")
             .text("msgContent", content.to_owned())
             .text("chatID", chat_id.to_owned())
             .text("searchMode", "0");
+        if let Some(form) = form {
+            multipart = multipart.text("form", form.to_owned());
+        }
         self.dress(self.http.post(format!("{}{uri}", self.base)), &referer, &yy)
             .header("Accept", "text/event-stream")
-            .multipart(form)
+            .multipart(multipart)
             .send()
             .await
             .unwrap()
     }
 
-    async fn chat(&self, content: &str, chat_id: &str) -> String {
+    pub(super) async fn chat(&self, content: &str, chat_id: &str) -> String {
         self.chat_request(content, chat_id).await.text().await.unwrap()
     }
 }
 
 /// The `data:` payloads of a whole SSE body.
-fn events(body: &str) -> Vec<Value> {
+pub(super) fn events(body: &str) -> Vec<Value> {
     body.lines()
         .filter_map(|line| line.strip_prefix("data: "))
         .filter_map(|data| serde_json::from_str(data).ok())
         .collect()
 }
 
-fn final_answer(body: &str) -> Option<String> {
+pub(super) fn final_answer(body: &str) -> Option<String> {
     events(body)
         .iter()
         .find(|event| event["data"]["messageResult"]["isEnd"] == 0)
         .and_then(|event| event["data"]["messageResult"]["content"].as_str().map(str::to_owned))
 }
 
-async fn registered(sim: &Simulator, token: &str) -> Browser {
+pub(super) async fn registered(sim: &Simulator, token: &str) -> Browser {
     let mut browser = Browser::new(sim, token);
     assert_eq!(browser.register().await["statusInfo"]["code"], 0);
     browser

@@ -1,5 +1,6 @@
 //! The simulator's HTTP surface: the admission check every endpoint shares, the JSON endpoints
-//! (device registration, user info, conversation deletion) and the dispatch by method and path.
+//! (device registration, user info, conversation deletion) and the dispatch by method and path
+//! (files and the OSS bucket live in `files` and `oss`).
 
 use std::sync::Arc;
 
@@ -7,9 +8,9 @@ use poem::http::{Method, StatusCode};
 use poem::{Endpoint, Request, Response};
 use serde_json::{Value, json};
 
-use super::chat;
 use super::state::SimState;
 use super::verify::{self, ChatSignedFields, ProfileQuery, Rejection};
+use super::{chat, files, oss};
 
 /// The endpoint serving every simulated path.
 pub(crate) struct SimEndpoint {
@@ -28,12 +29,21 @@ impl Endpoint for SimEndpoint {
             (Method::GET, "/v1/api/user/info") => user_info(state, req).await,
             (Method::POST, "/v4/api/chat/msg") => chat::chat_message(state, req).await,
             (Method::DELETE, p) if p.starts_with(HISTORY_PREFIX) => delete_conversation(state, req).await,
+            (Method::GET, "/v1/api/files/request_policy") => files::request_policy(state, req).await,
+            (Method::POST, "/v1/api/files/policy_callback") => files::policy_callback(state, req).await,
+            // Path-style OSS: `/<bucket>/<key>`, any path outside the API's own prefixes.
+            (Method::PUT | Method::HEAD, p) if !is_api_path(p) => oss::object(state, req).await,
             _ => Response::builder().status(StatusCode::NOT_FOUND).body("not found"),
         })
     }
 }
 
 const HISTORY_PREFIX: &str = "/v1/api/chat/history/";
+
+/// Whether `path` belongs to the Hailuo API rather than to the OSS bucket.
+fn is_api_path(path: &str) -> bool {
+    path.starts_with("/v1/") || path.starts_with("/v4/")
+}
 
 /// Who is calling, once the request passed the checks.
 pub(crate) struct Caller {
@@ -143,7 +153,7 @@ pub(crate) fn envelope(code: i64, message: &str, data: Value) -> Response {
 }
 
 /// The success envelope.
-fn success(data: Value) -> Response {
+pub(crate) fn success(data: Value) -> Response {
     envelope(0, "Success", data)
 }
 
@@ -209,7 +219,12 @@ async fn register_device(state: &Arc<SimState>, mut req: Request) -> Response {
 }
 
 /// Admits a plain JSON call of a registered device (signed over its body, or `{}`).
-async fn admit_json_call(state: &Arc<SimState>, req: &mut Request) -> Result<Caller, Rejection> {
+pub(crate) async fn admit_json_call(state: &Arc<SimState>, req: &mut Request) -> Result<Caller, Rejection> {
+    admit_json_body(state, req).await.map(|(caller, _)| caller)
+}
+
+/// Admits a JSON call of a registered device, and hands back its body text.
+pub(crate) async fn admit_json_body(state: &Arc<SimState>, req: &mut Request) -> Result<(Caller, String), Rejection> {
     let body = body_text(req).await?;
     let expect = Expectation {
         registering: None,
@@ -217,7 +232,7 @@ async fn admit_json_call(state: &Arc<SimState>, req: &mut Request) -> Result<Cal
         event_stream: false,
         signed: SignedBody::Json(&body),
     };
-    admit(state, req, &expect)
+    admit(state, req, &expect).map(|caller| (caller, body))
 }
 
 /// `GET /v1/api/user/info` → `{"userInfo": {...}}`.

@@ -1,16 +1,49 @@
-//! What the simulator remembers: devices, conversations, open streams, faults to play and
-//! everything tests inspect afterwards.
+//! What the simulator remembers: devices, conversations, open streams, upload credentials,
+//! stored objects and files, faults to play and everything tests inspect afterwards.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
-use super::{ChatRecord, Fault, SimConfig};
+use super::{ChatRecord, Fault, SimConfig, SimFile};
+
+/// The bucket the simulated OSS serves (it must not clash with `/v1/...` and `/v4/...`).
+pub(crate) const OSS_BUCKET: &str = "hailuo-sim";
+
+/// Temporary STS credentials handed out by `request_policy`.
+#[derive(Clone, Debug)]
+pub(crate) struct StsCredential {
+    /// The Hailuo `Token` that asked for them.
+    pub token: String,
+    /// `accessKeySecret`, the HMAC key of the OSS signature.
+    pub secret: String,
+    /// `securityToken`, which each OSS request must carry in `x-oss-security-token`.
+    pub security_token: String,
+    /// `dir`: every object key must start with it and a `/`.
+    pub dir: String,
+    /// When they stop working.
+    pub expires: Instant,
+}
+
+/// An object stored by an OSS `PUT`.
+#[derive(Clone, Debug)]
+pub(crate) struct OssObject {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// The `Content-Type` it was uploaded with.
+    pub content_type: String,
+    /// The Hailuo `Token` whose credentials uploaded it.
+    pub token: String,
+}
 
 /// The simulator's shared state, behind one lock (every critical section is short).
 pub(crate) struct SimState {
     /// The configuration it was started with.
     pub config: SimConfig,
+    /// The OSS `endpoint` handed out by `request_policy`: this simulator's own address.
+    pub oss_endpoint: String,
     ledger: Mutex<Ledger>,
     next_id: AtomicU64,
 }
@@ -46,6 +79,18 @@ pub(crate) struct Ledger {
     pub failing_deletes: usize,
     /// Sentry trace ids seen, which must be fresh per request.
     pub trace_ids: HashSet<String>,
+    /// `request_policy` calls per token.
+    pub policy_requests: HashMap<String, usize>,
+    /// Upload credentials by `accessKeyId`.
+    pub credentials: HashMap<String, StsCredential>,
+    /// The upload directory of each token (`dir`).
+    pub upload_dirs: HashMap<String, String>,
+    /// Stored objects by `(bucket, key)`.
+    pub objects: HashMap<(String, String), OssObject>,
+    /// Files confirmed by `policy_callback`, in confirmation order.
+    pub files: Vec<SimFile>,
+    /// OSS PUTs still to fail with HTTP 500.
+    pub failing_uploads: usize,
 }
 
 impl Ledger {
@@ -59,11 +104,13 @@ impl Ledger {
 }
 
 impl SimState {
-    /// Fresh state; ids start at a random 18-digit base so two simulators never share one.
-    pub fn new(config: SimConfig) -> Self {
+    /// Fresh state for a simulator listening on `addr`; ids start at a random 18-digit base so
+    /// two simulators never share one.
+    pub fn new(config: SimConfig, addr: SocketAddr) -> Self {
         let base = 243_600_000_000_000_000 + rand::random_range(0..50_000_000_000_000_u64) * 1000;
         Self {
             config,
+            oss_endpoint: format!("http://{addr}"),
             ledger: Mutex::new(Ledger::default()),
             next_id: AtomicU64::new(base),
         }

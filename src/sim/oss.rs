@@ -1,0 +1,471 @@
+//! The simulated Alibaba Cloud OSS (protocol §7, step 3), served path-style on the simulator's
+//! own listener: `PUT /<bucket>/<key>` checked against the V1 header signature and the STS
+//! credentials `request_policy` handed out, and an unsigned `HEAD`. Failures answer like OSS
+//! (an HTTP status and an XML `<Error>`) and are recorded as violations.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use md5::{Digest, Md5};
+use percent_encoding::percent_decode_str;
+use poem::http::{Method, StatusCode};
+use poem::{Request, Response};
+use sha1::Sha1;
+
+use super::state::{OSS_BUCKET, OssObject, SimState, StsCredential};
+
+/// How far the `Date` header may be from the simulator's clock (OSS allows 15 minutes).
+const DATE_TOLERANCE: Duration = Duration::from_secs(15 * 60);
+
+/// What an OSS V1 signature covers.
+pub(crate) struct OssSignedRequest<'a> {
+    /// The HTTP method, e.g. `PUT`.
+    pub verb: &'a str,
+    /// The `Content-MD5` header, empty when absent.
+    pub content_md5: &'a str,
+    /// The `Content-Type` header, empty when absent.
+    pub content_type: &'a str,
+    /// The `Date` header.
+    pub date: &'a str,
+    /// Every `x-oss-*` header as sent (any case, any order, untrimmed values).
+    pub oss_headers: Vec<(String, String)>,
+    /// `CanonicalizedResource`: `/<bucket>/<key>` with the key percent-decoded.
+    pub resource: &'a str,
+}
+
+/// The V1 `StringToSign`: `VERB\nContent-MD5\nContent-Type\nDate\n`, then the canonicalized
+/// `x-oss-*` headers (lowercase names, sorted, trimmed values, one `name:value\n` each), then the
+/// canonicalized resource.
+pub(crate) fn oss_string_to_sign(request: &OssSignedRequest<'_>) -> String {
+    let mut headers: Vec<(String, String)> = request
+        .oss_headers
+        .iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    headers.sort();
+    let canonical_headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}:{value}\n"))
+        .collect();
+    format!(
+        "{}\n{}\n{}\n{}\n{canonical_headers}{}",
+        request.verb, request.content_md5, request.content_type, request.date, request.resource
+    )
+}
+
+/// `base64(HMAC-SHA1(secret, string_to_sign))`.
+pub(crate) fn oss_signature(secret: &str, string_to_sign: &str) -> Option<String> {
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).ok()?;
+    mac.update(string_to_sign.as_bytes());
+    Some(BASE64.encode(mac.finalize().into_bytes()))
+}
+
+/// Whether `sent` is the signature of `string_to_sign` under `secret`.
+pub(crate) fn verify_oss_signature(secret: &str, string_to_sign: &str, sent: &str) -> bool {
+    oss_signature(secret, string_to_sign).is_some_and(|expected| expected == sent)
+}
+
+/// An OSS error answer: status, `<Code>`, `<Message>`, and whether the client broke the rules.
+struct OssRejection {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// The `StringToSign` the simulator computed, returned on `SignatureDoesNotMatch` as OSS does.
+    string_to_sign: Option<String>,
+    violation: bool,
+}
+
+impl OssRejection {
+    /// A refusal the client caused.
+    fn violation(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            string_to_sign: None,
+            violation: true,
+        }
+    }
+
+    fn access_denied(message: impl Into<String>) -> Self {
+        Self::violation(StatusCode::FORBIDDEN, "AccessDenied", message)
+    }
+}
+
+/// Handles `PUT` and `HEAD` on `/<bucket>/<key>`.
+pub(crate) async fn object(state: &SimState, mut req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let located = locate(&path);
+    if req.method() == Method::HEAD {
+        return match located {
+            Ok((bucket, key)) => head(state, &bucket, &key),
+            Err(_) => oss_error_response(state, &OssRejection::access_denied("not an object"), true),
+        };
+    }
+    // Read the whole body first, so that every answer, even a refusal, is a clean one.
+    let body = match req.take_body().into_vec().await {
+        Ok(body) => body,
+        Err(err) => {
+            let rejection = OssRejection::violation(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                format!("unreadable body: {err}"),
+            );
+            return refuse_put(state, &req, rejection);
+        }
+    };
+    {
+        let mut ledger = state.ledger();
+        if ledger.failing_uploads > 0 {
+            ledger.failing_uploads -= 1;
+            let failure = OssRejection {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "InternalError",
+                message: "We encountered an internal error. Please try again.".to_owned(),
+                string_to_sign: None,
+                violation: false,
+            };
+            return oss_error_response(state, &failure, false);
+        }
+    }
+    let (bucket, key) = match located {
+        Ok(located) => located,
+        Err(rejection) => return refuse_put(state, &req, rejection),
+    };
+    match admit_put(state, &req, &bucket, &key, &body) {
+        Ok(credential) => {
+            let etag = format!("\"{}\"", hex::encode_upper(Md5::digest(&body)));
+            let object = OssObject {
+                bytes: body,
+                content_type: req.header("Content-Type").unwrap_or("").to_owned(),
+                token: credential.token,
+            };
+            state.ledger().objects.insert((bucket, key), object);
+            Response::builder()
+                .header("ETag", etag)
+                .header("x-oss-request-id", request_id())
+                .body(Vec::new())
+        }
+        Err(rejection) => refuse_put(state, &req, rejection),
+    }
+}
+
+/// Splits `/<bucket>/<key>` and percent-decodes the key.
+fn locate(path: &str) -> Result<(String, String), OssRejection> {
+    let (bucket, raw_key) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+        .ok_or_else(|| OssRejection::access_denied(format!("{path} names no object (path-style /<bucket>/<key>)")))?;
+    let key = percent_decode_str(raw_key).decode_utf8().map_err(|_| {
+        OssRejection::violation(
+            StatusCode::BAD_REQUEST,
+            "InvalidObjectName",
+            format!("object key {raw_key:?} is not percent-encoded UTF-8"),
+        )
+    })?;
+    Ok((bucket.to_owned(), key.into_owned()))
+}
+
+/// `HEAD /<bucket>/<key>`: the object's size, type and ETag, or 404.
+fn head(state: &SimState, bucket: &str, key: &str) -> Response {
+    let ledger = state.ledger();
+    match ledger.objects.get(&(bucket.to_owned(), key.to_owned())) {
+        Some(object) => Response::builder()
+            .header("Content-Length", object.bytes.len())
+            .header("Content-Type", object.content_type.clone())
+            .header("ETag", format!("\"{}\"", hex::encode_upper(Md5::digest(&object.bytes))))
+            .header("x-oss-request-id", request_id())
+            .body(Vec::new()),
+        None => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header("x-oss-request-id", request_id())
+            .body(Vec::new()),
+    }
+}
+
+/// Every check of a `PUT`; the credential that signed it when it passes.
+fn admit_put(
+    state: &SimState,
+    req: &Request,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+) -> Result<StsCredential, OssRejection> {
+    if bucket != OSS_BUCKET {
+        return Err(OssRejection::violation(
+            StatusCode::NOT_FOUND,
+            "NoSuchBucket",
+            format!("bucket {bucket:?} does not exist; request_policy named {OSS_BUCKET:?}"),
+        ));
+    }
+    if let Some(query) = req.uri().query() {
+        return Err(OssRejection::violation(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            format!("a PutObject carries no query string, got {query:?}"),
+        ));
+    }
+    let authorization = req
+        .header("Authorization")
+        .ok_or_else(|| OssRejection::access_denied("header Authorization missing"))?;
+    let (access_key_id, signature) = authorization
+        .strip_prefix("OSS ")
+        .and_then(|rest| rest.split_once(':'))
+        .ok_or_else(|| {
+            OssRejection::access_denied(format!(
+                "Authorization {authorization:?} is not \"OSS <accessKeyId>:<signature>\""
+            ))
+        })?;
+    let credential = state.ledger().credentials.get(access_key_id).cloned().ok_or_else(|| {
+        OssRejection::violation(
+            StatusCode::FORBIDDEN,
+            "InvalidAccessKeyId",
+            format!("accessKeyId {access_key_id:?} was never issued by request_policy"),
+        )
+    })?;
+    if Instant::now() > credential.expires {
+        return Err(OssRejection::violation(
+            StatusCode::FORBIDDEN,
+            "SecurityTokenExpired",
+            format!("the STS credentials {access_key_id} have expired; ask request_policy again"),
+        ));
+    }
+    match req.header("x-oss-security-token") {
+        Some(sent) if sent == credential.security_token => {}
+        Some(_) => {
+            return Err(OssRejection::violation(
+                StatusCode::FORBIDDEN,
+                "InvalidSecurityToken",
+                format!("x-oss-security-token is not the securityToken issued with {access_key_id}"),
+            ));
+        }
+        None => {
+            return Err(OssRejection::violation(
+                StatusCode::FORBIDDEN,
+                "InvalidSecurityToken",
+                "header x-oss-security-token missing",
+            ));
+        }
+    }
+    let date = req
+        .header("Date")
+        .ok_or_else(|| OssRejection::access_denied("header Date missing"))?;
+    check_date(date)?;
+
+    let oss_headers = req
+        .headers()
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-oss-"))
+        .map(|(name, value)| {
+            let value = value.to_str().unwrap_or("");
+            (name.as_str().to_owned(), value.to_owned())
+        })
+        .collect();
+    let content_md5 = req.header("Content-MD5").unwrap_or("");
+    let content_type = req.header("Content-Type").unwrap_or("");
+    let resource = format!("/{bucket}/{key}");
+    let string_to_sign = oss_string_to_sign(&OssSignedRequest {
+        verb: "PUT",
+        content_md5,
+        content_type,
+        date,
+        oss_headers,
+        resource: &resource,
+    });
+    if !verify_oss_signature(&credential.secret, &string_to_sign, signature) {
+        return Err(OssRejection {
+            string_to_sign: Some(string_to_sign.clone()),
+            ..OssRejection::violation(
+                StatusCode::FORBIDDEN,
+                "SignatureDoesNotMatch",
+                format!("signature {signature:?} does not sign {string_to_sign:?}"),
+            )
+        });
+    }
+    if content_type.is_empty() {
+        return Err(OssRejection::violation(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "header Content-Type missing; the upload names the file's MIME type",
+        ));
+    }
+    let inside_dir = key
+        .strip_prefix(credential.dir.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| !name.is_empty());
+    if !inside_dir {
+        return Err(OssRejection::access_denied(format!(
+            "key {key:?} lies outside the credentials' dir {:?}",
+            credential.dir
+        )));
+    }
+    if !content_md5.is_empty() {
+        let actual = BASE64.encode(Md5::digest(body));
+        if actual != content_md5 {
+            return Err(OssRejection::violation(
+                StatusCode::BAD_REQUEST,
+                "InvalidDigest",
+                format!("Content-MD5 {content_md5:?} does not match the body ({actual})"),
+            ));
+        }
+    }
+    Ok(credential)
+}
+
+/// `Date`: an RFC 1123 (IMF-fixdate) time within 15 minutes of now.
+fn check_date(date: &str) -> Result<(), OssRejection> {
+    let sent = httpdate::parse_http_date(date)
+        .ok()
+        .filter(|sent| httpdate::fmt_http_date(*sent) == date)
+        .ok_or_else(|| {
+            OssRejection::access_denied(format!(
+                "Date {date:?} is not an RFC 1123 date such as \"Thu, 17 Nov 2005 18:49:58 GMT\""
+            ))
+        })?;
+    let now = SystemTime::now();
+    let skew = now
+        .duration_since(sent)
+        .or_else(|_| sent.duration_since(now))
+        .unwrap_or_default();
+    if skew > DATE_TOLERANCE {
+        return Err(OssRejection::violation(
+            StatusCode::FORBIDDEN,
+            "RequestTimeTooSkewed",
+            format!("Date {date:?} is more than 15 minutes from now"),
+        ));
+    }
+    Ok(())
+}
+
+/// Answers a refused `PUT`, recording its violation.
+fn refuse_put(state: &SimState, req: &Request, rejection: OssRejection) -> Response {
+    if rejection.violation {
+        state.violation(format!(
+            "{} {} (OSS {}): {}",
+            req.method(),
+            req.uri().path(),
+            rejection.code,
+            rejection.message
+        ));
+    }
+    oss_error_response(state, &rejection, false)
+}
+
+/// The OSS error answer: the status and, unless `bodiless` (HEAD), the XML `<Error>`.
+fn oss_error_response(state: &SimState, rejection: &OssRejection, bodiless: bool) -> Response {
+    let id = request_id();
+    let builder = Response::builder()
+        .status(rejection.status)
+        .header("x-oss-request-id", id.clone());
+    if bodiless {
+        return builder.body(Vec::new());
+    }
+    let string_to_sign = rejection
+        .string_to_sign
+        .as_deref()
+        .map(|text| format!("  <StringToSign>{}</StringToSign>\n", xml_escape(text)))
+        .unwrap_or_default();
+    let host = state.oss_endpoint.trim_start_matches("http://");
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n  <Code>{}</Code>\n  <Message>{}</Message>\n  \
+         <RequestId>{id}</RequestId>\n  <HostId>{}</HostId>\n{string_to_sign}</Error>\n",
+        rejection.code,
+        xml_escape(&rejection.message),
+        xml_escape(host),
+    );
+    builder.content_type("application/xml").body(xml)
+}
+
+/// Escapes text for an XML element.
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A fresh `x-oss-request-id`: 24 uppercase hex digits.
+fn request_id() -> String {
+    hex::encode_upper(rand::random::<[u8; 12]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Alibaba's documented example (also the test vector of its SDKs). The author header is
+    /// `foo@bar.com`: with `foo@example.com` the same secret signs `fV5fq7DPwNbrrig7nvUSZIVyruI=`.
+    fn alibaba_example() -> OssSignedRequest<'static> {
+        OssSignedRequest {
+            verb: "PUT",
+            content_md5: "ODBGOERFMDMzQTczRUY3NUE3NzA5QzdFNUYzMDQxNEM=",
+            content_type: "text/html",
+            date: "Thu, 17 Nov 2005 18:49:58 GMT",
+            oss_headers: vec![
+                ("X-OSS-Meta-Author".to_owned(), "foo@bar.com".to_owned()),
+                ("x-oss-magic".to_owned(), " abracadabra ".to_owned()),
+            ],
+            resource: "/oss-example/nelson",
+        }
+    }
+
+    #[test]
+    fn the_signature_matches_alibabas_documented_example() {
+        let string_to_sign = oss_string_to_sign(&alibaba_example());
+        assert_eq!(
+            string_to_sign,
+            "PUT\nODBGOERFMDMzQTczRUY3NUE3NzA5QzdFNUYzMDQxNEM=\ntext/html\nThu, 17 Nov 2005 18:49:58 GMT\n\
+             x-oss-magic:abracadabra\nx-oss-meta-author:foo@bar.com\n/oss-example/nelson"
+        );
+        let secret = "OtxrzxIsfpFjA7SwPzILwy8Bw21TLhquhboDYROV";
+        assert_eq!(
+            oss_signature(secret, &string_to_sign).as_deref(),
+            Some("26NBxoKdsyly4EDv6inkoDft/yA=")
+        );
+        assert!(verify_oss_signature(
+            secret,
+            &string_to_sign,
+            "26NBxoKdsyly4EDv6inkoDft/yA="
+        ));
+        assert!(!verify_oss_signature(
+            "wrong",
+            &string_to_sign,
+            "26NBxoKdsyly4EDv6inkoDft/yA="
+        ));
+    }
+
+    #[test]
+    fn without_md5_and_oss_headers_the_string_to_sign_keeps_its_empty_lines() {
+        let request = OssSignedRequest {
+            verb: "PUT",
+            content_md5: "",
+            content_type: "",
+            date: "Thu, 17 Nov 2005 18:49:58 GMT",
+            oss_headers: Vec::new(),
+            resource: "/b/k",
+        };
+        assert_eq!(
+            oss_string_to_sign(&request),
+            "PUT\n\n\nThu, 17 Nov 2005 18:49:58 GMT\n/b/k"
+        );
+    }
+
+    #[test]
+    fn only_imf_fixdates_near_now_are_accepted() {
+        assert!(check_date(&httpdate::fmt_http_date(SystemTime::now())).is_ok());
+        assert!(check_date("Thu, 17 Nov 2005 18:49:58 GMT").is_err());
+        assert!(check_date("Thursday, 17-Nov-05 18:49:58 GMT").is_err());
+        assert!(check_date("2005-11-17T18:49:58Z").is_err());
+    }
+
+    #[test]
+    fn object_paths_are_split_and_decoded() {
+        let (bucket, key) = locate("/hailuo-sim/a/b/%E6%B5%B7.png").ok().unwrap();
+        assert_eq!((bucket.as_str(), key.as_str()), ("hailuo-sim", "a/b/海.png"));
+        assert!(locate("/hailuo-sim").is_err());
+        assert!(locate("/hailuo-sim/").is_err());
+    }
+}
