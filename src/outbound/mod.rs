@@ -1,5 +1,6 @@
 //! Outbound adapters: the Hailuo web protocol and the stores.
 
+pub mod attachments;
 pub mod hailuo;
 pub mod store;
 pub mod telemetry;

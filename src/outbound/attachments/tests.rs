@@ -1,0 +1,392 @@
+//! The fetcher against a small file server on 127.0.0.1, with names resolved by a fixed table.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use poem::http::{Method, StatusCode};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{Body, Endpoint, Request, Response, Server};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use super::*;
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n";
+const LIMIT: u64 = 1024;
+const BIG: usize = 4096;
+
+/// Names to addresses, like DNS would answer them.
+struct FixedResolver(HashMap<&'static str, Vec<IpAddr>>);
+
+impl Resolve for FixedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let found = self.0.get(name.as_str()).cloned();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addresses = found.ok_or_else(|| format!("no such host: {host}"))?;
+            Ok(Box::new(addresses.into_iter().map(|ip| SocketAddr::new(ip, 0))) as Addrs)
+        })
+    }
+}
+
+fn test_resolver() -> Arc<dyn Resolve> {
+    let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+    Arc::new(FixedResolver(HashMap::from([
+        ("files.test", vec![ip("127.0.0.1")]),
+        ("internal.test", vec![ip("10.0.0.7")]),
+        ("mixed.test", vec![ip("127.0.0.1"), ip("192.168.1.1")]),
+    ])))
+}
+
+/// The file server's routes.
+struct FileServer {
+    big_gets: Arc<AtomicUsize>,
+}
+
+impl Endpoint for FileServer {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let head = req.method() == Method::HEAD;
+        let path = req.uri().path().to_owned();
+        let ok = |content_type: Option<&str>, body: &'static [u8]| {
+            let mut builder = Response::builder().status(StatusCode::OK);
+            if let Some(content_type) = content_type {
+                builder = builder.content_type(content_type);
+            }
+            builder.body(Body::from_bytes(Bytes::from_static(body)))
+        };
+        Ok(match path.as_str() {
+            "/image.png" => ok(Some("image/png"), PNG),
+            "/report.pdf" => ok(None, PDF),
+            "/document" => ok(None, PDF),
+            "/typed" => ok(Some("application/pdf; qs=0.9"), PDF),
+            "/octet.png" => ok(Some("application/octet-stream"), PNG),
+            "/missing.png" => Response::builder().status(StatusCode::NOT_FOUND).body("not found"),
+            "/no-head.txt" if head => Response::builder().status(StatusCode::METHOD_NOT_ALLOWED).finish(),
+            "/no-head.txt" => ok(Some("text/plain; charset=utf-8"), b"hello"),
+            "/big.bin" => {
+                if !head {
+                    self.big_gets.fetch_add(1, Ordering::SeqCst);
+                }
+                Response::builder().body(vec![7u8; BIG])
+            }
+            "/big-no-head" if head => Response::builder().status(StatusCode::METHOD_NOT_ALLOWED).finish(),
+            "/big-no-head" => Response::builder().body(vec![7u8; BIG]),
+            "/stream" => {
+                let chunks = (0..BIG / 512).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 512])));
+                Response::builder().body(Body::from_bytes_stream(futures::stream::iter(chunks)))
+            }
+            "/slow" => {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                ok(None, PNG)
+            }
+            "/redirect" => {
+                let query = req.uri().query().unwrap_or_default().to_owned();
+                let target = url::form_urlencoded::parse(query.as_bytes())
+                    .find(|(key, _)| key == "to")
+                    .map(|(_, value)| value.into_owned())
+                    .unwrap_or_default();
+                redirect(&target)
+            }
+            hops if hops.starts_with("/hops/") => match hops["/hops/".len()..].parse::<u32>() {
+                Ok(0) => ok(Some("image/png"), PNG),
+                Ok(left) => redirect(&format!("/hops/{}", left - 1)),
+                Err(_) => Response::builder().status(StatusCode::BAD_REQUEST).finish(),
+            },
+            _ => Response::builder().status(StatusCode::NOT_FOUND).finish(),
+        })
+    }
+}
+
+fn redirect(location: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header("location", location)
+        .finish()
+}
+
+struct Files {
+    port: u16,
+    big_gets: Arc<AtomicUsize>,
+}
+
+impl Files {
+    async fn spawn() -> Files {
+        let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+        let port = acceptor
+            .local_addr()
+            .iter()
+            .find_map(|local| local.as_socket_addr().map(SocketAddr::port))
+            .unwrap();
+        let big_gets = Arc::new(AtomicUsize::new(0));
+        let server = FileServer {
+            big_gets: Arc::clone(&big_gets),
+        };
+        tokio::spawn(Server::new_with_acceptor(acceptor).run(server));
+        Files { port, big_gets }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.port)
+    }
+
+    fn redirect_to(&self, target: &str) -> String {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("to", target)
+            .finish();
+        self.url("files.test", &format!("/redirect?{query}"))
+    }
+}
+
+fn settings(max_bytes: u64, allow_private_networks: bool) -> FileSettings {
+    FileSettings {
+        max_bytes,
+        download_timeout_secs: 1,
+        allow_private_networks,
+    }
+}
+
+/// A fetcher that resolves the test names and trusts 127.0.0.1 alone.
+fn fetcher(max_bytes: u64) -> AttachmentFetcher {
+    let policy = AddressPolicy::public_only().trusting(["127.0.0.1".parse().unwrap()]);
+    AttachmentFetcher::with_parts(&settings(max_bytes, false), policy, test_resolver()).unwrap()
+}
+
+#[track_caller]
+fn invalid(result: Result<Attachment, AttachmentError>) -> String {
+    match result {
+        Err(AttachmentError::Invalid(message)) => message,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn too_large(result: Result<Attachment, AttachmentError>) -> String {
+    match result {
+        Err(AttachmentError::TooLarge(message)) => message,
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_not_allowed(message: &str) {
+    assert!(message.contains("is not allowed"), "{message}");
+}
+
+fn extension(attachment: &Attachment) -> &str {
+    attachment.file_name.rsplit_once('.').unwrap().1
+}
+
+#[tokio::test]
+async fn an_image_is_downloaded_by_name_with_its_bytes_type_and_a_fresh_name() {
+    let files = Files::spawn().await;
+    let attachment = fetcher(LIMIT)
+        .fetch(&files.url("files.test", "/image.png"))
+        .await
+        .unwrap();
+    assert_eq!(&attachment.bytes[..], PNG);
+    assert_eq!(attachment.mime, "image/png");
+    assert!(attachment.is_image());
+    let (stem, ext) = attachment.file_name.rsplit_once('.').unwrap();
+    assert_eq!(ext, "png");
+    assert!(uuid::Uuid::parse_str(stem).is_ok());
+}
+
+#[tokio::test]
+async fn without_a_content_type_the_type_comes_from_the_extension_then_the_magic() {
+    let files = Files::spawn().await;
+    let fetcher = fetcher(LIMIT);
+    for path in ["/report.pdf", "/document", "/typed"] {
+        let attachment = fetcher.fetch(&files.url("files.test", path)).await.unwrap();
+        assert_eq!(&attachment.bytes[..], PDF, "{path}");
+        assert_eq!(attachment.mime, "application/pdf", "{path}");
+        assert_eq!(extension(&attachment), "pdf", "{path}");
+    }
+    let octet = fetcher.fetch(&files.url("files.test", "/octet.png")).await.unwrap();
+    assert_eq!(octet.mime, "image/png");
+}
+
+#[tokio::test]
+async fn a_server_refusing_head_still_serves_the_file() {
+    let files = Files::spawn().await;
+    let attachment = fetcher(LIMIT)
+        .fetch(&files.url("files.test", "/no-head.txt"))
+        .await
+        .unwrap();
+    assert_eq!(&attachment.bytes[..], b"hello");
+    assert_eq!(attachment.mime, "text/plain");
+    assert_eq!(extension(&attachment), "txt");
+}
+
+#[tokio::test]
+async fn a_missing_file_is_invalid_naming_the_url_and_the_status() {
+    let files = Files::spawn().await;
+    let message = invalid(fetcher(LIMIT).fetch(&files.url("files.test", "/missing.png")).await);
+    assert!(message.contains("/missing.png") && message.contains("404"), "{message}");
+}
+
+#[tokio::test]
+async fn a_declared_size_over_the_limit_is_too_large_without_downloading() {
+    let files = Files::spawn().await;
+    let message = too_large(fetcher(LIMIT).fetch(&files.url("files.test", "/big.bin")).await);
+    assert!(message.contains("/big.bin") && message.contains("1024"), "{message}");
+    assert_eq!(files.big_gets.load(Ordering::SeqCst), 0);
+    too_large(fetcher(LIMIT).fetch(&files.url("files.test", "/big-no-head")).await);
+}
+
+#[tokio::test]
+async fn an_undeclared_body_is_cut_once_it_passes_the_limit() {
+    let files = Files::spawn().await;
+    too_large(fetcher(LIMIT).fetch(&files.url("files.test", "/stream")).await);
+    let whole = fetcher(BIG as u64)
+        .fetch(&files.url("files.test", "/stream"))
+        .await
+        .unwrap();
+    assert_eq!(whole.bytes.len(), BIG);
+    assert_eq!(whole.mime, "application/octet-stream");
+    assert_eq!(extension(&whole), "bin");
+}
+
+#[tokio::test]
+async fn a_literal_loopback_address_is_refused_by_the_default_policy() {
+    let files = Files::spawn().await;
+    let fetcher = AttachmentFetcher::new(&settings(LIMIT, false)).unwrap();
+    assert_not_allowed(&invalid(fetcher.fetch(&files.url("127.0.0.1", "/image.png")).await));
+    assert_not_allowed(&invalid(fetcher.fetch(&files.url("[::1]", "/image.png")).await));
+    assert_not_allowed(&invalid(fetcher.fetch(&files.url("localhost", "/image.png")).await));
+}
+
+#[tokio::test]
+async fn allowing_private_networks_lets_loopback_through() {
+    let files = Files::spawn().await;
+    let fetcher = AttachmentFetcher::new(&settings(LIMIT, true)).unwrap();
+    let attachment = fetcher.fetch(&files.url("127.0.0.1", "/image.png")).await.unwrap();
+    assert_eq!(&attachment.bytes[..], PNG);
+}
+
+#[tokio::test]
+async fn names_resolving_to_any_private_address_are_refused() {
+    let files = Files::spawn().await;
+    let fetcher = fetcher(LIMIT);
+    let internal = invalid(fetcher.fetch(&files.url("internal.test", "/image.png")).await);
+    assert_not_allowed(&internal);
+    assert!(
+        internal.contains("10.0.0.7") && internal.contains("private"),
+        "{internal}"
+    );
+    let mixed = invalid(fetcher.fetch(&files.url("mixed.test", "/image.png")).await);
+    assert_not_allowed(&mixed);
+    assert!(mixed.contains("192.168.1.1"), "{mixed}");
+}
+
+#[tokio::test]
+async fn redirects_to_internal_addresses_or_other_schemes_are_refused() {
+    let files = Files::spawn().await;
+    let fetcher = fetcher(LIMIT);
+    for target in [
+        files.url("internal.test", "/image.png"),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        "http://[::ffff:10.0.0.1]/".to_owned(),
+    ] {
+        let message = invalid(fetcher.fetch(&files.redirect_to(&target)).await);
+        assert_not_allowed(&message);
+    }
+    let message = invalid(fetcher.fetch(&files.redirect_to("ftp://files.test/image.png")).await);
+    assert!(
+        message.contains("ftp") && message.contains("only http and https"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn five_redirects_are_followed_and_six_are_refused() {
+    let files = Files::spawn().await;
+    let fetcher = fetcher(LIMIT);
+    let attachment = fetcher.fetch(&files.url("files.test", "/hops/5")).await.unwrap();
+    assert_eq!(&attachment.bytes[..], PNG);
+    let message = invalid(fetcher.fetch(&files.url("files.test", "/hops/6")).await);
+    assert!(message.contains("more than 5"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unreachable_host_is_invalid_and_not_called_forbidden() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let fetcher = fetcher(LIMIT);
+    let refused = invalid(fetcher.fetch(&format!("http://files.test:{port}/a.png")).await);
+    assert!(
+        refused.contains("could not be reached") && refused.contains("files.test"),
+        "{refused}"
+    );
+    let unknown = invalid(fetcher.fetch("http://nowhere.test/a.png").await);
+    assert!(unknown.contains("could not be reached"), "{unknown}");
+}
+
+#[tokio::test]
+async fn a_server_slower_than_the_timeout_is_invalid() {
+    let files = Files::spawn().await;
+    let message = invalid(fetcher(LIMIT).fetch(&files.url("files.test", "/slow")).await);
+    assert!(message.contains("did not answer within 1 s"), "{message}");
+}
+
+#[tokio::test]
+async fn other_schemes_are_invalid_naming_the_allowed_ones() {
+    let fetcher = fetcher(LIMIT);
+    for url in [
+        "ftp://files.test/a.png",
+        "file:///etc/passwd",
+        "gopher://files.test/",
+        "files.test/a.png",
+    ] {
+        let message = invalid(fetcher.fetch(url).await);
+        assert!(message.contains("http, https or data"), "{url}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn data_urls_are_decoded_and_named() {
+    let fetcher = fetcher(LIMIT);
+    let png = fetcher
+        .fetch("data:image/png;base64,iVBORw0KGgoAAAANSUhEUg==")
+        .await
+        .unwrap();
+    assert_eq!(png.mime, "image/png");
+    assert_eq!(extension(&png), "png");
+    let sniffed = fetcher.fetch("data:;base64,JVBERi0xLjQK").await.unwrap();
+    assert_eq!(sniffed.mime, "application/pdf");
+    let text = fetcher.fetch("data:,hello%20world").await.unwrap();
+    assert_eq!(text.mime, "text/plain");
+    assert_eq!(&text.bytes[..], b"hello world");
+    assert_eq!(extension(&text), "txt");
+}
+
+#[tokio::test]
+async fn bad_data_urls_are_invalid_and_never_quoted_whole() {
+    let fetcher = fetcher(LIMIT);
+    let long_bad = format!("data:image/png;base64,{}!", "A".repeat(400));
+    let message = invalid(fetcher.fetch(&long_bad).await);
+    assert!(message.contains("base64") && message.len() < 200, "{message}");
+    assert!(invalid(fetcher.fetch("data:image/png;base64,").await).contains("no data"));
+    assert!(invalid(fetcher.fetch("data:image/png;base64").await).contains("no comma"));
+    let big = format!("data:;base64,{}", "A".repeat(2000));
+    let message = too_large(fetcher.fetch(&big).await);
+    assert!(message.contains("1024") && message.len() < 200, "{message}");
+}
+
+#[test]
+fn error_messages_quote_urls_shortened_and_without_passwords() {
+    assert_eq!(quote("https://a.test/x"), "`https://a.test/x`");
+    assert_eq!(quote("https://user:secret@a.test/x"), "`https://user:***@a.test/x`");
+    let long = format!("data:text/plain,{}", "é".repeat(100));
+    let quoted = quote(&long);
+    assert!(
+        quoted.ends_with("…`") && quoted.chars().count() == QUOTED_URL_CHARS + 3,
+        "{quoted}"
+    );
+}
