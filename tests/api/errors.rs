@@ -49,6 +49,20 @@ async fn empty_messages_are_a_400_naming_the_parameter() -> TestResult {
 }
 
 #[tokio::test]
+async fn messages_without_any_text_are_a_400() -> TestResult {
+    let app = spawn_app().await;
+    for body in [
+        json!({"messages": [{"role": "user", "content": "   "}]}),
+        json!({"messages": [{"role": "user", "content": []}]}),
+        json!({"messages": [{"role": "assistant", "content": null}]}),
+    ] {
+        assert_openai_error(app.chat("token-a", &body).await, 400).await;
+    }
+    assert!(app.sim.chats().is_empty());
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_request_without_usable_authorization_is_a_401() -> TestResult {
     let app = spawn_app().await;
     let missing = app

@@ -91,10 +91,17 @@ fn serve(state: &Served, addr: SocketAddr, request: Request) -> Response {
         } else {
             format!("http://{addr}/redirect/{}/{file}", hops - 1)
         };
-        return Response::builder().status(StatusCode::FOUND).header("Location", next).finish();
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header("Location", next)
+            .finish();
     }
     if let Some(code) = path.strip_prefix("/status/") {
-        let status = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::IM_A_TEAPOT);
+        let status = code
+            .parse()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::IM_A_TEAPOT);
         return Response::builder().status(status).body("nope");
     }
     if let Some(size) = path.strip_prefix("/declared/") {
@@ -106,7 +113,11 @@ fn serve(state: &Served, addr: SocketAddr, request: Request) -> Response {
         return Response::builder()
             .header("Content-Type", "application/pdf")
             .header("Content-Length", size.to_string())
-            .body(if is_get { Body::from_vec(vec![b'x'; size]) } else { Body::empty() });
+            .body(if is_get {
+                Body::from_vec(vec![b'x'; size])
+            } else {
+                Body::empty()
+            });
     }
     if let Some(size) = path.strip_prefix("/chunked/") {
         // No Content-Length: the size shows only while reading.
@@ -115,7 +126,11 @@ fn serve(state: &Served, addr: SocketAddr, request: Request) -> Response {
             .map(move |i| Ok::<_, std::io::Error>(Bytes::from(vec![b'y'; 4096.min(size - i * 4096)])));
         return Response::builder()
             .header("Content-Type", "text/plain")
-            .body(if is_get { Body::from_bytes_stream(futures::stream::iter(chunks)) } else { Body::empty() });
+            .body(if is_get {
+                Body::from_bytes_stream(futures::stream::iter(chunks))
+            } else {
+                Body::empty()
+            });
     }
     Response::builder().status(StatusCode::NOT_FOUND).body("unknown")
 }

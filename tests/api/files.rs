@@ -61,7 +61,10 @@ async fn a_document_by_data_url_reaches_the_upstream_as_a_document() -> TestResu
     assert_eq!(record.files[0].form_type, 6);
     assert!(record.files[0].file_name.ends_with(".pdf"));
     let uploaded = app.sim.uploaded_files();
-    assert_eq!((uploaded[0].bytes.as_slice(), uploaded[0].mime.as_str()), (TINY_PDF, "application/pdf"));
+    assert_eq!(
+        (uploaded[0].bytes.as_slice(), uploaded[0].mime.as_str()),
+        (TINY_PDF, "application/pdf")
+    );
     app.assert_protocol_clean();
     Ok(())
 }
@@ -92,7 +95,10 @@ async fn two_attachments_after_a_history_keep_their_order_and_draw_attention() -
     assert!(record.files[0].file_name.ends_with(".png") && record.files[1].file_name.ends_with(".pdf"));
     let form: Value = serde_json::from_str(record.form.as_deref().expect("a form"))?;
     assert_eq!(form.as_array().map(Vec::len), Some(3));
-    assert_eq!(form[2], json!({"name": "", "formType": 1, "content": record.msg_content}));
+    assert_eq!(
+        form[2],
+        json!({"name": "", "formType": 1, "content": record.msg_content})
+    );
     app.assert_protocol_clean();
     Ok(())
 }
@@ -101,7 +107,8 @@ async fn two_attachments_after_a_history_keep_their_order_and_draw_attention() -
 async fn a_streamed_answer_about_an_image_works() -> TestResult {
     let (app, files) = spawn_app_with_files().await;
     let url = files.put("dog.png", Some("image/png"), TINY_PNG);
-    let mut body = with_parts(json!([{"type": "text", "text": "Describe"}, {"type": "image_url", "image_url": {"url": url}}]));
+    let mut body =
+        with_parts(json!([{"type": "text", "text": "Describe"}, {"type": "image_url", "image_url": {"url": url}}]));
     body["stream"] = json!(true);
     let (status, data) = app.chat_stream("token-a", &body).await;
     assert_eq!(status, 200);
@@ -115,7 +122,11 @@ async fn a_streamed_answer_about_an_image_works() -> TestResult {
 async fn the_mime_type_comes_from_the_bytes_when_nothing_else_tells() -> TestResult {
     let (app, files) = spawn_app_with_files().await;
     let url = files.put("blob", None, TINY_PNG);
-    app.chat_ok("token-a", &with_parts(json!([{"type": "file", "file_url": {"url": url}}]))).await;
+    app.chat_ok(
+        "token-a",
+        &with_parts(json!([{"type": "file", "file_url": {"url": url}}])),
+    )
+    .await;
     let record = app.sim.chats().pop().expect("a chat");
     assert_eq!(record.files[0].form_type, 2, "PNG bytes make it an image");
     assert!(record.files[0].file_name.ends_with(".png"));
@@ -204,7 +215,11 @@ async fn a_download_is_cut_the_moment_it_passes_the_limit() -> TestResult {
     assert_refused(&app, &files.url("/chunked/50000"), 413).await;
     // Just under the limit is fine.
     let fine = files.put("notes.txt", Some("text/plain"), &[b'z'; 9_000]);
-    app.chat_ok("token-a", &with_parts(json!([{"type": "file", "file_url": {"url": fine}}]))).await;
+    app.chat_ok(
+        "token-a",
+        &with_parts(json!([{"type": "file", "file_url": {"url": fine}}])),
+    )
+    .await;
     Ok(())
 }
 
@@ -233,9 +248,9 @@ async fn when_one_attachment_fails_nothing_is_sent() -> TestResult {
 async fn redirects_are_followed_up_to_five() -> TestResult {
     let (app, files) = spawn_app_with_files().await;
     files.put("far.png", Some("image/png"), TINY_PNG);
+    assert_refused(&app, &files.url("/redirect/6/far.png"), 400).await;
     let body = with_parts(json!([{"type": "image_url", "image_url": {"url": files.url("/redirect/5/far.png")}}]));
     app.chat_ok("token-a", &body).await;
-    assert_refused(&app, &files.url("/redirect/6/far.png"), 400).await;
     Ok(())
 }
 
@@ -265,7 +280,10 @@ async fn internal_addresses_are_refused_by_default() -> TestResult {
     ];
     for url in &urls {
         let error = assert_refused(&app, url, 400).await;
-        assert!(error["message"].as_str().expect("a message").contains("not allowed"), "{url}: {error}");
+        assert!(
+            error["message"].as_str().expect("a message").contains("not allowed"),
+            "{url}: {error}"
+        );
     }
     assert_eq!(files.downloads(), 0, "nothing was fetched from loopback");
     Ok(())

@@ -100,7 +100,12 @@ impl TestApp {
         let response = self.chat(tokens, body).await;
         let status = response.status();
         let text = response.text().await.expect("a body");
-        assert_eq!(status, 200, "chat failed: {text}");
+        assert_eq!(
+            status,
+            200,
+            "chat failed: {text}; upstream saw: {:#?}",
+            self.sim.violations()
+        );
         serde_json::from_str(&text).expect("JSON")
     }
 

@@ -169,6 +169,16 @@ impl ChatService {
         if prompt.messages.is_empty() {
             return Err(ChatError::InvalidRequest("`messages` must not be empty".into()));
         }
+        let has_text = prompt
+            .messages
+            .iter()
+            .flat_map(|m| m.texts())
+            .any(|t| !t.trim().is_empty());
+        if !has_text && prompt.attachment_urls().is_empty() {
+            return Err(ChatError::InvalidRequest(
+                "`messages` hold no text and no attachment: there is nothing to answer".into(),
+            ));
+        }
         // Fetched before an account is taken (downloads are not the account's work), and all
         // of them before anything is sent: a failing attachment sends nothing.
         if prompt.attachments.is_empty() {
@@ -240,11 +250,16 @@ impl ChatService {
 
     /// Fetches the last message's attachments concurrently, in the order given.
     async fn fetch_attachments(&self, prompt: &ChatPrompt) -> Result<Vec<Attachment>, ChatError> {
-        let fetches = prompt.attachment_urls().into_iter().map(|url| self.attachments.fetch(url));
-        futures::future::try_join_all(fetches).await.map_err(|error| match error {
-            AttachmentError::Invalid(message) => ChatError::InvalidAttachment(message),
-            AttachmentError::TooLarge(message) => ChatError::AttachmentTooLarge(message),
-        })
+        let fetches = prompt
+            .attachment_urls()
+            .into_iter()
+            .map(|url| self.attachments.fetch(url));
+        futures::future::try_join_all(fetches)
+            .await
+            .map_err(|error| match error {
+                AttachmentError::Invalid(message) => ChatError::InvalidAttachment(message),
+                AttachmentError::TooLarge(message) => ChatError::AttachmentTooLarge(message),
+            })
     }
 
     /// One try on one leased account, up to the first piece of the answer.

@@ -139,7 +139,10 @@ impl ApiError {
                 401,
                 "No usable `Authorization: Bearer` value, or the upstream refused every token given.",
             ),
-            (413, "The request body is larger than `server.max_body_bytes`, or an attachment is larger than `files.max_bytes`."),
+            (
+                413,
+                "The request body is larger than `server.max_body_bytes`, or an attachment is larger than `files.max_bytes`.",
+            ),
             (429, "Every account token given is busy past `accounts.busy_wait_secs`."),
             (
                 502,
@@ -155,14 +158,20 @@ impl From<ChatError> for ApiError {
         let message = error.to_string();
         match error {
             ChatError::InvalidRequest(_) => Self::invalid_request(message),
-            ChatError::InvalidAttachment(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_attachment", message)
-                    .with_param("messages")
-            }
-            ChatError::AttachmentTooLarge(_) => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "attachment_too_large", message)
-                    .with_param("messages")
-            }
+            ChatError::InvalidAttachment(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_attachment",
+                message,
+            )
+            .with_param("messages"),
+            ChatError::AttachmentTooLarge(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "attachment_too_large",
+                message,
+            )
+            .with_param("messages"),
             ChatError::NoAccounts => Self::unauthorized(message),
             ChatError::AccountsRejected { .. } => Self::new(
                 StatusCode::UNAUTHORIZED,

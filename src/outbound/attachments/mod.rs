@@ -130,7 +130,20 @@ impl AttachmentFetcher {
         })
     }
 
+    /// Downloads `url`, HEAD and GET together within the download timeout.
     async fn download(&self, url: Url) -> Result<Attachment, AttachmentError> {
+        let quoted = quote(url.as_str());
+        tokio::time::timeout(self.timeout, self.download_unbounded(url))
+            .await
+            .unwrap_or_else(|_| {
+                Err(AttachmentError::Invalid(format!(
+                    "attachment URL {quoted} did not download within {} s",
+                    self.timeout.as_secs()
+                )))
+            })
+    }
+
+    async fn download_unbounded(&self, url: Url) -> Result<Attachment, AttachmentError> {
         let quoted = quote(url.as_str());
         self.policy
             .check_url(&url)
@@ -142,12 +155,10 @@ impl AttachmentFetcher {
             .send()
             .await
             .map_err(|error| self.transport_failure(&quoted, &error))?;
-        let status = head.status();
-        // Servers that do not implement HEAD still serve GET.
-        if !matches!(status, StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED) {
-            if status.as_u16() >= 400 {
-                return Err(bad_status(&quoted, "HEAD", status));
-            }
+        // A HEAD that fails says little: servers without HEAD (405, 501) and presigned links
+        // valid for GET only (403) still serve the GET, whose own status decides. A HEAD that
+        // works lets an oversized file be refused before any byte is downloaded.
+        if head.status().is_success() {
             self.check_declared_length(&quoted, head.headers())?;
         }
 

@@ -75,6 +75,8 @@ impl Endpoint for FileServer {
                 }
                 Response::builder().body(vec![7u8; BIG])
             }
+            "/presigned.png" if head => Response::builder().status(StatusCode::FORBIDDEN).finish(),
+            "/presigned.png" => ok(Some("image/png"), PNG),
             "/big-no-head" if head => Response::builder().status(StatusCode::METHOD_NOT_ALLOWED).finish(),
             "/big-no-head" => Response::builder().body(vec![7u8; BIG]),
             "/stream" => {
@@ -221,6 +223,18 @@ async fn a_server_refusing_head_still_serves_the_file() {
     assert_eq!(&attachment.bytes[..], b"hello");
     assert_eq!(attachment.mime, "text/plain");
     assert_eq!(extension(&attachment), "txt");
+}
+
+#[tokio::test]
+async fn a_link_valid_for_get_only_still_serves_the_file() {
+    let files = Files::spawn().await;
+    let attachment = fetcher(LIMIT)
+        .fetch(&files.url("files.test", "/presigned.png"))
+        .await
+        .unwrap();
+    assert_eq!(&attachment.bytes[..], PNG);
+    assert_eq!(attachment.mime, "image/png");
+    assert_eq!(extension(&attachment), "png");
 }
 
 #[tokio::test]

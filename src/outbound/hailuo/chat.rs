@@ -8,7 +8,7 @@ use reqwest::multipart::Form;
 use super::HailuoClient;
 use super::answer::decode_answer;
 use super::files::chat_form;
-use super::prompt::build_msg_content;
+use super::prompt::{ATTACHMENT_FOCUS, build_msg_content};
 use super::request::{self, Caller};
 use super::signing::sign_chat;
 use crate::domain::chat::ChatPrompt;
@@ -37,8 +37,13 @@ pub struct ChatFields {
 impl ChatFields {
     /// The fields of `prompt`, without attachments.
     pub fn from_prompt(prompt: &ChatPrompt) -> Self {
+        let mut msg_content = build_msg_content(prompt);
+        // Files without a word: the upstream wants text, so ask it to look at the files.
+        if msg_content.trim().is_empty() && !prompt.attachments.is_empty() {
+            msg_content = ATTACHMENT_FOCUS.to_owned();
+        }
         Self {
-            msg_content: build_msg_content(prompt),
+            msg_content,
             chat_id: prompt
                 .conversation
                 .as_ref()
@@ -142,6 +147,22 @@ mod tests {
                 form: None
             }
         );
+    }
+
+    #[test]
+    fn files_without_text_ask_the_upstream_to_look_at_them() {
+        let prompt = ChatPrompt {
+            attachments: vec![crate::domain::chat::Attachment {
+                file_name: "a.png".into(),
+                mime: "image/png".into(),
+                bytes: bytes::Bytes::from_static(b"png"),
+            }],
+            ..ChatPrompt::new(vec![ChatMessage {
+                role: "user".into(),
+                parts: vec![crate::domain::chat::ContentPart::Image { url: "data:,x".into() }],
+            }])
+        };
+        assert_eq!(ChatFields::from_prompt(&prompt).msg_content, ATTACHMENT_FOCUS);
     }
 
     #[test]

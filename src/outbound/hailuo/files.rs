@@ -74,7 +74,11 @@ pub fn oss_endpoint(endpoint: &str) -> (String, &'static str) {
         bracketed.split(']').next().unwrap_or_default()
     } else {
         host.rsplit_once(':').map_or(host, |(name, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
         })
     };
     let path_style = bare_host.eq_ignore_ascii_case("localhost") || bare_host.parse::<std::net::IpAddr>().is_ok();
@@ -86,7 +90,11 @@ pub fn chat_form(files: &[UploadedFile], msg_content: &str) -> String {
     let mut entries: Vec<Value> = files
         .iter()
         .map(|file| {
-            let form_type = if file.is_image { IMAGE_FORM_TYPE } else { DOCUMENT_FORM_TYPE };
+            let form_type = if file.is_image {
+                IMAGE_FORM_TYPE
+            } else {
+                DOCUMENT_FORM_TYPE
+            };
             json!({"name": "", "formType": form_type, "content": file.file_name, "fileID": file.file_id})
         })
         .collect();
@@ -198,10 +206,19 @@ mod tests {
 
     #[test]
     fn a_url_keeps_its_scheme_and_an_address_uses_path_style() {
-        assert_eq!(oss_endpoint("http://127.0.0.1:9000/"), ("http://127.0.0.1:9000".to_owned(), "path"));
-        assert_eq!(oss_endpoint("http://localhost:9000"), ("http://localhost:9000".to_owned(), "path"));
+        assert_eq!(
+            oss_endpoint("http://127.0.0.1:9000/"),
+            ("http://127.0.0.1:9000".to_owned(), "path")
+        );
+        assert_eq!(
+            oss_endpoint("http://localhost:9000"),
+            ("http://localhost:9000".to_owned(), "path")
+        );
         assert_eq!(oss_endpoint("[::1]:9000"), ("https://[::1]:9000".to_owned(), "path"));
-        assert_eq!(oss_endpoint("http://oss.example.com"), ("http://oss.example.com".to_owned(), "virtual"));
+        assert_eq!(
+            oss_endpoint("http://oss.example.com"),
+            ("http://oss.example.com".to_owned(), "virtual")
+        );
     }
 
     #[test]
