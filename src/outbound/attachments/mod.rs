@@ -137,7 +137,7 @@ impl AttachmentFetcher {
             .await
             .unwrap_or_else(|_| {
                 Err(AttachmentError::Invalid(format!(
-                    "attachment URL {quoted} did not download within {} s",
+                    "attachment URL {quoted} did not answer within {} s",
                     self.timeout.as_secs()
                 )))
             })
