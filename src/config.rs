@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use crate::domain::audio::VoiceTable;
+
 /// The defaults compiled into the binary: `config/default.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
@@ -25,6 +27,8 @@ pub struct Settings {
     pub session: SessionSettings,
     /// Attachments (documents and images in chat).
     pub files: FileSettings,
+    /// Speech and transcription.
+    pub audio: AudioSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -162,6 +166,51 @@ impl FileSettings {
     }
 }
 
+/// Speech and transcription.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AudioSettings {
+    /// How long to wait for the upstream's audio.
+    pub tts_timeout_secs: u64,
+    /// Pause between polls of the upstream's audio.
+    pub tts_poll_interval_ms: u64,
+    /// Largest transcription upload.
+    pub max_upload_bytes: usize,
+    /// OpenAI voice → Hailuo voice for `tts-1`.
+    pub voices: BTreeMap<String, String>,
+    /// OpenAI voice → Hailuo voice for `tts-1-hd`.
+    pub voices_hd: BTreeMap<String, String>,
+}
+
+/// The OpenAI voices, in the order `REPLACE_AUDIO_MODEL` lists their replacements.
+pub const OPENAI_VOICES: [&str; 6] = ["alloy", "echo", "fable", "onyx", "nova", "shimmer"];
+
+impl AudioSettings {
+    /// The voice tables, with OpenAI names in lowercase.
+    pub fn voice_table(&self) -> VoiceTable {
+        let lower = |table: &BTreeMap<String, String>| {
+            table
+                .iter()
+                .map(|(name, voice)| (name.to_ascii_lowercase(), voice.clone()))
+                .collect()
+        };
+        VoiceTable {
+            standard: lower(&self.voices),
+            hd: lower(&self.voices_hd),
+        }
+    }
+
+    /// Applies `REPLACE_AUDIO_MODEL`: comma-separated ids replacing the `tts-1` targets of
+    /// alloy, echo, fable, onyx, nova, shimmer in that order; empty slots keep theirs.
+    pub fn replace_voices(&mut self, replacements: &str) {
+        for (name, replacement) in OPENAI_VOICES.iter().zip(replacements.split(',')) {
+            let replacement = replacement.trim();
+            if !replacement.is_empty() {
+                self.voices.insert((*name).to_owned(), replacement.to_owned());
+            }
+        }
+    }
+}
+
 /// Logging.
 #[derive(Clone, Debug, Deserialize)]
 pub struct LogSettings {
@@ -181,10 +230,14 @@ impl Settings {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment
+        let mut settings: Settings = figment
             .merge(Env::prefixed("HAILUO_").split("__").ignore(&["config"]))
             .extract()
-            .map_err(Box::new)
+            .map_err(Box::new)?;
+        if let Ok(replacements) = std::env::var("REPLACE_AUDIO_MODEL") {
+            settings.audio.replace_voices(&replacements);
+        }
+        Ok(settings)
     }
 
     /// The embedded defaults alone, ignoring the environment (for tests and tools).
@@ -233,6 +286,25 @@ mod tests {
                 "untouched keys keep their defaults"
             );
             assert_eq!(settings.session.idle_ttl_secs, 0);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+    fn replace_audio_model_overrides_the_standard_voices_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("REPLACE_AUDIO_MODEL", "voice-a, ,voice-c");
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            let table = settings.audio.voice_table();
+            assert_eq!(table.standard["alloy"], "voice-a");
+            assert_eq!(
+                table.standard["echo"], "Podcast_girl",
+                "an empty slot keeps the default"
+            );
+            assert_eq!(table.standard["fable"], "voice-c");
+            assert_eq!(table.standard["shimmer"], "xiaoyi_mix_hailuo");
+            assert_eq!(table.hd["alloy"], "xiaomo_sft", "the HD table is untouched");
             Ok(())
         });
     }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use super::audio::SpeechRequest;
+use super::audio::{AudioError, PreparedAudio, SpeechFormat, SpeechRequest};
 use super::chat::{AccountToken, AnswerDelta, Attachment, AttachmentError, ChatPrompt, ConversationId};
 
 /// A device registered upstream for one account token (protocol §3).
@@ -114,14 +114,23 @@ pub trait AttachmentSource: Send + Sync {
     async fn fetch(&self, url: &str) -> Result<Attachment, AttachmentError>;
 }
 
+/// What a speech attempt produced: the conversation it created upstream (to be deleted,
+/// whether or not the audio came), and the MP3 audio or the failure.
+#[derive(Debug)]
+pub struct SpeechOutcome {
+    /// The conversation the upstream created to speak from, once known.
+    pub conversation: Option<ConversationId>,
+    /// The MP3 bytes (every part, in order), or why there are none.
+    pub audio: Result<Vec<u8>, ProviderError>,
+}
+
 /// Text to speech (protocol §8).
 #[async_trait]
 pub trait SpeechProvider: Send + Sync {
-    /// Speaks `request.text` with `request.voice` and returns the MP3 bytes.
-    ///
-    /// # Errors
-    /// Upstream failures, as for chat; [`ProviderError::Timeout`] when the audio is not ready in time.
-    async fn speak(&self, account: &Account, request: &SpeechRequest) -> Result<Vec<u8>, ProviderError>;
+    /// Speaks `request.text` with `request.voice` on `account` (which the caller holds
+    /// exclusively: the voice is an account-wide setting) and returns the MP3 audio.
+    /// The conversation is left to the caller to delete.
+    async fn speak(&self, account: &Account, request: &SpeechRequest) -> SpeechOutcome;
 }
 
 /// Speech to text (protocol §9).
@@ -131,7 +140,25 @@ pub trait TranscriptionProvider: Send + Sync {
     ///
     /// # Errors
     /// Upstream failures, as for chat.
-    async fn transcribe(&self, account: &Account, mp3: Vec<u8>) -> Result<String, ProviderError>;
+    async fn transcribe(&self, account: &Account, mp3: &[u8]) -> Result<String, ProviderError>;
+}
+
+/// Decoding and encoding audio (CPU-bound: callers run it off the async threads).
+pub trait AudioCodec: Send + Sync {
+    /// Makes an upload ready for the upstream: MP3 passes through, anything else (wav, m4a,
+    /// ogg, flac, webm, ...) is decoded and encoded as MP3 (44.1 kHz stereo, 192 kbit/s); with
+    /// the audio's duration. `file_name` is a hint to the container type.
+    ///
+    /// # Errors
+    /// [`AudioError::Undecodable`] for bytes that are not audio we can decode.
+    fn prepare_for_transcription(&self, bytes: &[u8], file_name: Option<&str>) -> Result<PreparedAudio, AudioError>;
+
+    /// Renders the upstream's MP3 as `format` at `speed` (0.25–4.0, pitch kept).
+    ///
+    /// # Errors
+    /// [`AudioError::Unsupported`] for a speed out of range, [`AudioError::Undecodable`] when
+    /// the MP3 does not decode, [`AudioError::Encoding`] when encoding fails.
+    fn render_speech(&self, mp3: &[u8], format: SpeechFormat, speed: f32) -> Result<Vec<u8>, AudioError>;
 }
 
 /// A store failed (I/O, database); the message carries no secrets.
