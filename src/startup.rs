@@ -11,7 +11,7 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use crate::config::Settings;
 use crate::domain::ports::{AttachmentSource, ChatProvider, SessionStore, TokenStore};
 use crate::domain::service::{
-    AccountPool, ChatPolicy, ChatService, ConversationSweeper, ConversationTracker, DeviceRegistry,
+    AccountPool, AccountRunner, ChatService, ConversationSweeper, ConversationTracker, DeviceRegistry, RunPolicy,
 };
 use crate::inbound::http::{self, HttpState};
 use crate::outbound::attachments::AttachmentFetcher;
@@ -44,18 +44,21 @@ impl Application {
         let tracker = ConversationTracker::new();
         let attachments: Arc<dyn AttachmentSource> =
             Arc::new(AttachmentFetcher::new(&settings.files).context("building the attachment fetcher")?);
-        let chat = Arc::new(ChatService::new(
-            Arc::clone(&provider),
-            attachments,
+        let runner = Arc::new(AccountRunner::new(
             Arc::clone(&devices),
             AccountPool::new(),
-            Arc::clone(&sessions),
-            Arc::clone(&tracker),
-            ChatPolicy {
+            RunPolicy {
                 retries: settings.upstream.retries,
                 retry_delay: settings.upstream.retry_delay(),
                 busy_wait: Duration::from_secs(settings.accounts.busy_wait_secs),
             },
+        ));
+        let chat = Arc::new(ChatService::new(
+            Arc::clone(&provider),
+            attachments,
+            Arc::clone(&runner),
+            Arc::clone(&sessions),
+            Arc::clone(&tracker),
         ));
         let sweeper = Arc::new(ConversationSweeper::new(
             sessions,

@@ -5,128 +5,24 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use rand::Rng;
 
 use crate::domain::chat::{AccountToken, AnswerDelta, Attachment, AttachmentError, ChatPrompt, ConversationId};
 use crate::domain::ports::{AnswerStream, AttachmentSource, ChatProvider, ProviderError, SessionStore};
 
-use super::accounts::{AccountLease, AccountPool};
+use super::accounts::AccountLease;
 use super::conversations::ConversationTracker;
-use super::devices::{DeviceError, DeviceRegistry};
 use super::now_ms;
-
-/// Why a chat request failed, as a client needs to know it.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum ChatError {
-    /// The request itself is unusable.
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// An attachment could not be fetched (bad URL, unreachable, refused address, ...).
-    #[error("{0}")]
-    InvalidAttachment(String),
-    /// An attachment is larger than the limit.
-    #[error("{0}")]
-    AttachmentTooLarge(String),
-    /// No account token was given.
-    #[error("no Hailuo account token was given: send `Authorization: Bearer TOKEN[,TOKEN...]`")]
-    NoAccounts,
-    /// Every account stayed busy for the whole wait.
-    #[error("every account token given is busy answering another request; try again later or pass more tokens")]
-    AccountsBusy,
-    /// The upstream refused every account token given.
-    #[error("the upstream refused every account token given (expired or logged out?): {message}")]
-    AccountsRejected {
-        /// The upstream's last reason.
-        message: String,
-    },
-    /// The upstream refused the request (content filtered, rate limited, ...).
-    #[error("the upstream refused the request: {message}")]
-    Refused {
-        /// The upstream's reason.
-        message: String,
-    },
-    /// The upstream could not be reached or failed, also after retrying.
-    #[error("the upstream is unavailable: {message}")]
-    Unavailable {
-        /// What went wrong.
-        message: String,
-    },
-    /// The upstream sent nothing for longer than the timeout, also after retrying.
-    #[error("the upstream did not answer in time")]
-    Timeout,
-    /// Our own infrastructure failed (the store); details are logged, not shown.
-    #[error("internal error")]
-    Internal,
-}
-
-impl From<ProviderError> for ChatError {
-    fn from(error: ProviderError) -> Self {
-        match error {
-            ProviderError::AccountRejected { message } => ChatError::AccountsRejected { message },
-            ProviderError::Refused { message } => ChatError::Refused { message },
-            ProviderError::Unavailable { message } | ProviderError::BadResponse { message } => {
-                ChatError::Unavailable { message }
-            }
-            ProviderError::Timeout => ChatError::Timeout,
-        }
-    }
-}
-
-/// How hard to try.
-#[derive(Debug, Clone, Copy)]
-pub struct ChatPolicy {
-    /// Retries after a transient failure.
-    pub retries: u32,
-    /// Pause before each retry.
-    pub retry_delay: Duration,
-    /// How long to wait for an idle account.
-    pub busy_wait: Duration,
-}
+use super::runner::{AccountRunner, GatewayError};
 
 /// The chat use case.
 pub struct ChatService {
     provider: Arc<dyn ChatProvider>,
     attachments: Arc<dyn AttachmentSource>,
-    devices: Arc<DeviceRegistry>,
-    pool: Arc<AccountPool>,
+    runner: Arc<AccountRunner>,
     sessions: Arc<dyn SessionStore>,
     tracker: Arc<ConversationTracker>,
-    policy: ChatPolicy,
-}
-
-/// How one attempt on one account failed.
-enum AttemptError {
-    /// The account is refused: skip it.
-    Rejected(String),
-    /// Worth retrying.
-    Transient(ProviderError),
-    /// Final: hand it to the client.
-    Final(ChatError),
-}
-
-impl From<DeviceError> for AttemptError {
-    fn from(error: DeviceError) -> Self {
-        match error {
-            DeviceError::Provider(error) => AttemptError::from(error),
-            DeviceError::Store(error) => {
-                tracing::error!(%error, "token store failed");
-                AttemptError::Final(ChatError::Internal)
-            }
-        }
-    }
-}
-
-impl From<ProviderError> for AttemptError {
-    fn from(error: ProviderError) -> Self {
-        match error {
-            ProviderError::AccountRejected { message } => AttemptError::Rejected(message),
-            error if error.is_transient() => AttemptError::Transient(error),
-            error => AttemptError::Final(error.into()),
-        }
-    }
 }
 
 impl ChatService {
@@ -134,40 +30,31 @@ impl ChatService {
     pub fn new(
         provider: Arc<dyn ChatProvider>,
         attachments: Arc<dyn AttachmentSource>,
-        devices: Arc<DeviceRegistry>,
-        pool: Arc<AccountPool>,
+        runner: Arc<AccountRunner>,
         sessions: Arc<dyn SessionStore>,
         tracker: Arc<ConversationTracker>,
-        policy: ChatPolicy,
     ) -> Self {
         Self {
             provider,
             attachments,
-            devices,
-            pool,
+            runner,
             sessions,
             tracker,
-            policy,
         }
-    }
-
-    /// The account pool (for gauges).
-    pub fn pool(&self) -> &Arc<AccountPool> {
-        &self.pool
     }
 
     /// Answers `prompt` on one of `tokens`. Resolves once the first piece of the answer has
     /// arrived, so every failure before it is a proper error.
     ///
     /// # Errors
-    /// See [`ChatError`]: no tokens, all busy past the wait, all refused, the request refused,
+    /// See [`GatewayError`]: no tokens, all busy past the wait, all refused, the request refused,
     /// the upstream unavailable or silent after the retries.
-    pub async fn chat(&self, tokens: &[AccountToken], mut prompt: ChatPrompt) -> Result<Answer, ChatError> {
+    pub async fn chat(&self, tokens: &[AccountToken], mut prompt: ChatPrompt) -> Result<Answer, GatewayError> {
         if tokens.is_empty() {
-            return Err(ChatError::NoAccounts);
+            return Err(GatewayError::NoAccounts);
         }
         if prompt.messages.is_empty() {
-            return Err(ChatError::InvalidRequest("`messages` must not be empty".into()));
+            return Err(GatewayError::InvalidRequest("`messages` must not be empty".into()));
         }
         let has_text = prompt
             .messages
@@ -175,7 +62,7 @@ impl ChatService {
             .flat_map(|m| m.texts())
             .any(|t| !t.trim().is_empty());
         if !has_text && prompt.attachment_urls().is_empty() {
-            return Err(ChatError::InvalidRequest(
+            return Err(GatewayError::InvalidRequest(
                 "`messages` hold no text and no attachment: there is nothing to answer".into(),
             ));
         }
@@ -191,7 +78,7 @@ impl ChatService {
                 let guard = Activity::begin(self, conversation.clone(), None);
                 let owner = self.sessions.find(conversation).await.map_err(|error| {
                     tracing::error!(%error, "session store failed");
-                    ChatError::Internal
+                    GatewayError::Internal
                 })?;
                 if let Some(owner) = owner.filter(|session| candidates.contains(&session.token)) {
                     candidates = vec![owner.token];
@@ -200,56 +87,27 @@ impl ChatService {
             }
             None => None,
         };
-        // Spread requests over the tokens given, as the reference picks one at random.
-        let offset = rand::rng().random_range(0..candidates.len());
-        candidates.rotate_left(offset);
-
-        let mut failures = 0;
-        let mut last_failed: Option<AccountToken> = None;
-        let mut last_rejection = String::new();
-        loop {
-            if candidates.is_empty() {
-                return Err(ChatError::AccountsRejected {
-                    message: last_rejection,
-                });
-            }
-            let ordered = prefer_others(&candidates, last_failed.as_ref());
-            let lease = self
-                .pool
-                .lease(&ordered, self.policy.busy_wait)
-                .await
-                .ok_or(ChatError::AccountsBusy)?;
-            let token = lease.token().clone();
-            let error = match self.attempt(&token, &prompt).await {
-                Ok((first, rest)) => return Ok(self.answer(lease, first, rest, continuing).await),
-                Err(error) => error,
-            };
-            drop(lease);
-            match error {
-                AttemptError::Rejected(message) => {
-                    tracing::warn!(account = %token, %message, "the upstream refused an account; trying the next");
-                    if let Err(error) = self.devices.forget(&token).await {
-                        tracing::warn!(%error, "could not forget a device");
-                    }
-                    candidates.retain(|candidate| candidate != &token);
-                    last_rejection = message;
+        let provider = &self.provider;
+        let prompt = &prompt;
+        let ((first, rest), lease) = self
+            .runner
+            .run(&candidates, |account| async move {
+                let mut stream = provider.send(&account, prompt).await?;
+                // A stream that fails before its first piece reached anyone is worth a retry.
+                match stream.next().await {
+                    Some(Ok(first)) => Ok((first, stream)),
+                    Some(Err(error)) => Err(error),
+                    None => Err(ProviderError::Unavailable {
+                        message: "the answer ended before it began".into(),
+                    }),
                 }
-                AttemptError::Transient(error) => {
-                    failures += 1;
-                    if failures > self.policy.retries {
-                        return Err(error.into());
-                    }
-                    tracing::warn!(account = %token, %error, attempt = failures, "transient upstream failure; retrying");
-                    last_failed = Some(token);
-                    tokio::time::sleep(self.policy.retry_delay).await;
-                }
-                AttemptError::Final(error) => return Err(error),
-            }
-        }
+            })
+            .await?;
+        Ok(self.answer(lease, first, rest, continuing).await)
     }
 
     /// Fetches the last message's attachments concurrently, in the order given.
-    async fn fetch_attachments(&self, prompt: &ChatPrompt) -> Result<Vec<Attachment>, ChatError> {
+    async fn fetch_attachments(&self, prompt: &ChatPrompt) -> Result<Vec<Attachment>, GatewayError> {
         let fetches = prompt
             .attachment_urls()
             .into_iter()
@@ -257,26 +115,9 @@ impl ChatService {
         futures::future::try_join_all(fetches)
             .await
             .map_err(|error| match error {
-                AttachmentError::Invalid(message) => ChatError::InvalidAttachment(message),
-                AttachmentError::TooLarge(message) => ChatError::AttachmentTooLarge(message),
+                AttachmentError::Invalid(message) => GatewayError::InvalidAttachment(message),
+                AttachmentError::TooLarge(message) => GatewayError::AttachmentTooLarge(message),
             })
-    }
-
-    /// One try on one leased account, up to the first piece of the answer.
-    async fn attempt(
-        &self,
-        token: &AccountToken,
-        prompt: &ChatPrompt,
-    ) -> Result<(AnswerDelta, AnswerStream), AttemptError> {
-        let account = self.devices.account(token).await?;
-        let mut stream = self.provider.send(&account, prompt).await?;
-        match stream.next().await {
-            Some(Ok(first)) => Ok((first, stream)),
-            Some(Err(error)) => Err(error.into()),
-            None => Err(AttemptError::Transient(ProviderError::Unavailable {
-                message: "the answer ended before it began".into(),
-            })),
-        }
     }
 
     /// Records the conversation (before anything is streamed) and wraps the answer.
@@ -311,13 +152,6 @@ impl ChatService {
         }
         answer
     }
-}
-
-/// `candidates` with `avoid` moved to the end.
-fn prefer_others(candidates: &[AccountToken], avoid: Option<&AccountToken>) -> Vec<AccountToken> {
-    let (mut others, avoided): (Vec<_>, Vec<_>) = candidates.iter().cloned().partition(|token| Some(token) != avoid);
-    others.extend(avoided);
-    others
 }
 
 /// A conversation answering now: tracked so the sweeper leaves it alone, and on drop
@@ -398,7 +232,7 @@ impl Answer {
     ///
     /// # Errors
     /// The first error of the stream.
-    pub async fn collect_text(mut self) -> Result<String, ChatError> {
+    pub async fn collect_text(mut self) -> Result<String, GatewayError> {
         let mut text = String::new();
         while let Some(delta) = self.next().await {
             text.push_str(&delta?.text);
@@ -408,7 +242,7 @@ impl Answer {
 }
 
 impl Stream for Answer {
-    type Item = Result<AnswerDelta, ChatError>;
+    type Item = Result<AnswerDelta, GatewayError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(first) = self.first.take() {
@@ -431,7 +265,7 @@ impl Stream for Answer {
             }
             Poll::Ready(None) => {
                 self.finish();
-                Poll::Ready(Some(Err(ChatError::Unavailable {
+                Poll::Ready(Some(Err(GatewayError::Unavailable {
                     message: "the answer stream ended before its last event".into(),
                 })))
             }

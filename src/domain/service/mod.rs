@@ -5,11 +5,13 @@ pub mod accounts;
 pub mod chat;
 pub mod conversations;
 pub mod devices;
+pub mod runner;
 
 pub use accounts::{AccountLease, AccountPool};
-pub use chat::{Answer, ChatError, ChatPolicy, ChatService};
+pub use chat::{Answer, ChatService};
 pub use conversations::{ConversationSweeper, ConversationTracker};
 pub use devices::{DeviceError, DeviceRegistry};
+pub use runner::{AccountRunner, GatewayError, RunPolicy};
 
 /// The current time in Unix milliseconds.
 pub(crate) fn now_ms() -> i64 {

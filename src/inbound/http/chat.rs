@@ -14,7 +14,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use serde::Serialize;
 
 use crate::domain::chat::{ChatMessage, ChatPrompt, ContentPart, ConversationId};
-use crate::domain::service::{Answer, ChatError, ChatService};
+use crate::domain::service::{Answer, ChatService, GatewayError};
 
 use super::ApiTags;
 use super::auth::HailuoTokens;
@@ -517,7 +517,7 @@ impl CompletionChunks {
     }
 }
 
-fn write_error(error: ChatError, out: &mut String) {
+fn write_error(error: GatewayError, out: &mut String) {
     let error = ApiError::from(error);
     if let Ok(json) = serde_json::to_string(&error.body) {
         out.push_str("data: ");

@@ -7,7 +7,7 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::{ApiResponse, Object};
 use serde::Serialize;
 
-use crate::domain::service::ChatError;
+use crate::domain::service::GatewayError;
 
 /// An OpenAI-style error response body.
 #[derive(Debug, Clone, Object, Serialize)]
@@ -153,54 +153,54 @@ impl ApiError {
     }
 }
 
-impl From<ChatError> for ApiError {
-    fn from(error: ChatError) -> Self {
+impl From<GatewayError> for ApiError {
+    fn from(error: GatewayError) -> Self {
         let message = error.to_string();
         match error {
-            ChatError::InvalidRequest(_) => Self::invalid_request(message),
-            ChatError::InvalidAttachment(_) => Self::new(
+            GatewayError::InvalidRequest(_) => Self::invalid_request(message),
+            GatewayError::InvalidAttachment(_) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_attachment",
                 message,
             )
             .with_param("messages"),
-            ChatError::AttachmentTooLarge(_) => Self::new(
+            GatewayError::AttachmentTooLarge(_) => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "attachment_too_large",
                 message,
             )
             .with_param("messages"),
-            ChatError::NoAccounts => Self::unauthorized(message),
-            ChatError::AccountsRejected { .. } => Self::new(
+            GatewayError::NoAccounts => Self::unauthorized(message),
+            GatewayError::AccountsRejected { .. } => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
                 "account_rejected",
                 message,
             ),
-            ChatError::AccountsBusy => Self::new(
+            GatewayError::AccountsBusy => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
                 "accounts_busy",
                 message,
             ),
-            ChatError::Refused { .. } => {
+            GatewayError::Refused { .. } => {
                 Self::new(StatusCode::BAD_GATEWAY, "upstream_error", "upstream_refused", message)
             }
-            ChatError::Unavailable { .. } => Self::new(
+            GatewayError::Unavailable { .. } => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
                 "upstream_unavailable",
                 message,
             ),
-            ChatError::Timeout => Self::new(
+            GatewayError::Timeout => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout_error",
                 "upstream_timeout",
                 message,
             ),
-            ChatError::Internal => Self::new(
+            GatewayError::Internal => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "internal_error",

@@ -91,7 +91,7 @@ impl TokenApi {
         match self.devices.is_alive(&AccountToken::new(token)).await {
             Ok(live) => TokenCheckResponse::Ok(Json(TokenCheckResult { live })),
             Err(DeviceError::Provider(error)) => {
-                let error = ApiError::from(crate::domain::service::ChatError::from(error));
+                let error = ApiError::from(crate::domain::service::GatewayError::from(error));
                 if error.status == poem::http::StatusCode::GATEWAY_TIMEOUT {
                     TokenCheckResponse::Timeout(Json(error.body))
                 } else {
@@ -100,7 +100,9 @@ impl TokenApi {
             }
             Err(DeviceError::Store(error)) => {
                 tracing::error!(%error, "token store failed");
-                TokenCheckResponse::Internal(Json(ApiError::from(crate::domain::service::ChatError::Internal).body))
+                TokenCheckResponse::Internal(Json(
+                    ApiError::from(crate::domain::service::GatewayError::Internal).body,
+                ))
             }
         }
     }

@@ -1,0 +1,221 @@
+//! Running work on an upstream account: the [`AccountRunner`] picks an idle account among the
+//! client's tokens (one at a time per account), makes sure it has a device, runs the attempt,
+//! skips accounts the upstream refuses and retries transient failures, on another idle
+//! account when there is one. Chat, speech and transcription all run through it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::domain::chat::AccountToken;
+use crate::domain::ports::{Account, ProviderError};
+
+use super::accounts::{AccountLease, AccountPool};
+use super::devices::{DeviceError, DeviceRegistry};
+
+/// Why a use case that runs on an upstream account (chat, speech, transcription) failed, as
+/// a client needs to know it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum GatewayError {
+    /// The request itself is unusable.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// An attachment could not be fetched (bad URL, unreachable, refused address, ...).
+    #[error("{0}")]
+    InvalidAttachment(String),
+    /// An attachment is larger than the limit.
+    #[error("{0}")]
+    AttachmentTooLarge(String),
+    /// No account token was given.
+    #[error("no Hailuo account token was given: send `Authorization: Bearer TOKEN[,TOKEN...]`")]
+    NoAccounts,
+    /// Every account stayed busy for the whole wait.
+    #[error("every account token given is busy answering another request; try again later or pass more tokens")]
+    AccountsBusy,
+    /// The upstream refused every account token given.
+    #[error("the upstream refused every account token given (expired or logged out?): {message}")]
+    AccountsRejected {
+        /// The upstream's last reason.
+        message: String,
+    },
+    /// The upstream refused the request (content filtered, rate limited, ...).
+    #[error("the upstream refused the request: {message}")]
+    Refused {
+        /// The upstream's reason.
+        message: String,
+    },
+    /// The upstream could not be reached or failed, also after retrying.
+    #[error("the upstream is unavailable: {message}")]
+    Unavailable {
+        /// What went wrong.
+        message: String,
+    },
+    /// The upstream sent nothing for longer than the timeout, also after retrying.
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    /// Our own infrastructure failed (the store); details are logged, not shown.
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<ProviderError> for GatewayError {
+    fn from(error: ProviderError) -> Self {
+        match error {
+            ProviderError::AccountRejected { message } => GatewayError::AccountsRejected { message },
+            ProviderError::Refused { message } => GatewayError::Refused { message },
+            ProviderError::Unavailable { message } | ProviderError::BadResponse { message } => {
+                GatewayError::Unavailable { message }
+            }
+            ProviderError::Timeout => GatewayError::Timeout,
+        }
+    }
+}
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy)]
+pub struct RunPolicy {
+    /// Retries after a transient failure.
+    pub retries: u32,
+    /// Pause before each retry.
+    pub retry_delay: Duration,
+    /// How long to wait for an idle account.
+    pub busy_wait: Duration,
+}
+
+/// How one attempt on one account failed.
+enum AttemptError {
+    /// The account is refused: skip it.
+    Rejected(String),
+    /// Worth retrying.
+    Transient(ProviderError),
+    /// Final: hand it to the client.
+    Final(GatewayError),
+}
+
+impl From<DeviceError> for AttemptError {
+    fn from(error: DeviceError) -> Self {
+        match error {
+            DeviceError::Provider(error) => AttemptError::from(error),
+            DeviceError::Store(error) => {
+                tracing::error!(%error, "token store failed");
+                AttemptError::Final(GatewayError::Internal)
+            }
+        }
+    }
+}
+
+impl From<ProviderError> for AttemptError {
+    fn from(error: ProviderError) -> Self {
+        match error {
+            ProviderError::AccountRejected { message } => AttemptError::Rejected(message),
+            error if error.is_transient() => AttemptError::Transient(error),
+            error => AttemptError::Final(error.into()),
+        }
+    }
+}
+
+/// Runs attempts on the accounts of a request.
+pub struct AccountRunner {
+    devices: Arc<DeviceRegistry>,
+    pool: Arc<AccountPool>,
+    policy: RunPolicy,
+}
+
+impl AccountRunner {
+    /// A runner over the shared device registry and account pool.
+    pub fn new(devices: Arc<DeviceRegistry>, pool: Arc<AccountPool>, policy: RunPolicy) -> Self {
+        Self { devices, pool, policy }
+    }
+
+    /// The device registry.
+    pub fn devices(&self) -> &Arc<DeviceRegistry> {
+        &self.devices
+    }
+
+    /// The account pool (for gauges).
+    pub fn pool(&self) -> &Arc<AccountPool> {
+        &self.pool
+    }
+
+    /// Runs `attempt` on an idle account among `tokens` (in a random order, to spread the
+    /// load as the reference does) and returns its result with the account's lease, which
+    /// keeps the account to the caller until dropped.
+    ///
+    /// # Errors
+    /// [`GatewayError::NoAccounts`] without tokens, [`GatewayError::AccountsBusy`] when all
+    /// stay busy past the wait, [`GatewayError::AccountsRejected`] when the upstream refuses
+    /// them all, the transient failure once the retries are spent, or the attempt's own
+    /// final error.
+    pub async fn run<T, F, Fut>(
+        &self,
+        tokens: &[AccountToken],
+        mut attempt: F,
+    ) -> Result<(T, AccountLease), GatewayError>
+    where
+        F: FnMut(Account) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        if tokens.is_empty() {
+            return Err(GatewayError::NoAccounts);
+        }
+        let mut candidates = tokens.to_vec();
+        let offset = rand::rng().random_range(0..candidates.len());
+        candidates.rotate_left(offset);
+
+        let mut failures = 0;
+        let mut last_failed: Option<AccountToken> = None;
+        let mut last_rejection = String::new();
+        loop {
+            if candidates.is_empty() {
+                return Err(GatewayError::AccountsRejected {
+                    message: last_rejection,
+                });
+            }
+            let ordered = prefer_others(&candidates, last_failed.as_ref());
+            let lease = self
+                .pool
+                .lease(&ordered, self.policy.busy_wait)
+                .await
+                .ok_or(GatewayError::AccountsBusy)?;
+            let token = lease.token().clone();
+            let outcome = match self.devices.account(&token).await {
+                Ok(account) => attempt(account).await.map_err(AttemptError::from),
+                Err(error) => Err(AttemptError::from(error)),
+            };
+            let error = match outcome {
+                Ok(value) => return Ok((value, lease)),
+                Err(error) => error,
+            };
+            drop(lease);
+            match error {
+                AttemptError::Rejected(message) => {
+                    tracing::warn!(account = %token, %message, "the upstream refused an account; trying the next");
+                    if let Err(error) = self.devices.forget(&token).await {
+                        tracing::warn!(%error, "could not forget a device");
+                    }
+                    candidates.retain(|candidate| candidate != &token);
+                    last_rejection = message;
+                }
+                AttemptError::Transient(error) => {
+                    failures += 1;
+                    if failures > self.policy.retries {
+                        return Err(error.into());
+                    }
+                    tracing::warn!(account = %token, %error, attempt = failures, "transient upstream failure; retrying");
+                    last_failed = Some(token);
+                    tokio::time::sleep(self.policy.retry_delay).await;
+                }
+                AttemptError::Final(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// `candidates` with `avoid` moved to the end.
+fn prefer_others(candidates: &[AccountToken], avoid: Option<&AccountToken>) -> Vec<AccountToken> {
+    let (mut others, avoided): (Vec<_>, Vec<_>) = candidates.iter().cloned().partition(|token| Some(token) != avoid);
+    others.extend(avoided);
+    others
+}
