@@ -9,13 +9,18 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::config::Settings;
-use crate::domain::ports::{AttachmentSource, ChatProvider, SessionStore, TokenStore};
+use crate::domain::ports::{
+    AttachmentSource, AudioCodec, ChatProvider, SessionStore, SpeechProvider, TokenStore, TranscriptionProvider,
+};
 use crate::domain::service::{
     AccountPool, AccountRunner, ChatService, ConversationSweeper, ConversationTracker, DeviceRegistry, RunPolicy,
+    SpeechService, TranscriptionService,
 };
 use crate::inbound::http::{self, HttpState};
 use crate::outbound::attachments::AttachmentFetcher;
+use crate::outbound::audio::SymphoniaLameCodec;
 use crate::outbound::hailuo::HailuoClient;
+use crate::outbound::hailuo::speech::SpeechTiming;
 use crate::outbound::store::{MemorySessionStore, MemoryTokenStore};
 
 /// A built server, bound and ready to run.
@@ -32,8 +37,15 @@ impl Application {
     /// # Errors
     /// When the HTTP client cannot be built or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let provider: Arc<dyn ChatProvider> =
-            Arc::new(HailuoClient::new(&settings.upstream).context("building the upstream HTTP client")?);
+        let hailuo = Arc::new(
+            HailuoClient::new(&settings.upstream)
+                .context("building the upstream HTTP client")?
+                .with_speech_timing(SpeechTiming {
+                    timeout: Duration::from_secs(settings.audio.tts_timeout_secs),
+                    poll_interval: Duration::from_millis(settings.audio.tts_poll_interval_ms),
+                }),
+        );
+        let provider: Arc<dyn ChatProvider> = Arc::clone(&hailuo) as Arc<dyn ChatProvider>;
         let tokens: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::default());
         let sessions: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::default());
         let devices = Arc::new(DeviceRegistry::new(
@@ -60,6 +72,20 @@ impl Application {
             Arc::clone(&sessions),
             Arc::clone(&tracker),
         ));
+        let codec: Arc<dyn AudioCodec> = Arc::new(SymphoniaLameCodec::default());
+        let speech = Arc::new(SpeechService::new(
+            Arc::clone(&hailuo) as Arc<dyn SpeechProvider>,
+            Arc::clone(&codec),
+            Arc::clone(&runner),
+            Arc::clone(&sessions),
+            Arc::clone(&tracker),
+            settings.audio.voice_table(),
+        ));
+        let transcription = Arc::new(TranscriptionService::new(
+            hailuo as Arc<dyn TranscriptionProvider>,
+            codec,
+            Arc::clone(&runner),
+        ));
         let sweeper = Arc::new(ConversationSweeper::new(
             sessions,
             Arc::clone(&devices),
@@ -71,6 +97,9 @@ impl Application {
         let state = HttpState {
             chat,
             devices,
+            speech,
+            transcription,
+            max_upload_bytes: settings.audio.max_upload_bytes,
             max_body_bytes: settings.server.max_body_bytes,
         };
         let bind = format!("{}:{}", settings.server.host, settings.server.port);

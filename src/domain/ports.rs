@@ -51,6 +51,13 @@ pub enum ProviderError {
     /// The upstream sent nothing for longer than the configured timeout.
     #[error("the upstream did not answer in time")]
     Timeout,
+    /// The upstream accepted the work but did not finish it in the time allowed (e.g. the
+    /// spoken audio never became ready); trying again would only wait as long again.
+    #[error("the upstream did not finish in time: {message}")]
+    GaveUp {
+        /// What did not finish.
+        message: String,
+    },
     /// The upstream answered something that does not follow the protocol.
     #[error("the upstream answered something unexpected: {message}")]
     BadResponse {

@@ -52,6 +52,11 @@ impl ConversationTracker {
         self.wake.notify_one();
     }
 
+    /// Wakes the sweeper (a conversation became due).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     /// Whether `conversation` is answering now.
     pub fn is_answering(&self, conversation: &ConversationId) -> bool {
         self.answering().contains_key(conversation)

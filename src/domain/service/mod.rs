@@ -2,12 +2,14 @@
 //! of the conversations the proxy creates upstream.
 
 pub mod accounts;
+pub mod audio;
 pub mod chat;
 pub mod conversations;
 pub mod devices;
 pub mod runner;
 
 pub use accounts::{AccountLease, AccountPool};
+pub use audio::{SpeechOrder, SpeechService, TranscriptionService};
 pub use chat::{Answer, ChatService};
 pub use conversations::{ConversationSweeper, ConversationTracker};
 pub use devices::{DeviceError, DeviceRegistry};

@@ -40,6 +40,9 @@ pub enum GatewayError {
         /// The upstream's last reason.
         message: String,
     },
+    /// An uploaded file is not audio we can decode.
+    #[error("{0}")]
+    InvalidAudio(String),
     /// The upstream refused the request (content filtered, rate limited, ...).
     #[error("the upstream refused the request: {message}")]
     Refused {
@@ -68,7 +71,7 @@ impl From<ProviderError> for GatewayError {
             ProviderError::Unavailable { message } | ProviderError::BadResponse { message } => {
                 GatewayError::Unavailable { message }
             }
-            ProviderError::Timeout => GatewayError::Timeout,
+            ProviderError::Timeout | ProviderError::GaveUp { .. } => GatewayError::Timeout,
         }
     }
 }

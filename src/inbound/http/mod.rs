@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP surface: one poem-openapi resource per file, OpenAI-shaped
 //! errors on every route, Swagger UI at `/docs` and the spec at `/openapi.json`.
 
+pub mod audio;
 pub mod auth;
 pub mod chat;
 pub mod error;
@@ -16,13 +17,15 @@ use std::sync::Arc;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::domain::service::{ChatService, DeviceRegistry};
+use crate::domain::service::{ChatService, DeviceRegistry, SpeechService, TranscriptionService};
 
 /// The groups of operations in the documentation.
 #[derive(Tags)]
 pub enum ApiTags {
     /// Chat completions.
     Chat,
+    /// Speech and transcription.
+    Audio,
     /// Models.
     Models,
     /// Account tokens.
@@ -38,15 +41,32 @@ pub struct HttpState {
     pub chat: Arc<ChatService>,
     /// The device registry (token checks).
     pub devices: Arc<DeviceRegistry>,
+    /// Text to speech.
+    pub speech: Arc<SpeechService>,
+    /// Speech to text.
+    pub transcription: Arc<TranscriptionService>,
+    /// Largest transcription upload.
+    pub max_upload_bytes: usize,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
 }
 
-type Apis = (chat::ChatApi, models::ModelsApi, tokens::TokenApi, system::SystemApi);
+type Apis = (
+    chat::ChatApi,
+    audio::AudioApi,
+    models::ModelsApi,
+    tokens::TokenApi,
+    system::SystemApi,
+);
 
 fn api_service(state: &HttpState) -> OpenApiService<Apis, ()> {
     let apis = (
         chat::ChatApi::new(Arc::clone(&state.chat)),
+        audio::AudioApi::new(
+            Arc::clone(&state.speech),
+            Arc::clone(&state.transcription),
+            state.max_upload_bytes,
+        ),
         models::ModelsApi,
         tokens::TokenApi::new(Arc::clone(&state.devices)),
         system::SystemApi,

@@ -13,6 +13,8 @@ pub mod files;
 pub mod prompt;
 pub mod request;
 pub mod signing;
+pub mod speech;
+pub mod transcription;
 
 use std::sync::Arc;
 
@@ -95,6 +97,7 @@ impl UpstreamCall {
 #[derive(Clone)]
 pub struct HailuoClient {
     inner: Arc<ClientInner>,
+    speech: speech::SpeechTiming,
 }
 
 struct ClientInner {
@@ -135,7 +138,15 @@ impl HailuoClient {
                 profile: settings.profile.clone(),
                 fingerprint,
             }),
+            speech: speech::SpeechTiming::default(),
         })
+    }
+
+    /// How long speech waits for the upstream's audio, and how often it asks.
+    #[must_use]
+    pub fn with_speech_timing(mut self, timing: speech::SpeechTiming) -> Self {
+        self.speech = timing;
+        self
     }
 
     /// The HTTP client (for calls outside the upstream's API, such as OSS uploads).

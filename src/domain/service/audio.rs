@@ -1,0 +1,185 @@
+//! The audio use cases: speech (the upstream speaks an assistant message aloud, we render it
+//! in the asked format) and transcription (the upstream recognises an MP3 we prepare). Both
+//! run on an account like chat does: one at a time per account, refused accounts skipped,
+//! transient failures retried.
+
+use std::sync::Arc;
+
+use crate::domain::audio::{
+    AudioError, PreparedAudio, SpeechFormat, SpeechModel, SpeechRequest, Transcript, VoiceTable,
+};
+use crate::domain::chat::AccountToken;
+use crate::domain::ports::{AudioCodec, SessionStore, SpeechProvider, TranscriptionProvider};
+
+use super::conversations::ConversationTracker;
+use super::runner::{AccountRunner, GatewayError};
+
+/// The longest text `/v1/audio/speech` speaks, in characters (OpenAI's limit).
+pub const MAX_SPEECH_CHARS: usize = 4096;
+/// The slowest and fastest speeds.
+pub const SPEED_RANGE: std::ops::RangeInclusive<f32> = 0.25..=4.0;
+
+/// What a client asks to hear.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeechOrder {
+    /// Which voice table applies.
+    pub model: SpeechModel,
+    /// The text to speak.
+    pub input: String,
+    /// An OpenAI voice name or an upstream voice id.
+    pub voice: String,
+    /// The answer's format.
+    pub format: SpeechFormat,
+    /// 0.25–4.0.
+    pub speed: f32,
+}
+
+/// Text to speech.
+pub struct SpeechService {
+    provider: Arc<dyn SpeechProvider>,
+    codec: Arc<dyn AudioCodec>,
+    runner: Arc<AccountRunner>,
+    sessions: Arc<dyn SessionStore>,
+    tracker: Arc<ConversationTracker>,
+    voices: VoiceTable,
+}
+
+impl SpeechService {
+    /// The use case over its ports, with the configured voice tables.
+    pub fn new(
+        provider: Arc<dyn SpeechProvider>,
+        codec: Arc<dyn AudioCodec>,
+        runner: Arc<AccountRunner>,
+        sessions: Arc<dyn SessionStore>,
+        tracker: Arc<ConversationTracker>,
+        voices: VoiceTable,
+    ) -> Self {
+        Self {
+            provider,
+            codec,
+            runner,
+            sessions,
+            tracker,
+            voices,
+        }
+    }
+
+    /// Speaks `order.input` on one of `tokens` and returns the audio in `order.format`.
+    ///
+    /// # Errors
+    /// [`GatewayError::InvalidRequest`] for an empty or too long input or a speed out of
+    /// range; the account errors of [`AccountRunner::run`]; [`GatewayError::Timeout`] when
+    /// the audio is not ready in time.
+    pub async fn speak(&self, tokens: &[AccountToken], order: SpeechOrder) -> Result<Vec<u8>, GatewayError> {
+        let length = order.input.chars().count();
+        if order.input.trim().is_empty() || length > MAX_SPEECH_CHARS {
+            return Err(GatewayError::InvalidRequest(format!(
+                "`input` must hold 1 to {MAX_SPEECH_CHARS} characters (it holds {length})"
+            )));
+        }
+        if !SPEED_RANGE.contains(&order.speed) {
+            return Err(GatewayError::InvalidRequest(format!(
+                "`speed` must be between 0.25 and 4.0 (it is {})",
+                order.speed
+            )));
+        }
+        let request = SpeechRequest {
+            text: order.input,
+            voice: self.voices.resolve(order.model, &order.voice),
+        };
+        let (provider, sessions, tracker, request) = (&self.provider, &self.sessions, &self.tracker, &request);
+        // The lease keeps the account to this request: the voice is an account-wide setting,
+        // so no other speech (or chat) may run on it between choosing the voice and the audio.
+        let (mp3, lease) = self
+            .runner
+            .run(tokens, |account| async move {
+                let outcome = provider.speak(&account, request).await;
+                if let Some(conversation) = &outcome.conversation {
+                    // Due at once: nobody continues a speech conversation.
+                    if let Err(error) = sessions.record(conversation, &account.token, 0).await {
+                        tracing::error!(%error, %conversation, "could not record a conversation; it may stay upstream");
+                    }
+                    tracker.wake();
+                }
+                outcome.audio
+            })
+            .await?;
+        drop(lease);
+        let codec = Arc::clone(&self.codec);
+        let (format, speed) = (order.format, order.speed);
+        tokio::task::spawn_blocking(move || codec.render_speech(&mp3, format, speed))
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "audio rendering stopped");
+                GatewayError::Internal
+            })?
+            .map_err(|error| match error {
+                AudioError::Unsupported(message) => GatewayError::InvalidRequest(message),
+                AudioError::Undecodable(message) => GatewayError::Unavailable {
+                    message: format!("the upstream's audio does not decode: {message}"),
+                },
+                AudioError::Encoding(message) => {
+                    tracing::error!(%message, "audio encoding failed");
+                    GatewayError::Internal
+                }
+            })
+    }
+}
+
+/// Speech to text.
+pub struct TranscriptionService {
+    provider: Arc<dyn TranscriptionProvider>,
+    codec: Arc<dyn AudioCodec>,
+    runner: Arc<AccountRunner>,
+}
+
+impl TranscriptionService {
+    /// The use case over its ports.
+    pub fn new(provider: Arc<dyn TranscriptionProvider>, codec: Arc<dyn AudioCodec>, runner: Arc<AccountRunner>) -> Self {
+        Self {
+            provider,
+            codec,
+            runner,
+        }
+    }
+
+    /// Transcribes an upload (any supported audio format) on one of `tokens`.
+    ///
+    /// # Errors
+    /// [`GatewayError::InvalidAudio`] for bytes that are not decodable audio; the account
+    /// errors of [`AccountRunner::run`]; [`GatewayError::Refused`] with the upstream's reason.
+    pub async fn transcribe(
+        &self,
+        tokens: &[AccountToken],
+        audio: Vec<u8>,
+        file_name: Option<String>,
+    ) -> Result<Transcript, GatewayError> {
+        if tokens.is_empty() {
+            return Err(GatewayError::NoAccounts);
+        }
+        let codec = Arc::clone(&self.codec);
+        let prepared: PreparedAudio =
+            tokio::task::spawn_blocking(move || codec.prepare_for_transcription(&audio, file_name.as_deref()))
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "audio preparation stopped");
+                    GatewayError::Internal
+                })?
+                .map_err(|error| match error {
+                    AudioError::Undecodable(_) | AudioError::Unsupported(_) => GatewayError::InvalidAudio(error.to_string()),
+                    AudioError::Encoding(message) => {
+                        tracing::error!(%message, "audio encoding failed");
+                        GatewayError::Internal
+                    }
+                })?;
+        let (provider, mp3) = (&self.provider, prepared.mp3.as_slice());
+        let (text, _lease) = self
+            .runner
+            .run(tokens, |account| async move { provider.transcribe(&account, mp3).await })
+            .await?;
+        Ok(Transcript {
+            text,
+            duration: prepared.duration,
+        })
+    }
+}

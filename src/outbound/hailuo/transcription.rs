@@ -1,0 +1,160 @@
+//! Transcription (protocol §9): the MP3 goes up as a voice message; the first `asr_chunk`
+//! event holds the whole transcript, and the rest of the stream (the app's spoken reply) is
+//! dropped unread.
+
+use async_trait::async_trait;
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use reqwest::Method;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::multipart::{Form, Part};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::HailuoClient;
+use super::chat::{CHARACTER_ID, NEW_CHAT_ID};
+use super::request::{self, Caller};
+use super::signing::sign_voice;
+use crate::domain::ports::{Account, ProviderError, TranscriptionProvider};
+
+/// Sends a voice message.
+pub const VOICE_PATH: &str = "/v1/api/chat/phone_msg";
+/// The event that carries the transcript.
+const TRANSCRIPT_EVENT: &str = "asr_chunk";
+/// No speech was heard.
+const NO_SPEECH: i64 = 1_200_041;
+
+/// One event of the voice answer.
+#[derive(Debug, Deserialize)]
+struct VoiceEvent {
+    #[serde(default)]
+    status_code: i64,
+    #[serde(default)]
+    err_message: String,
+    #[serde(default)]
+    data: Value,
+}
+
+/// What one event of the voice answer means.
+#[derive(Debug, PartialEq, Eq)]
+pub enum VoiceEventMeaning {
+    /// The transcript: stop reading.
+    Transcript(String),
+    /// Nothing for us (the spoken reply, notices).
+    Skip,
+}
+
+/// Reads one event of the voice answer.
+///
+/// # Errors
+/// [`ProviderError::Refused`] with the upstream's message for a non-zero status (but
+/// `1200041`, no speech heard, which is an empty transcript).
+pub fn read_voice_event(event: &str, data: &str) -> Result<VoiceEventMeaning, ProviderError> {
+    let Ok(parsed) = serde_json::from_str::<VoiceEvent>(data) else {
+        return Ok(VoiceEventMeaning::Skip);
+    };
+    if parsed.status_code == NO_SPEECH {
+        return Ok(VoiceEventMeaning::Transcript(String::new()));
+    }
+    if parsed.status_code != 0 {
+        let message = if parsed.err_message.trim().is_empty() {
+            format!("upstream error code {}", parsed.status_code)
+        } else {
+            parsed.err_message
+        };
+        return Err(ProviderError::Refused { message });
+    }
+    if event == TRANSCRIPT_EVENT {
+        let text = parsed.data.get("text").and_then(Value::as_str).unwrap_or_default();
+        return Ok(VoiceEventMeaning::Transcript(text.to_owned()));
+    }
+    Ok(VoiceEventMeaning::Skip)
+}
+
+#[async_trait]
+impl TranscriptionProvider for HailuoClient {
+    async fn transcribe(&self, account: &Account, mp3: &[u8]) -> Result<String, ProviderError> {
+        request::check_token(&account.token)?;
+        let call = self
+            .call(Method::POST, VOICE_PATH, Caller::Device(&account.device))
+            .streaming();
+        let signature = sign_voice(
+            call.full_uri(),
+            CHARACTER_ID,
+            NEW_CHAT_ID,
+            mp3,
+            call.unix(),
+            &self.profile().salt,
+        );
+        let voice = Part::bytes(mp3.to_vec())
+            .file_name("audio.mp3")
+            .mime_str("audio/mp3")
+            .map_err(request::transport_error)?;
+        let form = Form::new()
+            .text("chatID", NEW_CHAT_ID)
+            .text("characterID", CHARACTER_ID)
+            .text("playSpeedLevel", "1")
+            .part("voiceBytes", voice);
+        let response = self
+            .request(&call, &account.token, &signature)
+            .multipart(form)
+            .send()
+            .await
+            .map_err(request::transport_error)?;
+        let status = response.status();
+        let is_event_stream = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.to_ascii_lowercase().contains("text/event-stream"));
+        if !(status.is_success() && is_event_stream) {
+            let body = response.bytes().await.map_err(request::transport_error)?;
+            if !status.is_success() {
+                return Err(request::status_failure(status, &body).into_account_rejected());
+            }
+            return Err(match request::parse_envelope(&body) {
+                Err(failure) => failure.into_account_rejected(),
+                Ok(_) => ProviderError::BadResponse {
+                    message: "the voice message answered JSON instead of an event stream".to_owned(),
+                },
+            });
+        }
+        let mut events = response.bytes_stream().eventsource();
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|error| ProviderError::Unavailable {
+                message: format!("the voice answer broke off: {error}"),
+            })?;
+            if let VoiceEventMeaning::Transcript(text) = read_voice_event(&event.event, &event.data)? {
+                // Dropping the stream closes the connection: the spoken reply is not wanted.
+                return Ok(text);
+            }
+        }
+        Err(ProviderError::Unavailable {
+            message: "the voice answer ended without a transcript".to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_asr_chunk_is_the_transcript() {
+        let data = r#"{"status_code":0,"err_message":"","data":{"text":"你好"}}"#;
+        assert_eq!(read_voice_event("asr_chunk", data), Ok(VoiceEventMeaning::Transcript("你好".into())));
+        assert_eq!(read_voice_event("audio_chunk", data), Ok(VoiceEventMeaning::Skip));
+    }
+
+    #[test]
+    fn no_speech_is_an_empty_transcript_and_other_codes_are_refusals() {
+        let silent = r#"{"status_code":1200041,"err_message":"未识别到语音","data":{}}"#;
+        assert_eq!(read_voice_event("asr_chunk", silent), Ok(VoiceEventMeaning::Transcript(String::new())));
+        let refused = r#"{"status_code":1500002,"err_message":"音频格式错误","data":{}}"#;
+        assert_eq!(
+            read_voice_event("asr_chunk", refused),
+            Err(ProviderError::Refused { message: "音频格式错误".into() })
+        );
+        assert_eq!(read_voice_event("asr_chunk", "not json"), Ok(VoiceEventMeaning::Skip));
+    }
+}
