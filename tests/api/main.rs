@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod audio;
+mod audio_fixtures;
 mod chat;
 mod errors;
 mod file_server;

@@ -1,0 +1,106 @@
+//! Audio the tests make and measure, with the crates directly (independent of the server's
+//! own codec): sine tones as WAV (hound) and Ogg Vorbis (vorbis_rs), durations by decoding
+//! (symphonia).
+
+use std::io::Cursor;
+use std::num::{NonZeroU8, NonZeroU32};
+use std::time::Duration;
+
+use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+
+/// A sine tone, interleaved, `channels` copies of each sample.
+pub fn sine(seconds: f32, rate: u32, channels: u16, frequency: f32, amplitude: f32) -> Vec<f32> {
+    let frames = (seconds * rate as f32) as usize;
+    (0..frames)
+        .flat_map(|i| {
+            let value = amplitude * (2.0 * std::f32::consts::PI * frequency * i as f32 / rate as f32).sin();
+            std::iter::repeat_n(value, usize::from(channels))
+        })
+        .collect()
+}
+
+/// 16-bit PCM WAV.
+pub fn wav(samples: &[f32], rate: u32, channels: u16) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut cursor = Cursor::new(Vec::new());
+    {
+        let mut writer = hound::WavWriter::new(&mut cursor, spec).expect("a WAV writer");
+        for sample in samples {
+            writer.write_sample((sample * 32_767.0) as i16).expect("a sample");
+        }
+        writer.finalize().expect("a WAV");
+    }
+    cursor.into_inner()
+}
+
+/// Ogg Vorbis.
+pub fn ogg(samples: &[f32], rate: u32, channels: u16) -> Vec<u8> {
+    let planar: Vec<Vec<f32>> = (0..usize::from(channels))
+        .map(|c| samples.iter().skip(c).step_by(usize::from(channels)).copied().collect())
+        .collect();
+    let mut encoder = vorbis_rs::VorbisEncoderBuilder::new(
+        NonZeroU32::new(rate).expect("a rate"),
+        NonZeroU8::new(u8::try_from(channels).expect("few channels")).expect("channels"),
+        Vec::new(),
+    )
+    .expect("an encoder builder")
+    .build()
+    .expect("an encoder");
+    for block in 0..planar[0].len().div_ceil(4096) {
+        let range = block * 4096..((block + 1) * 4096).min(planar[0].len());
+        let chunk: Vec<&[f32]> = planar.iter().map(|channel| &channel[range.clone()]).collect();
+        encoder.encode_audio_block(&chunk).expect("a block");
+    }
+    encoder.finish().expect("an Ogg stream")
+}
+
+/// What decoding found.
+#[derive(Debug)]
+pub struct Decoded {
+    pub duration: Duration,
+    pub sample_rate: u32,
+    pub channels: usize,
+}
+
+/// Decodes every packet of the first audio track (all of a concatenation of MP3s, too).
+pub fn decode(bytes: &[u8], extension: &str) -> Decoded {
+    let stream = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
+    let mut hint = Hint::new();
+    hint.with_extension(extension);
+    let mut format = symphonia::default::get_probe()
+        .probe(&hint, stream, FormatOptions::default(), MetadataOptions::default())
+        .expect("a known format");
+    let track = format.default_track(TrackType::Audio).expect("an audio track").clone();
+    let params = track.codec_params.as_ref().and_then(|p| p.audio()).expect("audio parameters").clone();
+    let mut decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        .expect("a decoder");
+    let (mut frames, mut rate, mut channels) = (0_u64, 0_u32, 0_usize);
+    while let Ok(Some(packet)) = format.next_packet() {
+        if let Ok(buffer) = decoder.decode(&packet) {
+            let spec = buffer.spec();
+            rate = spec.rate();
+            channels = spec.channels().count();
+            frames += buffer.frames() as u64;
+        }
+    }
+    Decoded {
+        duration: Duration::from_secs_f64(frames as f64 / f64::from(rate.max(1))),
+        sample_rate: rate,
+        channels,
+    }
+}
+
+/// Whether two durations differ by at most `tolerance`.
+pub fn close(a: Duration, b: Duration, tolerance: Duration) -> bool {
+    a.abs_diff(b) <= tolerance
+}
