@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::files;
 use super::routes::{Expectation, SignedBody, admit, envelope, refuse};
-use super::state::{SimState, StreamGuard};
+use super::state::{AssistantMessage, SimState, StreamGuard};
 use super::verify::{self, ChatSignedFields, Rejection};
 use super::{ChatRecord, Fault, Simulator};
 
@@ -51,6 +51,7 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
             chat_id: &fields.chat_id,
             form: fields.form.as_deref(),
         }),
+        own_query: &[],
     };
     let caller = match admit(state, &req, &expect) {
         Ok(caller) => caller,
@@ -143,6 +144,20 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         delay,
         fault,
     };
+    // A complete answer is a message the account can have spoken (`msg_tts`).
+    if !matches!(
+        plan.fault,
+        Some(Fault::ContentFiltered { .. } | Fault::CutStream { .. })
+    ) {
+        state.ledger().messages.insert(
+            plan.msg_id.clone(),
+            AssistantMessage {
+                token: token.clone(),
+                chat_id: plan.chat_id.clone(),
+                content: plan.answer.clone(),
+            },
+        );
+    }
     let cut = matches!(plan.fault, Some(Fault::CutStream { .. }));
     let (writer, body) = EventWriter::channel();
     tokio::spawn(async move {
@@ -241,7 +256,7 @@ async fn read_chat_fields(req: &Request, body: &mut poem::RequestBody) -> Result
 }
 
 /// The `text/event-stream` response over a channel-fed body.
-fn event_stream_response(body: Body) -> Response {
+pub(crate) fn event_stream_response(body: Body) -> Response {
     Response::builder()
         .content_type("text/event-stream")
         .header("Cache-Control", "no-cache")
@@ -271,16 +286,16 @@ fn hanging_stream(guard: StreamGuard) -> Response {
 }
 
 /// The client closed the stream.
-struct ClientGone;
+pub(crate) struct ClientGone;
 
 /// Writes SSE bytes into the response body, one real write per chunk.
-struct EventWriter {
+pub(crate) struct EventWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,
 }
 
 impl EventWriter {
     /// A writer and the body it feeds.
-    fn channel() -> (Self, Body) {
+    pub(crate) fn channel() -> (Self, Body) {
         let (tx, rx) = mpsc::channel(4);
         (Self { tx }, Body::from_bytes_stream(ReceiverStream::new(rx)))
     }
@@ -290,7 +305,7 @@ impl EventWriter {
     }
 
     /// Waits, or stops early when the client goes away.
-    async fn pause(&self, delay: Duration) -> Result<(), ClientGone> {
+    pub(crate) async fn pause(&self, delay: Duration) -> Result<(), ClientGone> {
         if delay.is_zero() {
             tokio::task::yield_now().await;
             return if self.tx.is_closed() { Err(ClientGone) } else { Ok(()) };
@@ -303,7 +318,7 @@ impl EventWriter {
 
     /// Writes one event; `tear` sends it in two writes split inside a multi-byte character
     /// when it has one (else in the middle).
-    async fn event(&mut self, name: &str, data: &str, tear: bool) -> Result<(), ClientGone> {
+    pub(crate) async fn event(&mut self, name: &str, data: &str, tear: bool) -> Result<(), ClientGone> {
         let text = format!("event: {name}\ndata: {data}\n\n");
         if !tear {
             return self.write(text).await;

@@ -1,17 +1,21 @@
 //! `hailuo-sim`: a simulated Hailuo upstream that enforces the protocol
-//! (`/work/shared/hailuo-protocol.md`, sections 1–5 and the file uploads of 7, with the OSS
-//! bucket served on the same listener) and records what it saw.
+//! (`/work/shared/hailuo-protocol.md`, sections 1–5, the file uploads of 7 with the OSS bucket
+//! served on the same listener, speech (8) with its MP3s served there too, and transcription
+//! (9)) and records what it saw.
 //!
 //! Every integration test runs against one [`Simulator`]: it answers like the web app, notes
 //! each protocol violation in [`Simulator::violations`] (and refuses the request with an error
 //! envelope), and plays the faults a test [`inject`](Simulator::inject)s. It shares no code with
 //! the outbound adapter, so the adapter's mistakes cannot hide behind shared helpers.
 
+mod audio;
 mod chat;
 mod files;
 mod oss;
 mod routes;
+mod speech;
 mod state;
+mod transcription;
 mod verify;
 
 use std::io;
@@ -26,6 +30,8 @@ use tokio::sync::watch;
 use crate::config::{Profile, Settings};
 use routes::SimEndpoint;
 use state::SimState;
+
+pub use audio::{SPEECH_MIN_MS, SPEECH_MS_PER_CHAR};
 
 /// How long a shutdown waits for open connections (a hanging stream) before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -110,6 +116,35 @@ pub struct SimFile {
     pub mime: String,
     /// The bytes uploaded.
     pub bytes: Vec<u8>,
+}
+
+/// The first `msg_tts` poll of an assistant message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TtsRecord {
+    /// The `Token` that asked.
+    pub token: String,
+    /// `msgID`.
+    pub msg_id: String,
+    /// `timbre`: the voice asked for.
+    pub timbre: String,
+    /// The text spoken: the assistant message's whole content
+    /// ([`Simulator::answer_for`] of the chat's `msgContent`).
+    pub text: String,
+}
+
+/// A `phone_msg` upload that decoded as MP3.
+#[derive(Clone, Debug)]
+pub struct PhoneRecord {
+    /// The `Token` that sent it.
+    pub token: String,
+    /// Size of `voiceBytes`.
+    pub bytes_len: usize,
+    /// Decoded length (without the encoder delay and padding when a LAME tag declares them).
+    pub duration: Duration,
+    /// Sample rate of the decoded audio.
+    pub sample_rate: u32,
+    /// Channel count of the decoded audio.
+    pub channels: u16,
 }
 
 /// A misbehaviour for the next chat request (any token) to suffer.
@@ -208,6 +243,21 @@ impl Simulator {
         format!("海螺收到：{msg_content}")
     }
 
+    /// How long the speech of `text` lasts in the MP3s `msg_tts` hands out:
+    /// [`SPEECH_MS_PER_CHAR`] per character (Unicode scalar value), at least [`SPEECH_MIN_MS`].
+    /// `text` is the assistant message's whole content, i.e. [`answer_for`](Self::answer_for)
+    /// of the chat's `msgContent`; when it is spoken in two files (more than 20 characters),
+    /// their durations add up to this.
+    pub fn speech_duration_for(text: &str) -> Duration {
+        audio::speech_duration_for(text)
+    }
+
+    /// The transcript `phone_msg` hears in decodable, non-silent audio of `duration`:
+    /// `（<seconds with one decimal> 秒的语音）`.
+    pub fn transcript_for(duration: Duration) -> String {
+        transcription::transcript_for(duration)
+    }
+
     fn state(&self) -> &SimState {
         &self.inner.state
     }
@@ -299,6 +349,49 @@ impl Simulator {
         self.state().ledger().failing_uploads = n;
     }
 
+    /// The voice `token` selected last with `update_robot_custom_config`.
+    pub fn current_voice(&self, token: &str) -> Option<String> {
+        self.state().ledger().voices.get(token).cloned()
+    }
+
+    /// Every `msg_tts` poll whose `timbre` was not the account's selected voice, described
+    /// (each one is also a violation).
+    pub fn voice_mismatches(&self) -> Vec<String> {
+        self.state().ledger().voice_mismatches.clone()
+    }
+
+    /// How many times `msg_tts` was polled for `msg_id` (accepted polls only).
+    pub fn tts_polls(&self, msg_id: &str) -> usize {
+        self.state().ledger().tts_jobs.get(msg_id).map_or(0, |job| job.polls)
+    }
+
+    /// One record per assistant message whose speech was asked for, in first-poll order.
+    pub fn tts_requests(&self) -> Vec<TtsRecord> {
+        self.state().ledger().tts_requests.clone()
+    }
+
+    /// Every `phone_msg` upload that decoded as MP3, in order.
+    pub fn phone_uploads(&self) -> Vec<PhoneRecord> {
+        self.state().ledger().phone_uploads.clone()
+    }
+
+    /// `phone_msg` streams whose client went away before the last `audio_chunk` (noticed when
+    /// a write or pause fails, so up to a chunk late).
+    pub fn phone_streams_abandoned(&self) -> usize {
+        self.state().ledger().phone_abandoned
+    }
+
+    /// Makes `msg_tts` answer "pending" (`requestStatus` 1) for the first `n` polls of each
+    /// message (default 2), then the URLs.
+    pub fn set_tts_pending_polls(&self, n: usize) {
+        self.state().ledger().tts_pending_polls = Some(n);
+    }
+
+    /// Makes every `msg_tts` poll from now on stay pending, so clients must give up.
+    pub fn tts_never_ready(&self) {
+        self.state().ledger().tts_never_ready = true;
+    }
+
     /// Stops serving (open connections get a short grace period).
     pub fn shutdown(&self) {
         self.inner.stop.send_replace(true);
@@ -336,6 +429,8 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod audio_tests;
 #[cfg(test)]
 mod files_tests;
 #[cfg(test)]

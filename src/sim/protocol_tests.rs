@@ -44,8 +44,10 @@ impl Browser {
             .as_ref()
             .map(|id| format!("&device_id={id}"))
             .unwrap_or_default();
+        // A path with its own query gets the common query appended with `&`.
+        let joint = if path.contains('?') { '&' } else { '?' };
         format!(
-            "{path}?device_platform={}&app_id={}&version_code={}&uuid={}{device}&os_name={}&browser_name={}\
+            "{path}{joint}device_platform={}&app_id={}&version_code={}&uuid={}{device}&os_name={}&browser_name={}\
              &device_memory={}&cpu_core_num={}&browser_language={}&browser_platform={}&screen_width={}\
              &screen_height={}&unix={unix}",
             p.device_platform,

@@ -1,6 +1,7 @@
 //! The simulator's HTTP surface: the admission check every endpoint shares, the JSON endpoints
 //! (device registration, user info, conversation deletion) and the dispatch by method and path
-//! (files and the OSS bucket live in `files` and `oss`).
+//! (files and the OSS bucket live in `files` and `oss`, speech and its MP3s in `speech`, voice
+//! messages in `transcription`).
 
 use std::sync::Arc;
 
@@ -9,8 +10,8 @@ use poem::{Endpoint, Request, Response};
 use serde_json::{Value, json};
 
 use super::state::SimState;
-use super::verify::{self, ChatSignedFields, ProfileQuery, Rejection};
-use super::{chat, files, oss};
+use super::verify::{self, ChatSignedFields, ProfileQuery, Rejection, VoiceSignedFields};
+use super::{chat, files, oss, speech, transcription};
 
 /// The endpoint serving every simulated path.
 pub(crate) struct SimEndpoint {
@@ -31,6 +32,10 @@ impl Endpoint for SimEndpoint {
             (Method::DELETE, p) if p.starts_with(HISTORY_PREFIX) => delete_conversation(state, req).await,
             (Method::GET, "/v1/api/files/request_policy") => files::request_policy(state, req).await,
             (Method::POST, "/v1/api/files/policy_callback") => files::policy_callback(state, req).await,
+            (Method::POST, "/v1/api/chat/update_robot_custom_config") => speech::select_voice(state, req).await,
+            (Method::GET, "/v1/api/chat/msg_tts") => speech::msg_tts(state, req).await,
+            (Method::POST, "/v1/api/chat/phone_msg") => transcription::phone_msg(state, req).await,
+            (Method::GET | Method::HEAD, p) if p.starts_with(speech::AUDIO_PREFIX) => speech::audio_file(state, req),
             // Path-style OSS: `/<bucket>/<key>`, any path outside the API's own prefixes.
             (Method::PUT | Method::HEAD, p) if !is_api_path(p) => oss::object(state, req).await,
             _ => Response::builder().status(StatusCode::NOT_FOUND).body("not found"),
@@ -40,9 +45,9 @@ impl Endpoint for SimEndpoint {
 
 const HISTORY_PREFIX: &str = "/v1/api/chat/history/";
 
-/// Whether `path` belongs to the Hailuo API rather than to the OSS bucket.
+/// Whether `path` belongs to the Hailuo API (or the speech audio) rather than to the OSS bucket.
 fn is_api_path(path: &str) -> bool {
-    path.starts_with("/v1/") || path.starts_with("/v4/")
+    path.starts_with("/v1/") || path.starts_with("/v4/") || path.starts_with(speech::AUDIO_PREFIX)
 }
 
 /// Who is calling, once the request passed the checks.
@@ -59,6 +64,8 @@ pub(crate) enum SignedBody<'a> {
     Json(&'a str),
     /// A chat message: its fields.
     Chat(ChatSignedFields<'a>),
+    /// A voice message (`phone_msg`): its fields and the head of its audio.
+    Voice(VoiceSignedFields<'a>),
 }
 
 /// What an endpoint expects beyond the common rules.
@@ -71,6 +78,9 @@ pub(crate) struct Expectation<'a> {
     pub event_stream: bool,
     /// What the signature covers.
     pub signed: SignedBody<'a>,
+    /// The keys of the path's own query (e.g. `msg_tts?msgID=..&timbre=..`), which come, in
+    /// this order, before the common query appended with `&`.
+    pub own_query: &'a [&'a str],
 }
 
 /// Runs every common check of protocol sections 1–3 on a request.
@@ -88,7 +98,8 @@ pub(crate) fn admit(state: &SimState, req: &Request, expect: &Expectation<'_>) -
     }
     let profile = &state.config.profile;
     let raw_query = req.uri().query().unwrap_or("");
-    let query = verify::check_profile_query(raw_query, profile, expect.registering.is_some())?;
+    let common_query = verify::strip_own_query(raw_query, expect.own_query)?;
+    let query = verify::check_profile_query(common_query, profile, expect.registering.is_some())?;
     match expect.registering {
         Some(body_uuid) => {
             if query.uuid != body_uuid {
@@ -134,6 +145,7 @@ pub(crate) fn admit(state: &SimState, req: &Request, expect: &Expectation<'_>) -
     let expected = match &expect.signed {
         SignedBody::Json(body) => verify::json_signature(&full_uri, body, &query.unix, salt),
         SignedBody::Chat(fields) => verify::chat_signature(&full_uri, fields, &query.unix, salt),
+        SignedBody::Voice(fields) => verify::voice_signature(&full_uri, fields, &query.unix, salt),
     };
     match req.header("Yy") {
         Some(sent) if sent == expected => Ok(Caller { token, query }),
@@ -172,7 +184,7 @@ pub(crate) fn refuse(state: &SimState, req: &Request, rejection: Rejection) -> R
 }
 
 /// Reads the whole body as text.
-async fn body_text(req: &mut Request) -> Result<String, Rejection> {
+pub(crate) async fn body_text(req: &mut Request) -> Result<String, Rejection> {
     req.take_body()
         .into_string()
         .await
@@ -197,6 +209,7 @@ async fn register_device(state: &Arc<SimState>, mut req: Request) -> Response {
             referer_chat: None,
             event_stream: false,
             signed: SignedBody::Json(&body),
+            own_query: &[],
         };
         let caller = admit(state, &req, &expect)?;
         Ok((caller, uuid))
@@ -231,6 +244,7 @@ pub(crate) async fn admit_json_body(state: &Arc<SimState>, req: &mut Request) ->
         referer_chat: None,
         event_stream: false,
         signed: SignedBody::Json(&body),
+        own_query: &[],
     };
     admit(state, req, &expect).map(|caller| (caller, body))
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use super::{ChatRecord, Fault, SimConfig, SimFile};
+use super::{ChatRecord, Fault, PhoneRecord, SimConfig, SimFile, TtsRecord};
 
 /// The bucket the simulated OSS serves (it must not clash with `/v1/...` and `/v4/...`).
 pub(crate) const OSS_BUCKET: &str = "hailuo-sim";
@@ -91,6 +91,48 @@ pub(crate) struct Ledger {
     pub files: Vec<SimFile>,
     /// OSS PUTs still to fail with HTTP 500.
     pub failing_uploads: usize,
+    /// Assistant messages answered, by `msgID`, for `msg_tts`.
+    pub messages: HashMap<String, AssistantMessage>,
+    /// The voice each token selected last (`update_robot_custom_config`).
+    pub voices: HashMap<String, String>,
+    /// Speech jobs by `msgID`.
+    pub tts_jobs: HashMap<String, TtsJob>,
+    /// The first `msg_tts` poll of each `msgID`, in order.
+    pub tts_requests: Vec<TtsRecord>,
+    /// Voice mismatches (`timbre` other than the token's selected voice), in order.
+    pub voice_mismatches: Vec<String>,
+    /// Polls answered "pending" before the audio is ready (`None`: the default).
+    pub tts_pending_polls: Option<usize>,
+    /// Every poll stays pending.
+    pub tts_never_ready: bool,
+    /// Speech audio served under `/__audio/<id>.mp3`, by id.
+    pub audio_files: HashMap<String, Vec<u8>>,
+    /// Decodable `phone_msg` uploads, in order.
+    pub phone_uploads: Vec<PhoneRecord>,
+    /// `phone_msg` streams whose client left before the last `audio_chunk`.
+    pub phone_abandoned: usize,
+}
+
+/// An assistant message the simulator answered: what `msg_tts` may speak.
+#[derive(Clone, Debug)]
+pub(crate) struct AssistantMessage {
+    /// The token whose chat produced it.
+    pub token: String,
+    /// Its conversation.
+    pub chat_id: String,
+    /// Its complete content (the answer).
+    pub content: String,
+}
+
+/// The speech of one assistant message, polled through `msg_tts`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TtsJob {
+    /// Polls so far.
+    pub polls: usize,
+    /// When it was last polled.
+    pub last_poll: Option<Instant>,
+    /// The audio URLs, once made.
+    pub urls: Option<Vec<String>>,
 }
 
 impl Ledger {

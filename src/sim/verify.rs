@@ -128,6 +128,61 @@ pub(crate) fn chat_signature(full_uri: &str, fields: &ChatSignedFields<'_>, unix
     ))
 }
 
+/// The signed fields of a voice message (protocol §2).
+pub(crate) struct VoiceSignedFields<'a> {
+    /// `characterID`.
+    pub character_id: &'a str,
+    /// `chatID`.
+    pub chat_id: &'a str,
+    /// The uploaded audio (only its first [`VOICE_SIGNED_BYTES`] bytes are signed).
+    pub voice: &'a [u8],
+}
+
+/// How many leading bytes of `voiceBytes` the voice signature covers.
+pub(crate) const VOICE_SIGNED_BYTES: usize = 1024;
+
+/// `Yy` of a voice message:
+/// `md5hex(enc(fullUri) + "_" + md5hex(characterID) + md5hex(chatID) + md5hex(head) + md5hex(unix) + salt)`
+/// where `head` is the first 1,024 bytes of the audio.
+pub(crate) fn voice_signature(full_uri: &str, fields: &VoiceSignedFields<'_>, unix: &str, salt: &str) -> String {
+    let head = &fields.voice[..fields.voice.len().min(VOICE_SIGNED_BYTES)];
+    md5hex(format!(
+        "{}_{}{}{}{}{}",
+        encode_uri_component(full_uri),
+        md5hex(fields.character_id),
+        md5hex(fields.chat_id),
+        md5hex(head),
+        md5hex(unix),
+        salt
+    ))
+}
+
+/// Splits off a path's own query: its first pairs must be exactly `own` keys, in order, with
+/// non-empty values; what follows (after the joining `&`) is the common query.
+pub(crate) fn strip_own_query<'q>(query: &'q str, own: &[&str]) -> Result<&'q str, Rejection> {
+    let mut rest = query;
+    for key in own {
+        let (pair, tail) = rest.split_once('&').unwrap_or((rest, ""));
+        match pair.split_once('=') {
+            Some((sent, value)) if sent == *key && !value.is_empty() => rest = tail,
+            _ => {
+                return Err(Rejection::bad_parameter(format!(
+                    "query {query:?} does not start with the path's own {own:?} (then the common query after &)"
+                )));
+            }
+        }
+    }
+    Ok(rest)
+}
+
+/// The value of `key` in a query string, as sent.
+pub(crate) fn query_value<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(name, value)| (name == key).then_some(value))
+}
+
 /// What a request's query string says, once checked against the profile.
 #[derive(Clone, Debug)]
 pub(crate) struct ProfileQuery {
@@ -340,6 +395,7 @@ pub(crate) fn is_conversation_id(text: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -389,6 +445,49 @@ mod tests {
             chat_signature("/x", &with_breaks, "1", "ooui"),
             chat_signature("/x", &without, "1", "ooui")
         );
+    }
+
+    #[test]
+    fn the_voice_signature_covers_only_the_first_1024_bytes() {
+        let mut voice = vec![7_u8; 2000];
+        let fields = |voice: &[u8]| {
+            voice_signature(
+                "/v1/api/chat/phone_msg?unix=1",
+                &VoiceSignedFields {
+                    character_id: "1",
+                    chat_id: "0",
+                    voice,
+                },
+                "1",
+                "ooui",
+            )
+        };
+        let original = fields(&voice);
+        voice[1024] = 8;
+        assert_eq!(fields(&voice), original);
+        voice[1023] = 8;
+        assert_ne!(fields(&voice), original);
+        let expected = md5hex(format!(
+            "{}_{}{}{}{}ooui",
+            encode_uri_component("/v1/api/chat/phone_msg?unix=1"),
+            md5hex("1"),
+            md5hex("0"),
+            md5hex([7_u8; 1024]),
+            md5hex("1")
+        ));
+        assert_eq!(fields(&[7_u8; 1500]), expected);
+    }
+
+    #[test]
+    fn a_path_query_comes_before_the_common_query() {
+        let query = "msgID=1&timbre=male-botong&device_platform=web&unix=1";
+        assert_eq!(
+            strip_own_query(query, &["msgID", "timbre"]).unwrap(),
+            "device_platform=web&unix=1"
+        );
+        assert!(strip_own_query("timbre=a&msgID=1&x=1", &["msgID", "timbre"]).is_err());
+        assert!(strip_own_query("msgID=&timbre=a", &["msgID", "timbre"]).is_err());
+        assert_eq!(query_value(query, "timbre"), Some("male-botong"));
     }
 
     #[test]
