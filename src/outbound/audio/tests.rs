@@ -1,0 +1,379 @@
+//! Behaviour of the codec on audio synthesised here: sines of known length and pitch.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const A4: f32 = 440.0;
+
+/// A 440 Hz sine at half scale, the same in every channel.
+fn sine(rate: u32, channels: u16, seconds: f32) -> Vec<f32> {
+    let frames = (rate as f32 * seconds).round() as usize;
+    (0..frames)
+        .flat_map(|i| {
+            let v = 0.5 * (2.0 * std::f32::consts::PI * A4 * i as f32 / rate as f32).sin();
+            std::iter::repeat_n(v, usize::from(channels))
+        })
+        .collect()
+}
+
+fn wav(rate: u32, channels: u16, seconds: f32) -> Vec<u8> {
+    encode_wav(&sine(rate, channels, seconds), rate, channels).unwrap()
+}
+
+fn mp3(rate: u32, channels: u16, seconds: f32) -> Vec<u8> {
+    encode_mp3(
+        &sine(rate, channels, seconds),
+        rate,
+        channels,
+        mp3_bitrate_for(rate, 128),
+    )
+    .unwrap()
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn assert_close(actual: f64, expected: f64, tolerance: f64, what: &str) {
+    assert!(
+        (actual - expected).abs() <= tolerance,
+        "{what}: {actual} is not within {tolerance} of {expected}"
+    );
+}
+
+/// The frequency of a (mono) signal from its rising zero crossings, with some hysteresis so
+/// that coding noise near zero does not count, ignoring the edges.
+fn pitch(samples: &[f32], rate: u32) -> f64 {
+    let margin = samples.len() / 10;
+    let inner = &samples[margin..samples.len() - margin];
+    let (mut below, mut rises) = (false, 0usize);
+    for &s in inner {
+        if s < -0.1 {
+            below = true;
+        } else if s > 0.1 && below {
+            below = false;
+            rises += 1;
+        }
+    }
+    rises as f64 / (inner.len() as f64 / f64::from(rate))
+}
+
+fn prepared_is_good_mp3(source: &[u8], name: &str, expected_seconds: f64) {
+    let prepared = SymphoniaLameCodec
+        .prepare_for_transcription(source, Some(name))
+        .unwrap();
+    assert_close(secs(prepared.duration), expected_seconds, 0.005, "reported duration");
+    let decoded = decode(&prepared.mp3, Some("mp3")).unwrap();
+    assert_eq!(decoded.container, "mp3");
+    assert_eq!((decoded.sample_rate, decoded.channels), (44_100, 2));
+    assert_close(secs(decoded.duration), expected_seconds, 0.05, "MP3 duration");
+    let left: Vec<f32> = decoded.samples.iter().step_by(2).copied().collect();
+    assert_close(pitch(&left, 44_100), f64::from(A4), 4.0, "pitch");
+}
+
+#[test]
+fn a_mono_16k_wav_becomes_44k_stereo_mp3_of_the_same_length() {
+    prepared_is_good_mp3(&wav(16_000, 1, 1.5), "voice.wav", 1.5);
+}
+
+#[test]
+fn a_stereo_48k_wav_becomes_44k_stereo_mp3_of_the_same_length() {
+    prepared_is_good_mp3(&wav(48_000, 2, 2.0), "voice.WAV", 2.0);
+}
+
+#[test]
+fn a_flac_upload_becomes_mp3_of_the_same_length() {
+    let flac = encode_flac(&sine(48_000, 2, 2.0), 48_000, 2).unwrap();
+    assert_eq!(&flac[..4], b"fLaC");
+    prepared_is_good_mp3(&flac, "voice.flac", 2.0);
+}
+
+#[test]
+fn the_file_name_is_only_a_hint() {
+    prepared_is_good_mp3(&wav(16_000, 1, 1.5), "voice.mp3", 1.5);
+    prepared_is_good_mp3(&wav(16_000, 1, 1.5), "no-extension", 1.5);
+}
+
+#[test]
+fn an_mp3_upload_passes_through_byte_identical() {
+    let source = mp3(44_100, 2, 1.5);
+    for name in [Some("a.mp3"), Some("a.mpga"), Some("a.mpeg"), None] {
+        let prepared = SymphoniaLameCodec.prepare_for_transcription(&source, name).unwrap();
+        assert_eq!(prepared.mp3, source);
+        assert_close(secs(prepared.duration), 1.5, 0.05, "MP3 duration");
+    }
+}
+
+#[test]
+fn an_mp3_we_encode_decodes_to_its_exact_length_thanks_to_the_lame_tag() {
+    for (rate, channels) in [(44_100, 2), (32_000, 1), (24_000, 1), (16_000, 2)] {
+        let decoded = decode(&mp3(rate, channels, 1.0), None).unwrap();
+        assert_eq!((decoded.sample_rate, decoded.channels), (rate, channels));
+        assert_close(secs(decoded.duration), 1.0, 0.03, "decoded MP3 duration");
+    }
+}
+
+#[test]
+fn joined_mp3_files_decode_to_the_sum_of_their_durations() {
+    let mut joined = mp3(32_000, 1, 1.0);
+    joined.extend(mp3(32_000, 1, 1.5));
+    joined.extend(mp3(32_000, 1, 0.5));
+    let decoded = decode(&joined, Some("mp3")).unwrap();
+    assert_eq!((decoded.sample_rate, decoded.channels), (32_000, 1));
+    assert_close(secs(decoded.duration), 3.0, 0.1, "joined duration");
+    assert_close(
+        secs(probe(&joined, None).unwrap().duration),
+        3.0,
+        0.1,
+        "probed duration",
+    );
+}
+
+#[test]
+fn joined_mp3_files_of_different_formats_are_converted_to_the_first() {
+    let mut joined = mp3(24_000, 1, 1.0);
+    joined.extend(mp3(44_100, 2, 1.0));
+    let decoded = decode(&joined, Some("mp3")).unwrap();
+    assert_eq!((decoded.sample_rate, decoded.channels), (24_000, 1));
+    assert_close(secs(decoded.duration), 2.0, 0.1, "joined duration");
+    let tail = &decoded.samples[decoded.samples.len() / 2..];
+    assert_close(pitch(tail, 24_000), f64::from(A4), 4.0, "pitch of the converted part");
+}
+
+/// The upstream's speech: MP3, mono, 32 kHz (two parts joined).
+fn upstream_speech() -> Vec<u8> {
+    let mut speech = mp3(32_000, 1, 1.2);
+    speech.extend(mp3(32_000, 1, 0.8));
+    speech
+}
+
+#[test]
+fn mp3_at_normal_speed_is_returned_unchanged() {
+    let speech = upstream_speech();
+    assert_eq!(
+        SymphoniaLameCodec
+            .render_speech(&speech, SpeechFormat::Mp3, 1.0)
+            .unwrap(),
+        speech
+    );
+}
+
+#[test]
+fn wav_keeps_the_decoded_rate_channels_and_duration() {
+    let wav = SymphoniaLameCodec
+        .render_speech(&upstream_speech(), SpeechFormat::Wav, 1.0)
+        .unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(&wav)).unwrap();
+    let spec = reader.spec();
+    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (32_000, 1, 16));
+    assert_close(f64::from(reader.duration()) / 32_000.0, 2.0, 0.1, "WAV duration");
+}
+
+#[test]
+fn pcm_is_24k_mono_s16le_of_the_right_length() {
+    let pcm = SymphoniaLameCodec
+        .render_speech(&upstream_speech(), SpeechFormat::Pcm, 1.0)
+        .unwrap();
+    assert_eq!(pcm.len() % 2, 0);
+    assert_close(pcm.len() as f64 / 2.0 / 24_000.0, 2.0, 0.1, "PCM duration");
+    let samples: Vec<f32> = pcm
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32_768.0)
+        .collect();
+    assert_close(pitch(&samples[..24_000], 24_000), f64::from(A4), 4.0, "PCM pitch");
+}
+
+#[test]
+fn flac_decodes_to_the_right_duration() {
+    let flac = SymphoniaLameCodec
+        .render_speech(&upstream_speech(), SpeechFormat::Flac, 1.0)
+        .unwrap();
+    let decoded = decode(&flac, Some("flac")).unwrap();
+    assert_eq!(decoded.container, "flac");
+    assert_eq!((decoded.sample_rate, decoded.channels), (32_000, 1));
+    assert_close(secs(decoded.duration), 2.0, 0.1, "FLAC duration");
+}
+
+#[test]
+fn mp3_at_another_speed_is_reencoded_at_the_same_rate() {
+    let out = SymphoniaLameCodec
+        .render_speech(&upstream_speech(), SpeechFormat::Mp3, 1.5)
+        .unwrap();
+    let decoded = decode(&out, Some("mp3")).unwrap();
+    assert_eq!((decoded.sample_rate, decoded.channels), (32_000, 1));
+    assert_close(secs(decoded.duration), 2.0 / 1.5, 0.1, "MP3 duration at 1.5x");
+}
+
+#[test]
+fn speed_changes_the_duration_but_not_the_pitch() {
+    let speech = upstream_speech();
+    let normal = decode(&speech, Some("mp3")).unwrap();
+    for speed in [2.0f32, 0.5, 0.25, 4.0] {
+        let wav = SymphoniaLameCodec
+            .render_speech(&speech, SpeechFormat::Wav, speed)
+            .unwrap();
+        let stretched = decode(&wav, Some("wav")).unwrap();
+        let expected = secs(normal.duration) / f64::from(speed);
+        assert_close(
+            secs(stretched.duration),
+            expected,
+            (expected * 0.03).max(0.03),
+            "stretched duration",
+        );
+        // The first part only: each joined part starts with its encoder delay (~35 ms of silence).
+        let first_part = (32_000.0 * 1.1 / speed) as usize;
+        assert_close(
+            pitch(&stretched.samples[..first_part], 32_000),
+            f64::from(A4),
+            f64::from(A4) * 0.03,
+            "stretched pitch",
+        );
+    }
+}
+
+#[test]
+fn speeds_out_of_range_are_unsupported() {
+    let speech = upstream_speech();
+    for speed in [5.0f32, 0.1, 0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let error = SymphoniaLameCodec
+            .render_speech(&speech, SpeechFormat::Wav, speed)
+            .unwrap_err();
+        assert!(
+            matches!(&error, AudioError::Unsupported(m) if m.contains("0.25") && m.contains('4')),
+            "{error:?}"
+        );
+    }
+}
+
+#[test]
+fn bytes_that_are_not_audio_are_undecodable() {
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89".to_vec();
+    let mut truncated = wav(16_000, 1, 0.5);
+    truncated.truncate(20);
+    for (bytes, name) in [
+        (Vec::new(), Some("a.wav")),
+        (b"hello world".to_vec(), Some("a.txt")),
+        (b"hello world".to_vec(), Some("a.mp3")),
+        (png, Some("a.png")),
+        (truncated, Some("a.wav")),
+    ] {
+        let error = SymphoniaLameCodec.prepare_for_transcription(&bytes, name).unwrap_err();
+        assert!(
+            matches!(&error, AudioError::Undecodable(m) if !m.is_empty()),
+            "{error:?}"
+        );
+        let error = SymphoniaLameCodec
+            .render_speech(&bytes, SpeechFormat::Wav, 1.0)
+            .unwrap_err();
+        assert!(matches!(error, AudioError::Undecodable(_)), "{error:?}");
+    }
+}
+
+#[test]
+fn very_short_and_silent_audio_is_fine() {
+    let silence = encode_wav(&[0.0; 160], 16_000, 1).unwrap();
+    let prepared = SymphoniaLameCodec
+        .prepare_for_transcription(&silence, Some("a.wav"))
+        .unwrap();
+    assert_close(secs(prepared.duration), 0.01, 0.001, "duration");
+    decode(&prepared.mp3, Some("mp3")).unwrap();
+    let empty = encode_wav(&[], 16_000, 1).unwrap();
+    let prepared = SymphoniaLameCodec
+        .prepare_for_transcription(&empty, Some("a.wav"))
+        .unwrap();
+    assert_eq!(prepared.duration, Duration::ZERO);
+}
+
+#[test]
+fn lame_survives_long_tiny_and_empty_buffers() {
+    let long = sine(44_100, 2, 30.0);
+    let encoded = encode_mp3(&long, 44_100, 2, 192).unwrap();
+    // 192 kbit/s for 30 s is 720 kB.
+    assert_close(encoded.len() as f64, 720_000.0, 20_000.0, "MP3 size");
+    for channels in [1u16, 2] {
+        for frames in [0usize, 1, 2] {
+            let samples = vec![0.25; frames * usize::from(channels)];
+            encode_mp3(&samples, 24_000, channels, 64).unwrap();
+        }
+    }
+    encode_mp3(&[0.1, 0.2, 0.3], 44_100, 2, 128).unwrap();
+}
+
+#[test]
+fn other_encoders_accept_empty_input() {
+    encode_wav(&[], 24_000, 1).unwrap();
+    assert!(encode_pcm_s16le(&[], 32_000, 2).unwrap().is_empty());
+    encode_flac(&[], 24_000, 1).unwrap();
+    assert!(stretch(&[], 24_000, 1, 2.0).unwrap().is_empty());
+}
+
+#[test]
+fn opus_in_webm_is_named_when_refused() {
+    // Just the EBML header of a WebM file: symphonia reads Matroska but has no Opus decoder.
+    let error = SymphoniaLameCodec
+        .prepare_for_transcription(b"\x1a\x45\xdf\xa3", Some("a.webm"))
+        .unwrap_err();
+    assert!(matches!(error, AudioError::Undecodable(_)), "{error:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096), ext in "(mp3|wav|flac|ogg|m4a|webm|bin)") {
+        let name = format!("upload.{ext}");
+        match SymphoniaLameCodec.prepare_for_transcription(&bytes, Some(&name)) {
+            Ok(_) | Err(AudioError::Undecodable(_)) => {}
+            Err(other) => prop_assert!(false, "unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn damaged_audio_never_panics(cut in 0usize..4000, flip in 0usize..4000, byte in any::<u8>()) {
+        for mut bytes in [wav(8_000, 1, 0.25), mp3(16_000, 1, 0.5), encode_flac(&sine(8_000, 1, 0.25), 8_000, 1).unwrap()] {
+            if let Some(b) = bytes.get_mut(flip) {
+                *b = byte;
+            }
+            bytes.truncate(cut);
+            match SymphoniaLameCodec.prepare_for_transcription(&bytes, None) {
+                Ok(_) | Err(AudioError::Undecodable(_)) => {}
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
+}
+
+/// A rough timing, not an assertion: `cargo test --release --lib audio -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing; run with --release"]
+fn time_preparing_a_30_second_wav() {
+    let source = wav(48_000, 2, 30.0);
+    let started = std::time::Instant::now();
+    let prepared = SymphoniaLameCodec
+        .prepare_for_transcription(&source, Some("long.wav"))
+        .unwrap();
+    eprintln!(
+        "prepare_for_transcription(30 s 48 kHz stereo WAV, {} bytes) took {:?} -> {} bytes of MP3",
+        source.len(),
+        started.elapsed(),
+        prepared.mp3.len()
+    );
+    let source = wav(16_000, 1, 30.0);
+    let started = std::time::Instant::now();
+    SymphoniaLameCodec
+        .prepare_for_transcription(&source, Some("long.wav"))
+        .unwrap();
+    eprintln!(
+        "prepare_for_transcription(30 s 16 kHz mono WAV) took {:?}",
+        started.elapsed()
+    );
+    let speech = mp3(32_000, 1, 30.0);
+    let started = std::time::Instant::now();
+    SymphoniaLameCodec
+        .render_speech(&speech, SpeechFormat::Wav, 1.5)
+        .unwrap();
+    eprintln!("render_speech(30 s MP3 -> WAV at 1.5x) took {:?}", started.elapsed());
+}
