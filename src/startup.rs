@@ -72,7 +72,7 @@ impl Application {
             Arc::clone(&sessions),
             Arc::clone(&tracker),
         ));
-        let codec: Arc<dyn AudioCodec> = Arc::new(SymphoniaLameCodec::default());
+        let codec: Arc<dyn AudioCodec> = Arc::new(SymphoniaLameCodec);
         let speech = Arc::new(SpeechService::new(
             Arc::clone(&hailuo) as Arc<dyn SpeechProvider>,
             Arc::clone(&codec),

@@ -153,7 +153,7 @@ pub trait TranscriptionProvider: Send + Sync {
 /// Decoding and encoding audio (CPU-bound: callers run it off the async threads).
 pub trait AudioCodec: Send + Sync {
     /// Makes an upload ready for the upstream: MP3 passes through, anything else (wav, m4a,
-    /// ogg, flac, webm, ...) is decoded and encoded as MP3 (44.1 kHz stereo, 192 kbit/s); with
+    /// ogg, flac; not Opus in WebM) is decoded and encoded as MP3 (44.1 kHz stereo, 192 kbit/s); with
     /// the audio's duration. `file_name` is a hint to the container type.
     ///
     /// # Errors

@@ -59,7 +59,12 @@ async fn each_openai_voice_maps_to_its_hailuo_voice_on_both_models() -> TestResu
     ];
     for (voice, standard, hd) in table {
         for (model, expected) in [("tts-1", standard), ("tts-1-hd", hd)] {
-            let (content_type, _) = speech_ok(&app, "token-a", &json!({"model": model, "input": "你好", "voice": voice})).await;
+            let (content_type, _) = speech_ok(
+                &app,
+                "token-a",
+                &json!({"model": model, "input": "你好", "voice": voice}),
+            )
+            .await;
             assert_eq!(content_type, "audio/mpeg");
             let record = app.sim.tts_requests().pop().expect("a speech");
             assert_eq!(record.timbre, expected, "{model} {voice}");
@@ -74,9 +79,22 @@ async fn each_openai_voice_maps_to_its_hailuo_voice_on_both_models() -> TestResu
 #[tokio::test]
 async fn a_hailuo_voice_id_is_used_as_given() -> TestResult {
     let app = spawn_audio_app().await;
-    speech_ok(&app, "token-a", &json!({"model": "tts-1", "input": "相声", "voice": "Guodegang_hailuo"})).await;
-    assert_eq!(app.sim.tts_requests().pop().expect("a speech").timbre, "Guodegang_hailuo");
-    speech_ok(&app, "token-a", &json!({"model": "whatever", "input": "克隆", "voice": "puv_123456"})).await;
+    speech_ok(
+        &app,
+        "token-a",
+        &json!({"model": "tts-1", "input": "相声", "voice": "Guodegang_hailuo"}),
+    )
+    .await;
+    assert_eq!(
+        app.sim.tts_requests().pop().expect("a speech").timbre,
+        "Guodegang_hailuo"
+    );
+    speech_ok(
+        &app,
+        "token-a",
+        &json!({"model": "whatever", "input": "克隆", "voice": "puv_123456"}),
+    )
+    .await;
     assert_eq!(app.sim.tts_requests().pop().expect("a speech").timbre, "puv_123456");
     Ok(())
 }
@@ -94,7 +112,12 @@ async fn replaced_voices_take_the_place_of_the_standard_ones() -> TestResult {
         speech_ok(&app, "token-a", &json!({"input": "hi", "voice": voice})).await;
         assert_eq!(app.sim.tts_requests().pop().expect("a speech").timbre, expected);
     }
-    speech_ok(&app, "token-a", &json!({"model": "tts-1-hd", "input": "hi", "voice": "alloy"})).await;
+    speech_ok(
+        &app,
+        "token-a",
+        &json!({"model": "tts-1-hd", "input": "hi", "voice": "alloy"}),
+    )
+    .await;
     assert_eq!(app.sim.tts_requests().pop().expect("a speech").timbre, "xiaomo_sft");
     Ok(())
 }
@@ -111,7 +134,8 @@ async fn every_response_format_carries_the_whole_speech() -> TestResult {
         let duration = match format {
             "mp3" => {
                 assert_eq!(content_type, "audio/mpeg");
-                decode(&bytes, "mp3").duration
+                // The upstream's parts joined: the server's decoder reads across the joins.
+                hailuo_free_api::outbound::audio::decode(&bytes, Some("mp3"))?.duration
             }
             "wav" => {
                 assert_eq!(content_type, "audio/wav");
@@ -130,7 +154,10 @@ async fn every_response_format_carries_the_whole_speech() -> TestResult {
                 decode(&bytes, "flac").duration
             }
         };
-        assert!(close(duration, expected, TOLERANCE), "{format}: {duration:?} vs {expected:?}");
+        assert!(
+            close(duration, expected, TOLERANCE),
+            "{format}: {duration:?} vs {expected:?}"
+        );
     }
     app.assert_protocol_clean();
     Ok(())
@@ -140,9 +167,14 @@ async fn every_response_format_carries_the_whole_speech() -> TestResult {
 async fn speed_changes_the_duration() -> TestResult {
     let app = spawn_audio_app().await;
     let input = "一二三四五六七八九十，十九八七六五四三二一。";
-    let (_, bytes) = speech_ok(&app, "token-a", &json!({"input": input, "voice": "alloy", "speed": 2.0})).await;
+    let (_, bytes) = speech_ok(
+        &app,
+        "token-a",
+        &json!({"input": input, "voice": "alloy", "speed": 2.0}),
+    )
+    .await;
     let expected = Simulator::speech_duration_for(&app.sim.tts_requests().pop().expect("a speech").text) / 2;
-    let duration = decode(&bytes, "mp3").duration;
+    let duration = hailuo_free_api::outbound::audio::decode(&bytes, Some("mp3"))?.duration;
     assert!(close(duration, expected, TOLERANCE), "{duration:?} vs {expected:?}");
     Ok(())
 }
@@ -161,11 +193,21 @@ async fn bad_speech_requests_are_400s() -> TestResult {
         assert_openai_error(speech(&app, "token-a", &body).await, 400).await;
     }
     let error = assert_openai_error(
-        speech(&app, "token-a", &json!({"input": "hi", "voice": "alloy", "response_format": "opus"})).await,
+        speech(
+            &app,
+            "token-a",
+            &json!({"input": "hi", "voice": "alloy", "response_format": "opus"}),
+        )
+        .await,
         400,
     )
     .await;
-    assert!(error["message"].as_str().expect("a message").contains("mp3, wav, pcm, flac"));
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("a message")
+            .contains("mp3, wav, pcm, flac")
+    );
     assert!(app.sim.chats().is_empty());
     Ok(())
 }
@@ -180,10 +222,17 @@ async fn concurrent_speeches_on_one_account_keep_their_voices() -> TestResult {
         .collect();
     let speeches = bodies.iter().map(|body| speech_ok(&app, "token-solo", body));
     futures::future::join_all(speeches).await;
-    assert!(app.sim.voice_mismatches().is_empty(), "{:?}", app.sim.voice_mismatches());
+    assert!(
+        app.sim.voice_mismatches().is_empty(),
+        "{:?}",
+        app.sim.voice_mismatches()
+    );
     let mut timbres: Vec<String> = app.sim.tts_requests().into_iter().map(|r| r.timbre).collect();
     timbres.sort();
-    assert_eq!(timbres, vec!["Podcast_girl", "YaeMiko_hailuo", "boyan_new_hailuo", "male-botong"]);
+    assert_eq!(
+        timbres,
+        vec!["Podcast_girl", "YaeMiko_hailuo", "boyan_new_hailuo", "male-botong"]
+    );
     app.assert_protocol_clean();
     Ok(())
 }
@@ -204,7 +253,11 @@ async fn audio_that_never_becomes_ready_is_a_504() -> TestResult {
     })
     .await;
     app.sim.tts_never_ready();
-    let error = assert_openai_error(speech(&app, "token-a", &json!({"input": "hi", "voice": "alloy"})).await, 504).await;
+    let error = assert_openai_error(
+        speech(&app, "token-a", &json!({"input": "hi", "voice": "alloy"})).await,
+        504,
+    )
+    .await;
     assert_eq!(error["type"], "timeout_error");
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(3)).await);
     Ok(())
@@ -212,7 +265,10 @@ async fn audio_that_never_becomes_ready_is_a_504() -> TestResult {
 
 async fn transcribe(app: &TestApp, bytes: Vec<u8>, file_name: &str, format: Option<&str>) -> reqwest::Response {
     let mut form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()))
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()),
+        )
         .text("model", "whisper-1");
     if let Some(format) = format {
         form = form.text("response_format", format.to_owned());
@@ -238,17 +294,37 @@ async fn wav_flac_ogg_and_mp3_are_transcribed() -> TestResult {
         ("speech.mp3", crate::audio_fixtures::mp3(&stereo, 48_000, 2)),
     ];
     for (name, bytes) in inputs {
+        assert!(app.upstream_idle().await);
         let sent = bytes.len();
         let response = transcribe(&app, bytes, name, None).await;
-        assert_eq!(response.status(), 200, "{name}");
-        let body: Value = response.json().await?;
+        let status = response.status();
+        let body_text = response.text().await?;
+        assert_eq!(
+            status,
+            200,
+            "{name}: {body_text}; upstream saw {:#?}",
+            app.sim.violations()
+        );
+        let body: Value = serde_json::from_str(&body_text)?;
         let upload = app.sim.phone_uploads().pop().expect("an upload");
-        assert!(close(upload.duration, Duration::from_millis(1_500), TOLERANCE), "{name}: {:?}", upload.duration);
-        assert_eq!(body, json!({"text": Simulator::transcript_for(upload.duration)}), "{name}");
+        assert!(
+            close(upload.duration, Duration::from_millis(1_500), TOLERANCE),
+            "{name}: {:?}",
+            upload.duration
+        );
+        assert_eq!(
+            body,
+            json!({"text": Simulator::transcript_for(upload.duration)}),
+            "{name}"
+        );
         if name.ends_with(".mp3") {
             assert_eq!(upload.bytes_len, sent, "an MP3 passes as it is");
         } else {
-            assert_eq!((upload.sample_rate, upload.channels), (44_100, 2), "{name}: 44.1 kHz stereo");
+            assert_eq!(
+                (upload.sample_rate, upload.channels),
+                (44_100, 2),
+                "{name}: 44.1 kHz stereo"
+            );
         }
     }
     app.assert_protocol_clean();
@@ -260,21 +336,38 @@ async fn each_transcription_format_is_answered() -> TestResult {
     let app = spawn_audio_app().await;
     let audio = wav(&sine(2.0, 16_000, 1, 440.0, 0.5), 16_000, 1);
     let text_response = transcribe(&app, audio.clone(), "a.wav", Some("text")).await;
-    assert!(text_response.headers()["content-type"].to_str()?.starts_with("text/plain"));
+    assert!(
+        text_response.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/plain")
+    );
     let text = text_response.text().await?;
     let upload = app.sim.phone_uploads().pop().expect("an upload");
     assert_eq!(text, Simulator::transcript_for(upload.duration));
 
-    let verbose: Value = transcribe(&app, audio.clone(), "a.wav", Some("verbose_json")).await.json().await?;
+    assert!(app.upstream_idle().await);
+    let verbose: Value = transcribe(&app, audio.clone(), "a.wav", Some("verbose_json"))
+        .await
+        .json()
+        .await?;
+    assert!(verbose["text"].is_string(), "{verbose}");
     assert_eq!(verbose["text"], text.as_str());
     let duration = verbose["duration"].as_f64().expect("a duration");
     assert!((duration - 2.0).abs() < 0.1, "{duration}");
     assert_eq!(verbose["segments"][0]["end"], verbose["duration"]);
 
-    let srt = transcribe(&app, audio.clone(), "a.wav", Some("srt")).await.text().await?;
+    assert!(app.upstream_idle().await);
+    let srt = transcribe(&app, audio.clone(), "a.wav", Some("srt"))
+        .await
+        .text()
+        .await?;
     assert!(srt.starts_with("1\n00:00:00,000 --> 00:00:02,"), "{srt}");
     assert!(srt.contains(&text));
-    let vtt = transcribe(&app, audio.clone(), "a.wav", Some("vtt")).await.text().await?;
+    assert!(app.upstream_idle().await);
+    let vtt = transcribe(&app, audio.clone(), "a.wav", Some("vtt"))
+        .await
+        .text()
+        .await?;
     assert!(vtt.starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:02."), "{vtt}");
 
     assert_openai_error(transcribe(&app, audio, "a.wav", Some("docx")).await, 400).await;
@@ -293,8 +386,18 @@ async fn silence_is_an_empty_transcript() -> TestResult {
 #[tokio::test]
 async fn bytes_that_are_not_audio_are_a_400() -> TestResult {
     let app = spawn_audio_app().await;
-    let error = assert_openai_error(transcribe(&app, b"this is not audio at all".to_vec(), "a.mp3", None).await, 400).await;
-    assert!(error["message"].as_str().expect("a message").contains("not decodable audio"), "{error}");
+    let error = assert_openai_error(
+        transcribe(&app, b"this is not audio at all".to_vec(), "a.mp3", None).await,
+        400,
+    )
+    .await;
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("a message")
+            .contains("not decodable audio"),
+        "{error}"
+    );
     assert_openai_error(transcribe(&app, Vec::new(), "a.wav", None).await, 400).await;
     assert!(app.sim.phone_uploads().is_empty());
     Ok(())

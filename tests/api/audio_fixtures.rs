@@ -80,7 +80,12 @@ pub fn decode(bytes: &[u8], extension: &str) -> Decoded {
         .probe(&hint, stream, FormatOptions::default(), MetadataOptions::default())
         .expect("a known format");
     let track = format.default_track(TrackType::Audio).expect("an audio track").clone();
-    let params = track.codec_params.as_ref().and_then(|p| p.audio()).expect("audio parameters").clone();
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .expect("audio parameters")
+        .clone();
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .expect("a decoder");
@@ -103,4 +108,14 @@ pub fn decode(bytes: &[u8], extension: &str) -> Decoded {
 /// Whether two durations differ by at most `tolerance`.
 pub fn close(a: Duration, b: Duration, tolerance: Duration) -> bool {
     a.abs_diff(b) <= tolerance
+}
+
+/// FLAC, with the server's encoder (only to make an input: the simulator measures it).
+pub fn flac(samples: &[f32], rate: u32, channels: u16) -> Vec<u8> {
+    hailuo_free_api::outbound::audio::encode_flac(samples, rate, channels).expect("FLAC")
+}
+
+/// MP3, with the server's encoder (only to make an input: the simulator measures it).
+pub fn mp3(samples: &[f32], rate: u32, channels: u16) -> Vec<u8> {
+    hailuo_free_api::outbound::audio::encode_mp3(samples, rate, channels, 128).expect("MP3")
 }

@@ -131,6 +131,12 @@ impl TestApp {
         eventually(within, || async { self.sim.live_conversations(token).is_empty() }).await
     }
 
+    /// Waits (bounded) until the simulator has no stream open: after we hang up on one, the
+    /// upstream notices at its next write, and until then the account is busy there.
+    pub async fn upstream_idle(&self) -> bool {
+        eventually(Duration::from_secs(5), || async { self.sim.active_streams() == 0 }).await
+    }
+
     /// The simulator saw nothing that breaks the protocol.
     pub fn assert_protocol_clean(&self) {
         let violations = self.sim.violations();

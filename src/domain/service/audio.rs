@@ -135,7 +135,11 @@ pub struct TranscriptionService {
 
 impl TranscriptionService {
     /// The use case over its ports.
-    pub fn new(provider: Arc<dyn TranscriptionProvider>, codec: Arc<dyn AudioCodec>, runner: Arc<AccountRunner>) -> Self {
+    pub fn new(
+        provider: Arc<dyn TranscriptionProvider>,
+        codec: Arc<dyn AudioCodec>,
+        runner: Arc<AccountRunner>,
+    ) -> Self {
         Self {
             provider,
             codec,
@@ -166,7 +170,9 @@ impl TranscriptionService {
                     GatewayError::Internal
                 })?
                 .map_err(|error| match error {
-                    AudioError::Undecodable(_) | AudioError::Unsupported(_) => GatewayError::InvalidAudio(error.to_string()),
+                    AudioError::Undecodable(_) | AudioError::Unsupported(_) => {
+                        GatewayError::InvalidAudio(error.to_string())
+                    }
                     AudioError::Encoding(message) => {
                         tracing::error!(%message, "audio encoding failed");
                         GatewayError::Internal
@@ -175,7 +181,10 @@ impl TranscriptionService {
         let (provider, mp3) = (&self.provider, prepared.mp3.as_slice());
         let (text, _lease) = self
             .runner
-            .run(tokens, |account| async move { provider.transcribe(&account, mp3).await })
+            .run(
+                tokens,
+                |account| async move { provider.transcribe(&account, mp3).await },
+            )
             .await?;
         Ok(Transcript {
             text,

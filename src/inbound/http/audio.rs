@@ -241,7 +241,11 @@ fn timestamp(duration: Duration, separator: char) -> String {
 }
 
 /// The transcript in `format`: its body and MIME type.
-fn render_transcript(transcript: &Transcript, format: TranscriptFormat, language: Option<&str>) -> (String, &'static str) {
+fn render_transcript(
+    transcript: &Transcript,
+    format: TranscriptFormat,
+    language: Option<&str>,
+) -> (String, &'static str) {
     let text = transcript.text.clone();
     let end = timestamp(transcript.duration, ',');
     match format {
@@ -250,7 +254,10 @@ fn render_transcript(transcript: &Transcript, format: TranscriptFormat, language
             "application/json; charset=utf-8",
         ),
         TranscriptFormat::Text => (text, "text/plain; charset=utf-8"),
-        TranscriptFormat::Srt => (format!("1\n00:00:00,000 --> {end}\n{text}\n"), "text/plain; charset=utf-8"),
+        TranscriptFormat::Srt => (
+            format!("1\n00:00:00,000 --> {end}\n{text}\n"),
+            "text/plain; charset=utf-8",
+        ),
         TranscriptFormat::Vtt => (
             format!(
                 "WEBVTT\n\n00:00:00.000 --> {}\n{text}\n",
@@ -387,7 +394,10 @@ impl AudioApi {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "invalid_request_error",
                     "file_too_large",
-                    format!("the audio file is larger than the limit of {} bytes", self.max_upload_bytes),
+                    format!(
+                        "the audio file is larger than the limit of {} bytes",
+                        self.max_upload_bytes
+                    ),
                 )
                 .with_param("file"),
             );
@@ -402,9 +412,9 @@ impl AudioApi {
             }
         };
         if audio.is_empty() {
-            return TranscriptionResponse::Error(
-                ApiError::from(GatewayError::InvalidAudio("the audio file is empty".into())),
-            );
+            return TranscriptionResponse::Error(ApiError::from(GatewayError::InvalidAudio(
+                "the audio file is empty".into(),
+            )));
         }
         match self.transcription.transcribe(&auth.tokens(), audio, file_name).await {
             Ok(transcript) => {

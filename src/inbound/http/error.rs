@@ -165,9 +165,13 @@ impl From<GatewayError> for ApiError {
                 message,
             )
             .with_param("messages"),
-            GatewayError::InvalidAudio(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_audio", message).with_param("file")
-            }
+            GatewayError::InvalidAudio(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_audio",
+                message,
+            )
+            .with_param("file"),
             GatewayError::AttachmentTooLarge(_) => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",

@@ -56,7 +56,9 @@ pub fn repeat_prompt(text: &str) -> String {
             c => c,
         })
         .collect();
-    format!("user:完整复述以下内容，不要进行任何修改，也不需要进行任何解释。\n{cleaned}\nassistant:好的，我将开始完整复述：\n")
+    format!(
+        "user:完整复述以下内容，不要进行任何修改，也不需要进行任何解释。\n{cleaned}\nassistant:好的，我将开始完整复述：\n"
+    )
 }
 
 /// The payload of `msg_tts`.
@@ -81,7 +83,12 @@ impl HailuoClient {
     }
 
     /// Polls `msg_tts` until the audio is ready (pausing between polls) and returns its URLs.
-    async fn await_audio(&self, account: &Account, message_id: &str, voice: &str) -> Result<Vec<String>, ProviderError> {
+    async fn await_audio(
+        &self,
+        account: &Account,
+        message_id: &str,
+        voice: &str,
+    ) -> Result<Vec<String>, ProviderError> {
         let deadline = tokio::time::Instant::now() + self.speech.timeout;
         let path = format!(
             "{MESSAGE_TTS_PATH}?msgID={}&timbre={}",
@@ -107,7 +114,10 @@ impl HailuoClient {
             }
             if tokio::time::Instant::now() + self.speech.poll_interval > deadline {
                 return Err(ProviderError::GaveUp {
-                    message: format!("the spoken audio was not ready within {} s", self.speech.timeout.as_secs()),
+                    message: format!(
+                        "the spoken audio was not ready within {} s",
+                        self.speech.timeout.as_secs()
+                    ),
                 });
             }
             tokio::time::sleep(self.speech.poll_interval).await;

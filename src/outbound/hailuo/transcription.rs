@@ -142,18 +142,26 @@ mod tests {
     #[test]
     fn the_first_asr_chunk_is_the_transcript() {
         let data = r#"{"status_code":0,"err_message":"","data":{"text":"你好"}}"#;
-        assert_eq!(read_voice_event("asr_chunk", data), Ok(VoiceEventMeaning::Transcript("你好".into())));
+        assert_eq!(
+            read_voice_event("asr_chunk", data),
+            Ok(VoiceEventMeaning::Transcript("你好".into()))
+        );
         assert_eq!(read_voice_event("audio_chunk", data), Ok(VoiceEventMeaning::Skip));
     }
 
     #[test]
     fn no_speech_is_an_empty_transcript_and_other_codes_are_refusals() {
         let silent = r#"{"status_code":1200041,"err_message":"未识别到语音","data":{}}"#;
-        assert_eq!(read_voice_event("asr_chunk", silent), Ok(VoiceEventMeaning::Transcript(String::new())));
+        assert_eq!(
+            read_voice_event("asr_chunk", silent),
+            Ok(VoiceEventMeaning::Transcript(String::new()))
+        );
         let refused = r#"{"status_code":1500002,"err_message":"音频格式错误","data":{}}"#;
         assert_eq!(
             read_voice_event("asr_chunk", refused),
-            Err(ProviderError::Refused { message: "音频格式错误".into() })
+            Err(ProviderError::Refused {
+                message: "音频格式错误".into()
+            })
         );
         assert_eq!(read_voice_event("asr_chunk", "not json"), Ok(VoiceEventMeaning::Skip));
     }
