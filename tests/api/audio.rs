@@ -6,7 +6,7 @@ use hailuo_free_api::config::Settings;
 use hailuo_free_api::sim::Simulator;
 use serde_json::{Value, json};
 
-use crate::audio_fixtures::{close, decode, ogg, sine, wav};
+use crate::audio_fixtures::{close, decoded_duration, ogg, sine, wav};
 use crate::helpers::*;
 
 /// Quick polls (the simulator flags polls closer than 100 ms) and one pending poll.
@@ -151,7 +151,7 @@ async fn every_response_format_carries_the_whole_speech() -> TestResult {
             _ => {
                 assert_eq!(content_type, "audio/flac");
                 assert_eq!(&bytes[..4], b"fLaC");
-                decode(&bytes, "flac").duration
+                decoded_duration(&bytes, "flac")
             }
         };
         assert!(

@@ -63,16 +63,8 @@ pub fn ogg(samples: &[f32], rate: u32, channels: u16) -> Vec<u8> {
     encoder.finish().expect("an Ogg stream")
 }
 
-/// What decoding found.
-#[derive(Debug)]
-pub struct Decoded {
-    pub duration: Duration,
-    pub sample_rate: u32,
-    pub channels: usize,
-}
-
-/// Decodes every packet of the first audio track (all of a concatenation of MP3s, too).
-pub fn decode(bytes: &[u8], extension: &str) -> Decoded {
+/// How long the first audio track of `bytes` lasts, decoding every packet.
+pub fn decoded_duration(bytes: &[u8], extension: &str) -> Duration {
     let stream = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
     let mut hint = Hint::new();
     hint.with_extension(extension);
@@ -89,20 +81,14 @@ pub fn decode(bytes: &[u8], extension: &str) -> Decoded {
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .expect("a decoder");
-    let (mut frames, mut rate, mut channels) = (0_u64, 0_u32, 0_usize);
+    let (mut frames, mut rate) = (0_u64, 0_u32);
     while let Ok(Some(packet)) = format.next_packet() {
         if let Ok(buffer) = decoder.decode(&packet) {
-            let spec = buffer.spec();
-            rate = spec.rate();
-            channels = spec.channels().count();
+            rate = buffer.spec().rate();
             frames += buffer.frames() as u64;
         }
     }
-    Decoded {
-        duration: Duration::from_secs_f64(frames as f64 / f64::from(rate.max(1))),
-        sample_rate: rate,
-        channels,
-    }
+    Duration::from_secs_f64(frames as f64 / f64::from(rate.max(1)))
 }
 
 /// Whether two durations differ by at most `tolerance`.
