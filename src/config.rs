@@ -42,6 +42,8 @@ pub struct ServerSettings {
     pub port: u16,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a shutdown lets requests in flight finish.
+    pub shutdown_grace_secs: u64,
 }
 
 /// The Hailuo upstream and how to talk to it.

@@ -60,7 +60,7 @@ pub async fn spawn_app_with_sim(sim_config: SimConfig, configure: impl FnOnce(&m
         async move {
             let _ = stopped.await;
         },
-        Duration::from_secs(1),
+        Duration::from_secs(10),
     ));
     TestApp {
         address,
@@ -129,6 +129,13 @@ impl TestApp {
     /// Waits (bounded) until the simulator holds no conversation of `token`.
     pub async fn all_conversations_deleted(&self, token: &str, within: Duration) -> bool {
         eventually(within, || async { self.sim.live_conversations(token).is_empty() }).await
+    }
+
+    /// Starts a graceful shutdown, as SIGTERM does.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Waits (bounded) until the simulator has no stream open: after we hang up on one, the

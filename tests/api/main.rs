@@ -12,4 +12,5 @@ mod file_server;
 mod files;
 mod helpers;
 mod sessions;
+mod shutdown;
 mod surface;
