@@ -10,6 +10,8 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
 use crate::domain::audio::VoiceTable;
+use crate::domain::ports::StoreError;
+use crate::outbound::store::Stores;
 
 /// The defaults compiled into the binary: `config/default.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -25,6 +27,8 @@ pub struct Settings {
     pub accounts: AccountSettings,
     /// Upstream conversation cleanup.
     pub session: SessionSettings,
+    /// Where devices and pending conversations are kept.
+    pub store: StoreSettings,
     /// Attachments (documents and images in chat).
     pub files: FileSettings,
     /// Speech and transcription.
@@ -150,6 +154,40 @@ pub struct SessionSettings {
     pub sweep_interval_ms: u64,
 }
 
+/// Where devices and pending conversations are kept.
+#[derive(Clone, Deserialize)]
+pub struct StoreSettings {
+    /// `memory`, or `sqlite://PATH` (the file and its folders are created when missing).
+    pub url: String,
+    /// The server secret protecting the tokens in SQLite; unset, a random key is kept in
+    /// `<db>.key` next to the database.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// How long an SQLite write waits for another one to finish, in milliseconds.
+    pub busy_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("busy_timeout_ms", &self.busy_timeout_ms)
+            .finish()
+    }
+}
+
+impl StoreSettings {
+    /// Builds the token and session stores `url` names.
+    ///
+    /// # Errors
+    /// [`StoreError`] for an unknown URL, or when the SQLite database or its key cannot be
+    /// opened (a key other than the one the database was written with included).
+    pub async fn connect(&self) -> Result<Stores, StoreError> {
+        crate::outbound::store::connect(self).await
+    }
+}
+
 /// Attachments: what the server fetches for clients.
 #[derive(Clone, Debug, Deserialize)]
 pub struct FileSettings {
@@ -265,6 +303,8 @@ mod tests {
         assert_eq!(settings.upstream.profile.salt, "ooui");
         assert_eq!(settings.upstream.device_ttl_secs, 10_800);
         assert!(settings.upstream.profile.headers.contains_key("User-Agent"));
+        assert_eq!(settings.store.url, "memory");
+        assert_eq!(settings.store.secret, None);
         Ok(())
     }
 
@@ -279,6 +319,8 @@ mod tests {
             jail.set_env("HAILUO_SERVER__PORT", "9200");
             jail.set_env("HAILUO_SESSION__IDLE_TTL_SECS", "0");
             jail.set_env("HAILUO_CONFIG", "ignored-here.toml");
+            jail.set_env("HAILUO_STORE__URL", "sqlite://data/hailuo.db");
+            jail.set_env("HAILUO_STORE__SECRET", "s3cret");
             let settings = Settings::load(Some(Path::new("custom.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(settings.server.port, 9200, "the environment wins over the file");
             assert_eq!(settings.upstream.retries, 7, "the file wins over the defaults");
@@ -288,6 +330,9 @@ mod tests {
                 "untouched keys keep their defaults"
             );
             assert_eq!(settings.session.idle_ttl_secs, 0);
+            assert_eq!(settings.store.url, "sqlite://data/hailuo.db");
+            assert_eq!(settings.store.secret.as_deref(), Some("s3cret"));
+            assert!(!format!("{settings:?}").contains("s3cret"), "the secret is not logged");
             Ok(())
         });
     }

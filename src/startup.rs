@@ -9,9 +9,7 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::config::Settings;
-use crate::domain::ports::{
-    AttachmentSource, AudioCodec, ChatProvider, SessionStore, SpeechProvider, TokenStore, TranscriptionProvider,
-};
+use crate::domain::ports::{AttachmentSource, AudioCodec, ChatProvider, SpeechProvider, TranscriptionProvider};
 use crate::domain::service::{
     AccountPool, AccountRunner, ChatService, ConversationSweeper, ConversationTracker, DeviceRegistry, RunPolicy,
     SpeechService, TranscriptionService,
@@ -21,7 +19,6 @@ use crate::outbound::attachments::AttachmentFetcher;
 use crate::outbound::audio::SymphoniaLameCodec;
 use crate::outbound::hailuo::HailuoClient;
 use crate::outbound::hailuo::speech::SpeechTiming;
-use crate::outbound::store::{MemorySessionStore, MemoryTokenStore};
 
 /// A built server, bound and ready to run.
 pub struct Application {
@@ -35,7 +32,7 @@ impl Application {
     /// Builds every adapter and binds `server.host:server.port` (port 0 picks a free one).
     ///
     /// # Errors
-    /// When the HTTP client cannot be built or the address cannot be bound.
+    /// When the HTTP client or the stores cannot be built, or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let hailuo = Arc::new(
             HailuoClient::new(&settings.upstream)
@@ -46,8 +43,7 @@ impl Application {
                 }),
         );
         let provider: Arc<dyn ChatProvider> = Arc::clone(&hailuo) as Arc<dyn ChatProvider>;
-        let tokens: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::default());
-        let sessions: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::default());
+        let (tokens, sessions) = settings.store.connect().await.context("opening the stores")?;
         let devices = Arc::new(DeviceRegistry::new(
             tokens,
             Arc::clone(&provider),

@@ -107,3 +107,154 @@ mod memory {
         session_store_tracks_conversations(&MemorySessionStore::default()).await
     }
 }
+
+mod sqlite {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::outbound::store::{KeySource, SqliteStores};
+
+    async fn open(path: &Path, key: &KeySource) -> Result<SqliteStores, StoreError> {
+        SqliteStores::open(path, key, Duration::from_secs(5)).await
+    }
+
+    fn database_in(dir: &tempfile::TempDir) -> PathBuf {
+        // A folder that does not exist yet: it is created.
+        dir.path().join("nested").join("hailuo.db")
+    }
+
+    fn key_file(path: &Path) -> KeySource {
+        KeySource::KeyFile(KeySource::key_file_for(path))
+    }
+
+    #[tokio::test]
+    async fn sqlite_token_store_keeps_the_contract() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database_in(&dir);
+        let stores = open(&path, &key_file(&path)).await?;
+        token_store_keeps_devices(&stores.tokens).await
+    }
+
+    #[tokio::test]
+    async fn sqlite_session_store_keeps_the_contract() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database_in(&dir);
+        let stores = open(&path, &key_file(&path)).await?;
+        session_store_tracks_conversations(&stores.sessions).await
+    }
+
+    #[tokio::test]
+    async fn devices_and_sessions_survive_reopening_the_file() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database_in(&dir);
+        let token = AccountToken::new("survivor-token");
+        let device = Device {
+            user_id: "u-1".into(),
+            device_id: "111".into(),
+            registered_at_ms: 1_000,
+        };
+        {
+            let stores = open(&path, &key_file(&path)).await?;
+            stores.tokens.save_device(&token, &device).await?;
+            stores.sessions.record(&conversation(1), &token, 2_000).await?;
+            stores.sessions.defer(&conversation(1), 3_000).await?;
+            stores.close().await;
+        }
+        let stores = open(&path, &key_file(&path)).await?;
+        assert_eq!(stores.tokens.device(&token).await?, Some(device));
+        let session = stores.sessions.find(&conversation(1)).await?.unwrap();
+        assert_eq!(
+            (
+                session.token,
+                session.last_used_ms,
+                session.retry_at_ms,
+                session.failures
+            ),
+            (token, 2_000, 3_000, 1)
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_secret_round_trips_and_another_secret_is_refused_cleanly() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database_in(&dir);
+        let token = AccountToken::new("secret-guarded-token");
+        let right = KeySource::Secret("the right secret".into());
+        {
+            let stores = open(&path, &right).await?;
+            stores.sessions.record(&conversation(1), &token, 1_000).await?;
+            stores.close().await;
+        }
+        let stores = open(&path, &right).await?;
+        assert_eq!(
+            stores.sessions.find(&conversation(1)).await?.map(|s| s.token),
+            Some(token)
+        );
+        stores.close().await;
+
+        for wrong in [KeySource::Secret("a wrong secret".into()), key_file(&path)] {
+            let Err(error) = open(&path, &wrong).await else {
+                panic!("a wrong key must be refused");
+            };
+            assert!(error.0.contains("another store key"), "{error}");
+            assert!(!error.0.contains("secret-guarded-token"), "{error}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_key_file_is_created_private_and_reused() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database_in(&dir);
+        let key_path = KeySource::key_file_for(&path);
+        open(&path, &key_file(&path)).await?.close().await;
+        let first = std::fs::read_to_string(&key_path).unwrap();
+        assert_eq!(first.len(), 64, "32 bytes in hex");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        open(&path, &key_file(&path)).await?.close().await;
+        assert_eq!(std::fs::read_to_string(&key_path).unwrap(), first);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn no_token_appears_in_the_database_files() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database_in(&dir);
+        let token = "plain-token-that-must-not-leak-0123456789";
+        let stores = open(&path, &key_file(&path)).await?;
+        let account = AccountToken::new(token);
+        let device = Device {
+            user_id: "u-1".into(),
+            device_id: "111".into(),
+            registered_at_ms: 1_000,
+        };
+        stores.tokens.save_device(&account, &device).await?;
+        stores.sessions.record(&conversation(1), &account, 1_000).await?;
+        assert_eq!(stores.tokens.device(&account).await?, Some(device));
+        // Look in the database, its WAL and anything else SQLite wrote, open and after closing.
+        let leaks = || {
+            std::fs::read_dir(path.parent().unwrap())
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .filter(|file| {
+                    std::fs::read(file)
+                        .unwrap()
+                        .windows(token.len())
+                        .any(|w| w == token.as_bytes())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(leaks(), Vec::<PathBuf>::new());
+        stores.close().await;
+        assert!(path.exists());
+        assert_eq!(leaks(), Vec::<PathBuf>::new());
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! Crash safety with SQLite: the real server binary is killed (SIGKILL) right after an answer,
+//! restarted on the same database, and still deletes the conversation it had created, on the
+//! device it had registered.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hailuo_free_api::sim::{SimConfig, Simulator};
+use serde_json::json;
+
+/// The server as a child process; killed when dropped, so a failing test leaves none behind.
+struct ServerProcess {
+    child: Child,
+    address: String,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    fn start(sim: &Simulator, database: &Path, idle_ttl_secs: u64, log: PathBuf) -> Self {
+        // A free port: bind one, note it, let it go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hailuo-free-api"))
+            .env_remove("HAILUO_CONFIG")
+            .env("HAILUO_SERVER__HOST", "127.0.0.1")
+            .env("HAILUO_SERVER__PORT", port.to_string())
+            .env("HAILUO_UPSTREAM__BASE_URL", sim.base_url())
+            .env("HAILUO_STORE__URL", format!("sqlite://{}", database.display()))
+            .env("HAILUO_SESSION__IDLE_TTL_SECS", idle_ttl_secs.to_string())
+            .env("HAILUO_SESSION__SWEEP_INTERVAL_MS", "50")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `GET /ping` answers.
+    async fn wait_ready(&mut self, client: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = client.get(format!("{}/ping", self.address)).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the server exited ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server never answered /ping:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL on unix: no graceful shutdown, no final sweep.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+#[tokio::test]
+async fn a_conversation_created_before_a_crash_is_deleted_after_the_restart_on_the_same_device() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("hailuo.db");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    let mut server = ServerProcess::start(&sim, &database, 3600, dir.path().join("first.log"));
+    server.wait_ready(&client).await;
+    let response = client
+        .post(format!("{}/v1/chat/completions", server.address))
+        .bearer_auth("crash-token")
+        .json(&json!({"messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "chat failed: {body}\n{}", server.log());
+    let live = sim.live_conversations("crash-token");
+    assert_eq!(live.len(), 1, "one live conversation before the crash");
+    assert_eq!(sim.registrations("crash-token"), 1);
+    server.kill();
+    drop(server);
+
+    let mut restarted = ServerProcess::start(&sim, &database, 1, dir.path().join("second.log"));
+    restarted.wait_ready(&client).await;
+    let deleted = eventually(Duration::from_secs(15), || {
+        sim.live_conversations("crash-token").is_empty()
+    })
+    .await;
+    assert!(deleted, "the conversation outlived the restart:\n{}", restarted.log());
+    assert_eq!(sim.deleted_conversations(), live, "the one created before the crash");
+    assert_eq!(
+        sim.registrations("crash-token"),
+        1,
+        "the device was reused, not registered again"
+    );
+    assert_eq!(sim.violations(), Vec::<String>::new());
+    sim.shutdown();
+}
