@@ -11,5 +11,6 @@ mod errors;
 mod file_server;
 mod files;
 mod helpers;
+mod observability;
 mod sessions;
 mod surface;
