@@ -13,9 +13,11 @@ mod metrics;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::LogSettings;
 
@@ -96,15 +98,21 @@ pub fn init(settings: &LogSettings) -> TelemetryGuard {
     install_metrics();
     let tracer = tracer_provider();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let json = settings.format == "json";
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = if settings.format == "json" {
+        tracing_subscriber::fmt::layer().json().boxed()
+    } else {
+        tracing_subscriber::fmt::layer().boxed()
+    };
+    // Spans are exported whatever the log level, but only ours: the HTTP stacks' own
+    // spans (hyper, h2, the exporter's client) would only add noise, or loop.
     let otel = tracer.as_ref().map(|provider| {
         opentelemetry::global::set_tracer_provider(provider.clone());
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(SERVICE_NAME))
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(SERVICE_NAME))
+            .with_filter(Targets::new().with_target("hailuo_free_api", Level::INFO))
     });
     let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(json.then(|| tracing_subscriber::fmt::layer().json()))
-        .with((!json).then(tracing_subscriber::fmt::layer))
+        .with(logs.with_filter(filter))
         .with(otel)
         .try_init();
     if installed.is_err() {
