@@ -1,4 +1,5 @@
-//! The `hailuo-free-api` server: read the configuration, set up logging, build and run.
+//! The `hailuo-free-api` server: read the configuration, set up telemetry, build and run,
+//! then flush the telemetry.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,11 +12,17 @@ use hailuo_free_api::startup::Application;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(config_path().as_deref()).context("reading the configuration")?;
-    telemetry::init_logging(&settings.log);
+    let telemetry = telemetry::init(&settings.log);
     let app = Application::build(settings).await?;
-    tracing::info!(addr = %app.addr(), "hailuo-free-api listening; docs at /docs");
-    app.run_until(telemetry::shutdown_signal(), Duration::from_secs(30))
-        .await?;
+    tracing::info!(addr = %app.addr(), "hailuo-free-api listening; docs at /docs; metrics at /metrics");
+    let served = app
+        .run_until(telemetry::shutdown_signal(), Duration::from_secs(30))
+        .await;
+    // Exporting may block on the network: off the async workers.
+    if tokio::task::spawn_blocking(move || telemetry.shutdown()).await.is_err() {
+        eprintln!("flushing telemetry failed");
+    }
+    served?;
     Ok(())
 }
 

@@ -34,6 +34,8 @@ impl Application {
     /// # Errors
     /// When the HTTP client or the stores cannot be built, or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Before any instrument is created; once per process.
+        crate::outbound::telemetry::install_metrics();
         let hailuo = Arc::new(
             HailuoClient::new(&settings.upstream)
                 .context("building the upstream HTTP client")?

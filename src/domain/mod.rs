@@ -3,5 +3,6 @@
 
 pub mod audio;
 pub mod chat;
+pub mod metrics;
 pub mod ports;
 pub mod service;

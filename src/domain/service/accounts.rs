@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::domain::chat::AccountToken;
+use crate::domain::metrics::instruments;
 
 /// The accounts currently answering a request, shared by every request.
 ///
@@ -35,6 +36,7 @@ impl AccountPool {
         let mut busy = self.busy();
         let token = candidates.iter().find(|token| !busy.contains(*token))?.clone();
         busy.insert(token.clone());
+        instruments().accounts_busy.record(busy.len() as u64, &[]);
         Some(AccountLease {
             pool: Arc::clone(self),
             token,
@@ -69,7 +71,10 @@ impl AccountPool {
     }
 
     fn release(&self, token: &AccountToken) {
-        self.busy().remove(token);
+        let mut busy = self.busy();
+        busy.remove(token);
+        instruments().accounts_busy.record(busy.len() as u64, &[]);
+        drop(busy);
         self.freed.notify_waiters();
     }
 }

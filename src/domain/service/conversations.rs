@@ -10,6 +10,7 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 
 use crate::domain::chat::{AccountToken, ConversationId};
+use crate::domain::metrics::instruments;
 use crate::domain::ports::{ChatProvider, ProviderError, Session, SessionStore, StoreError};
 
 use super::devices::{DeviceError, DeviceRegistry};
@@ -155,6 +156,14 @@ impl ConversationSweeper {
                 Outcome::Deferred => report.deferred += 1,
                 Outcome::Abandoned => report.abandoned += 1,
             }
+        }
+        let metrics = instruments();
+        metrics.deletions_failed.add(
+            u64::try_from(report.deferred + report.abandoned).unwrap_or(u64::MAX),
+            &[],
+        );
+        if let Ok(pending) = self.sessions.pending().await {
+            metrics.conversations_pending.record(pending, &[]);
         }
         Ok(report)
     }

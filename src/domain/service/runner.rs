@@ -10,6 +10,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::domain::chat::AccountToken;
+use crate::domain::metrics::instruments;
 use crate::domain::ports::{Account, ProviderError};
 
 use super::accounts::{AccountLease, AccountPool};
@@ -74,6 +75,16 @@ impl From<ProviderError> for GatewayError {
             ProviderError::Timeout | ProviderError::GaveUp { .. } => GatewayError::Timeout,
         }
     }
+}
+
+tokio::task_local! {
+    /// The attempt (1-based) running on this task, for the upstream calls' spans.
+    static ATTEMPT: u32;
+}
+
+/// The attempt (1-based) of [`AccountRunner::run`] the current task is making, if any.
+pub fn current_attempt() -> Option<u32> {
+    ATTEMPT.try_with(|attempt| *attempt).ok()
 }
 
 /// How hard to try.
@@ -168,6 +179,7 @@ impl AccountRunner {
         candidates.rotate_left(offset);
 
         let mut failures = 0;
+        let mut attempts = 0;
         let mut last_failed: Option<AccountToken> = None;
         let mut last_rejection = String::new();
         loop {
@@ -177,16 +189,20 @@ impl AccountRunner {
                 });
             }
             let ordered = prefer_others(&candidates, last_failed.as_ref());
-            let lease = self
-                .pool
-                .lease(&ordered, self.policy.busy_wait)
-                .await
-                .ok_or(GatewayError::AccountsBusy)?;
+            let waiting = std::time::Instant::now();
+            let lease = self.pool.lease(&ordered, self.policy.busy_wait).await;
+            instruments().account_wait.record(waiting.elapsed().as_secs_f64(), &[]);
+            let lease = lease.ok_or(GatewayError::AccountsBusy)?;
             let token = lease.token().clone();
-            let outcome = match self.devices.account(&token).await {
-                Ok(account) => attempt(account).await.map_err(AttemptError::from),
-                Err(error) => Err(AttemptError::from(error)),
-            };
+            attempts += 1;
+            let outcome = ATTEMPT
+                .scope(attempts, async {
+                    match self.devices.account(&token).await {
+                        Ok(account) => attempt(account).await.map_err(AttemptError::from),
+                        Err(error) => Err(AttemptError::from(error)),
+                    }
+                })
+                .await;
             let error = match outcome {
                 Ok(value) => return Ok((value, lease)),
                 Err(error) => error,
@@ -195,6 +211,9 @@ impl AccountRunner {
             match error {
                 AttemptError::Rejected(message) => {
                     tracing::warn!(account = %token, %message, "the upstream refused an account; trying the next");
+                    instruments()
+                        .token_failures
+                        .add(1, &[opentelemetry::KeyValue::new("account", token.fingerprint())]);
                     if let Err(error) = self.devices.forget(&token).await {
                         tracing::warn!(%error, "could not forget a device");
                     }
@@ -207,6 +226,7 @@ impl AccountRunner {
                         return Err(error.into());
                     }
                     tracing::warn!(account = %token, %error, attempt = failures, "transient upstream failure; retrying");
+                    instruments().retries.add(1, &[]);
                     last_failed = Some(token);
                     tokio::time::sleep(self.policy.retry_delay).await;
                 }

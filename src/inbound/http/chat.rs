@@ -14,6 +14,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use serde::Serialize;
 
 use crate::domain::chat::{ChatMessage, ChatPrompt, ContentPart, ConversationId};
+use crate::domain::metrics::instruments;
 use crate::domain::service::{Answer, ChatService, GatewayError};
 
 use super::ApiTags;
@@ -374,7 +375,11 @@ impl ChatApi {
 
 impl ChatApi {
     async fn answer(&self, auth: HailuoTokens, request: ChatCompletionRequest) -> Result<ChatResponse, ApiError> {
+        let started = std::time::Instant::now();
         let (model, stream, include_usage, prompt) = request.into_prompt()?;
+        let span = tracing::Span::current();
+        span.record("gen_ai.request.model", model.as_str());
+        span.record("stream", stream);
         let prompt_tokens = usage::prompt_tokens(&prompt.messages);
         let answer = self.chat.chat(&auth.tokens(), prompt).await?;
         let id = answer.conversation().to_string();
@@ -386,6 +391,8 @@ impl ChatApi {
                 model,
                 include_usage,
                 prompt_tokens,
+                first_token: Some(started),
+                _active: ActiveStream::begin(),
             };
             return Ok(ChatResponse::Stream(Body::from_bytes_stream(chunks.stream(answer))));
         }
@@ -423,6 +430,25 @@ struct CompletionChunks {
     model: String,
     include_usage: bool,
     prompt_tokens: u32,
+    /// When the request arrived, until the first text is sent (time to first token).
+    first_token: Option<std::time::Instant>,
+    _active: ActiveStream,
+}
+
+/// Counts a streamed answer among the active streams while it lives.
+struct ActiveStream;
+
+impl ActiveStream {
+    fn begin() -> Self {
+        instruments().active_streams.add(1, &[]);
+        Self
+    }
+}
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        instruments().active_streams.add(-1, &[]);
+    }
 }
 
 /// Where a streamed answer is.
@@ -473,7 +499,7 @@ impl CompletionChunks {
         self.delta(Some("assistant"), Some(String::new()), None, &mut head);
         let completion = String::new();
         let state = (self, answer, completion, Phase::Answering);
-        let body = futures::stream::unfold(state, |(chunks, mut answer, mut completion, phase)| async move {
+        let body = futures::stream::unfold(state, |(mut chunks, mut answer, mut completion, phase)| async move {
             if matches!(phase, Phase::Ended) {
                 return None;
             }
@@ -484,6 +510,11 @@ impl CompletionChunks {
                         completion.push_str(&delta.text);
                     }
                     if !delta.text.is_empty() {
+                        if let Some(started) = chunks.first_token.take() {
+                            instruments()
+                                .time_to_first_token
+                                .record(started.elapsed().as_secs_f64(), &[]);
+                        }
                         chunks.delta(None, Some(delta.text), None, &mut out);
                     }
                     if delta.finished {

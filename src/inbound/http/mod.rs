@@ -1,11 +1,13 @@
 //! The OpenAI-compatible HTTP surface: one poem-openapi resource per file, OpenAI-shaped
-//! errors on every route, Swagger UI at `/docs` and the spec at `/openapi.json`.
+//! errors on every route, Swagger UI at `/docs`, the spec at `/openapi.json` and Prometheus
+//! metrics at `/metrics`.
 
 pub mod audio;
 pub mod auth;
 pub mod chat;
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod models;
 pub mod system;
 pub mod text;
@@ -89,8 +91,10 @@ pub fn endpoint(state: &HttpState) -> impl Endpoint + use<> {
     let spec = service.spec_endpoint();
     Route::new()
         .at("/openapi.json", spec)
+        .at("/metrics", poem::get(metrics::serve_metrics))
         .nest("/docs", docs)
         .nest("/", service)
         .with(limits::BodyLimit::new(state.max_body_bytes))
         .catch_all_error(error::openai_error)
+        .with(metrics::RequestTelemetry)
 }

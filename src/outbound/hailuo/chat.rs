@@ -99,10 +99,11 @@ impl HailuoClient {
             &self.profile().salt,
         );
         tracing::debug!(uri = %call.full_uri(), account = %account.token, "sending a chat message");
-        let response = self
+        let request = self
             .request(&call, &account.token, &signature)
-            .multipart(fields.multipart())
-            .send()
+            .multipart(fields.multipart());
+        let response = self
+            .send_traced(&call, &account.token, request)
             .await
             .map_err(request::transport_error)?;
 

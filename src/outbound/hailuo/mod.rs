@@ -19,13 +19,17 @@ pub mod transcription;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use opentelemetry::KeyValue;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, ORIGIN, REFERER};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::config::{Profile, UpstreamSettings};
 use crate::domain::chat::{AccountToken, ChatPrompt, ConversationId};
+use crate::domain::metrics::instruments;
 use crate::domain::ports::{Account, AnswerStream, ChatProvider, Device, ProviderError};
+use crate::domain::service::runner::current_attempt;
 
 use self::request::{CallFailure, Caller};
 
@@ -91,6 +95,26 @@ impl UpstreamCall {
     pub fn method(&self) -> &Method {
         &self.method
     }
+
+    /// The path without its query string (for spans: the query carries device ids).
+    pub fn path(&self) -> &str {
+        self.full_uri.split('?').next().unwrap_or_default()
+    }
+}
+
+/// `path` with its numeric segments (conversation ids) as `{id}`: a metric label of
+/// bounded cardinality.
+fn path_template(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.len() >= 6 && segment.bytes().all(|b| b.is_ascii_digit()) {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The client of the Hailuo web app: cheap to clone, all clones share one connection pool.
@@ -201,6 +225,59 @@ impl HailuoClient {
             .header(ACCEPT, call.accept.header_value())
     }
 
+    /// Sends `builder`, the request of `call` on `token`'s account, in an `upstream call`
+    /// span (method, path without query, status, the runner's attempt, the account's
+    /// fingerprint: never the token) and records its latency until the response head.
+    ///
+    /// # Errors
+    /// As [`reqwest::RequestBuilder::send`].
+    pub async fn send_traced(
+        &self,
+        call: &UpstreamCall,
+        token: &AccountToken,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let path = call.path();
+        let span = tracing::info_span!(
+            "upstream call",
+            otel.name = %format!("{} {path}", call.method),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %call.method,
+            url.path = %path,
+            http.response.status_code = tracing::field::Empty,
+            attempt = tracing::field::Empty,
+            account = %token.fingerprint(),
+        );
+        if let Some(attempt) = current_attempt() {
+            span.record("attempt", attempt);
+        }
+        let started = std::time::Instant::now();
+        let result = builder.send().instrument(span.clone()).await;
+        let status = match &result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                span.record("http.response.status_code", status);
+                if status >= 500 {
+                    span.record("otel.status_code", "ERROR");
+                }
+                i64::from(status)
+            }
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+                0
+            }
+        };
+        instruments().upstream_duration.record(
+            started.elapsed().as_secs_f64(),
+            &[
+                KeyValue::new("url.path", path_template(path)),
+                KeyValue::new("http.response.status_code", status),
+            ],
+        );
+        result
+    }
+
     /// Sends a JSON call (signed with `body`, or `{}` without one) and reads the envelope.
     ///
     /// # Errors
@@ -221,8 +298,8 @@ impl HailuoClient {
             builder = builder.header(CONTENT_TYPE, "application/json").body(body);
         }
         tracing::debug!(method = %call.method, uri = %call.full_uri, account = %token, "upstream call");
-        let response = builder
-            .send()
+        let response = self
+            .send_traced(&call, token, builder)
             .await
             .map_err(|e| CallFailure::Transport(request::transport_error(e)))?;
         let status = response.status();
@@ -323,6 +400,15 @@ mod tests {
         let request = client.request(&call, &AccountToken::new("t"), "s").build().unwrap();
         let accepts: Vec<_> = request.headers().get_all("accept").iter().collect();
         assert_eq!(accepts, ["*/*"]);
+    }
+
+    #[test]
+    fn conversation_ids_leave_the_metric_label() {
+        assert_eq!(
+            path_template("/v1/api/chat/history/243612345678901234"),
+            "/v1/api/chat/history/{id}"
+        );
+        assert_eq!(path_template("/v4/api/chat/msg"), "/v4/api/chat/msg");
     }
 
     #[test]

@@ -95,10 +95,9 @@ impl TranscriptionProvider for HailuoClient {
             .text("characterID", CHARACTER_ID)
             .text("playSpeedLevel", "1")
             .part("voiceBytes", voice);
+        let request = self.request(&call, &account.token, &signature).multipart(form);
         let response = self
-            .request(&call, &account.token, &signature)
-            .multipart(form)
-            .send()
+            .send_traced(&call, &account.token, request)
             .await
             .map_err(request::transport_error)?;
         let status = response.status();

@@ -1,0 +1,100 @@
+//! The gateway's metric instruments, through the vendor-neutral OpenTelemetry metrics API.
+//! The SDK and its exporters (Prometheus text, OTLP) are installed by
+//! `outbound::telemetry`; without them every instrument is a no-op. Account labels are
+//! always [`AccountToken::fingerprint`](crate::domain::chat::AccountToken::fingerprint).
+
+use std::sync::OnceLock;
+
+use opentelemetry::global;
+use opentelemetry::metrics::{Counter, Gauge, Histogram, UpDownCounter};
+
+/// The instrumentation scope of every instrument.
+pub const SCOPE: &str = "hailuo-free-api";
+
+/// Bucket bounds (seconds) for latencies, from a few milliseconds to minutes.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Every instrument the gateway records.
+pub struct Instruments {
+    /// HTTP requests answered, by `http.route`, `http.request.method`, `http.response.status_code`.
+    pub requests: Counter<u64>,
+    /// HTTP request latency until the response head (seconds), by the same labels.
+    pub request_duration: Histogram<f64>,
+    /// Upstream call latency until the response head (seconds), by `url.path` and status.
+    pub upstream_duration: Histogram<f64>,
+    /// From the request's arrival to the first streamed text (seconds).
+    pub time_to_first_token: Histogram<f64>,
+    /// Streamed answers being sent right now.
+    pub active_streams: UpDownCounter<i64>,
+    /// Accounts answering a request right now.
+    pub accounts_busy: Gauge<u64>,
+    /// Time spent waiting for an idle account (seconds).
+    pub account_wait: Histogram<f64>,
+    /// Retries after a transient upstream failure.
+    pub retries: Counter<u64>,
+    /// Accounts the upstream refused, by `account` (the fingerprint).
+    pub token_failures: Counter<u64>,
+    /// Upstream conversations waiting to be deleted.
+    pub conversations_pending: Gauge<u64>,
+    /// Upstream conversation deletions that failed (deferred or abandoned).
+    pub deletions_failed: Counter<u64>,
+}
+
+/// The instruments, created on first use from the global meter provider. Install the
+/// provider before the first call (`Application::build` does), or they stay no-ops.
+pub fn instruments() -> &'static Instruments {
+    static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+    INSTRUMENTS.get_or_init(|| {
+        let meter = global::meter(SCOPE);
+        let latency = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build()
+        };
+        Instruments {
+            requests: meter
+                .u64_counter("http.server.requests")
+                .with_description("HTTP requests answered")
+                .build(),
+            request_duration: latency(
+                "http.server.request.duration",
+                "HTTP request latency until the response head",
+            ),
+            upstream_duration: latency(
+                "hailuo.upstream.duration",
+                "Upstream call latency until the response head",
+            ),
+            time_to_first_token: latency("hailuo.chat.time_to_first_token", "Time to the first streamed text"),
+            active_streams: meter
+                .i64_up_down_counter("hailuo.chat.active_streams")
+                .with_description("Streamed answers being sent")
+                .build(),
+            accounts_busy: meter
+                .u64_gauge("hailuo.accounts.busy")
+                .with_description("Accounts answering a request")
+                .build(),
+            account_wait: latency("hailuo.accounts.wait", "Time spent waiting for an idle account"),
+            retries: meter
+                .u64_counter("hailuo.upstream.retries")
+                .with_description("Retries after a transient upstream failure")
+                .build(),
+            token_failures: meter
+                .u64_counter("hailuo.accounts.rejected")
+                .with_description("Accounts the upstream refused, by fingerprint")
+                .build(),
+            conversations_pending: meter
+                .u64_gauge("hailuo.conversations.pending_deletion")
+                .with_description("Upstream conversations waiting to be deleted")
+                .build(),
+            deletions_failed: meter
+                .u64_counter("hailuo.conversations.deletions_failed")
+                .with_description("Upstream conversation deletions that failed")
+                .build(),
+        }
+    })
+}
