@@ -2,7 +2,6 @@
 //! and the answer read as an event stream.
 
 use reqwest::Method;
-use reqwest::header::CONTENT_TYPE;
 use reqwest::multipart::Form;
 
 use super::HailuoClient;
@@ -107,26 +106,8 @@ impl HailuoClient {
             .await
             .map_err(request::transport_error)?;
 
-        let status = response.status();
-        let is_event_stream = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.to_ascii_lowercase().contains("text/event-stream"));
-        if status.is_success() && is_event_stream {
-            return Ok(decode_answer(response.bytes_stream(), request::transport_error));
-        }
-
-        let body = response.bytes().await.map_err(request::transport_error)?;
-        if !status.is_success() {
-            return Err(request::status_failure(status, &body).into_account_rejected());
-        }
-        match request::parse_envelope(&body) {
-            Err(failure) => Err(failure.into_account_rejected()),
-            Ok(_) => Err(ProviderError::BadResponse {
-                message: "the chat answered JSON instead of an event stream".to_owned(),
-            }),
-        }
+        let response = request::expect_event_stream(response, "the chat").await?;
+        Ok(decode_answer(response.bytes_stream(), request::transport_error))
     }
 }
 

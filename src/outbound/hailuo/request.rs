@@ -209,6 +209,35 @@ pub fn transport_error(error: reqwest::Error) -> ProviderError {
     }
 }
 
+/// The answer of a streaming endpoint (chat, voice), when it is an event stream. Anything
+/// else, received before any event, is this account failing the request (protocol §5.2).
+///
+/// # Errors
+/// [`ProviderError::AccountRejected`] for an HTTP status below 500 or a JSON envelope with a
+/// non-zero code; [`ProviderError::Unavailable`] for a 5xx; [`ProviderError::BadResponse`] for
+/// any other answer that is not an event stream.
+pub async fn expect_event_stream(response: reqwest::Response, what: &str) -> Result<reqwest::Response, ProviderError> {
+    let status = response.status();
+    let is_event_stream = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().contains("text/event-stream"));
+    if status.is_success() && is_event_stream {
+        return Ok(response);
+    }
+    let body = response.bytes().await.map_err(transport_error)?;
+    if !status.is_success() {
+        return Err(status_failure(status, &body).into_account_rejected());
+    }
+    Err(match parse_envelope(&body) {
+        Err(failure) => failure.into_account_rejected(),
+        Ok(_) => ProviderError::BadResponse {
+            message: format!("{what} answered JSON instead of an event stream"),
+        },
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::Method;
-use reqwest::header::CONTENT_TYPE;
 use reqwest::multipart::{Form, Part};
 use serde::Deserialize;
 use serde_json::Value;
@@ -100,24 +99,7 @@ impl TranscriptionProvider for HailuoClient {
             .send_traced(&call, &account.token, request)
             .await
             .map_err(request::transport_error)?;
-        let status = response.status();
-        let is_event_stream = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.to_ascii_lowercase().contains("text/event-stream"));
-        if !(status.is_success() && is_event_stream) {
-            let body = response.bytes().await.map_err(request::transport_error)?;
-            if !status.is_success() {
-                return Err(request::status_failure(status, &body).into_account_rejected());
-            }
-            return Err(match request::parse_envelope(&body) {
-                Err(failure) => failure.into_account_rejected(),
-                Ok(_) => ProviderError::BadResponse {
-                    message: "the voice message answered JSON instead of an event stream".to_owned(),
-                },
-            });
-        }
+        let response = request::expect_event_stream(response, "the voice message").await?;
         let mut events = response.bytes_stream().eventsource();
         while let Some(event) = events.next().await {
             let event = event.map_err(|error| ProviderError::Unavailable {
