@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use hailuo_free_api::sim::{Fault, Simulator};
 use serde_json::{Value, json};
 
@@ -187,11 +186,7 @@ async fn each_delta_is_forwarded_while_the_upstream_is_still_answering() -> Test
     let response = app.chat("token-a", &body).await;
     assert_eq!(response.status(), 200);
     let mut bytes = response.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("\"content\":\"海") {
-        let next = bytes.next().await.expect("more of the stream")?;
-        seen.push_str(&String::from_utf8_lossy(&next));
-    }
+    let seen = read_until_first_words(&mut bytes).await;
     // The first words reached us while the upstream stream is still open.
     assert_eq!(app.sim.active_streams(), 1);
     assert!(!seen.contains("[DONE]"));

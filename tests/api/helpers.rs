@@ -208,3 +208,17 @@ pub async fn assert_openai_error(response: reqwest::Response, status: u16) -> Va
     );
     error.clone()
 }
+
+/// Reads a streamed answer up to its first words (the simulator's answers begin with 海),
+/// returning what was read; the rest stays in `bytes`.
+pub async fn read_until_first_words<S>(bytes: &mut S) -> String
+where
+    S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+{
+    let mut seen = String::new();
+    while !seen.contains("\"content\":\"海") {
+        let next = bytes.next().await.expect("more of the stream").expect("a chunk");
+        seen.push_str(&String::from_utf8_lossy(&next));
+    }
+    seen
+}

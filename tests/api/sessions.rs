@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use hailuo_free_api::sim::Fault;
 use serde_json::json;
 
@@ -71,11 +70,7 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
     body["stream"] = json!(true);
     let response = app.chat("token-a", &body).await;
     let mut bytes = response.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("\"content\":\"海") {
-        let next = bytes.next().await.expect("more of the stream")?;
-        seen.push_str(&String::from_utf8_lossy(&next));
-    }
+    read_until_first_words(&mut bytes).await;
     drop(bytes);
 
     // We stop reading upstream: the simulator sees its stream closed (at its next write).

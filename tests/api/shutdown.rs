@@ -17,10 +17,7 @@ async fn a_shutdown_during_a_stream_lets_it_end_with_done() -> TestResult {
     let response = app.chat("token-a", &body).await;
     assert_eq!(response.status(), 200);
     let mut bytes = response.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("\"content\":\"海") {
-        seen.push_str(&String::from_utf8_lossy(&bytes.next().await.expect("more")?));
-    }
+    let mut seen = read_until_first_words(&mut bytes).await;
 
     app.begin_shutdown();
     // New connections are refused while the stream goes on.
