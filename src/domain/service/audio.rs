@@ -107,21 +107,14 @@ impl SpeechService {
         drop(lease);
         let codec = Arc::clone(&self.codec);
         let (format, speed) = (order.format, order.speed);
-        tokio::task::spawn_blocking(move || codec.render_speech(&mp3, format, speed))
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, "audio rendering stopped");
-                GatewayError::Internal
-            })?
+        run_codec("rendering speech", move || codec.render_speech(&mp3, format, speed))
+            .await?
             .map_err(|error| match error {
                 AudioError::Unsupported(message) => GatewayError::InvalidRequest(message),
                 AudioError::Undecodable(message) => GatewayError::Unavailable {
                     message: format!("the upstream's audio does not decode: {message}"),
                 },
-                AudioError::Encoding(message) => {
-                    tracing::error!(%message, "audio encoding failed");
-                    GatewayError::Internal
-                }
+                AudioError::Encoding(_) => GatewayError::Internal,
             })
     }
 }
@@ -162,22 +155,14 @@ impl TranscriptionService {
             return Err(GatewayError::NoAccounts);
         }
         let codec = Arc::clone(&self.codec);
-        let prepared: PreparedAudio =
-            tokio::task::spawn_blocking(move || codec.prepare_for_transcription(&audio, file_name.as_deref()))
-                .await
-                .map_err(|error| {
-                    tracing::error!(%error, "audio preparation stopped");
-                    GatewayError::Internal
-                })?
-                .map_err(|error| match error {
-                    AudioError::Undecodable(_) | AudioError::Unsupported(_) => {
-                        GatewayError::InvalidAudio(error.to_string())
-                    }
-                    AudioError::Encoding(message) => {
-                        tracing::error!(%message, "audio encoding failed");
-                        GatewayError::Internal
-                    }
-                })?;
+        let prepared: PreparedAudio = run_codec("preparing an upload", move || {
+            codec.prepare_for_transcription(&audio, file_name.as_deref())
+        })
+        .await?
+        .map_err(|error| match error {
+            AudioError::Undecodable(_) | AudioError::Unsupported(_) => GatewayError::InvalidAudio(error.to_string()),
+            AudioError::Encoding(_) => GatewayError::Internal,
+        })?;
         let (provider, mp3) = (&self.provider, prepared.mp3.as_slice());
         let (text, _lease) = self
             .runner
@@ -191,4 +176,21 @@ impl TranscriptionService {
             duration: prepared.duration,
         })
     }
+}
+
+/// Runs CPU-bound codec work off the async threads. A task that stopped, or an encoding
+/// failure (both ours, not the client's), is logged and becomes [`GatewayError::Internal`]
+/// once mapped; other audio errors are left to the caller.
+async fn run_codec<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, AudioError> + Send + 'static,
+) -> Result<Result<T, AudioError>, GatewayError> {
+    let result = tokio::task::spawn_blocking(work).await.map_err(|error| {
+        tracing::error!(%error, what, "audio work stopped");
+        GatewayError::Internal
+    })?;
+    if let Err(AudioError::Encoding(message)) = &result {
+        tracing::error!(%message, what, "audio encoding failed");
+    }
+    Ok(result)
 }
