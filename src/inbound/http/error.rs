@@ -111,7 +111,7 @@ impl ApiError {
                 "no usable Authorization: send `Authorization: Bearer TOKEN[,TOKEN...]` with your Hailuo token(s)",
             ),
             status if status.is_client_error() => {
-                Self::new(status, "invalid_request_error", "invalid_request", message)
+                Self::new(status, "invalid_request_error", "invalid_request", clip(&message))
             }
             _ => {
                 tracing::error!(%status, %message, "request failed");
@@ -124,7 +124,7 @@ impl ApiError {
     pub fn from_parse_error(error: &poem::Error) -> Self {
         match error.status() {
             StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE => Self::from_framework(error),
-            _ => Self::invalid_request(format!("invalid request: {error}")),
+            _ => Self::invalid_request(format!("invalid request: {}", clip(&error.to_string()))),
         }
     }
 
@@ -150,6 +150,18 @@ impl ApiError {
             ),
             (504, "The upstream sent nothing for `upstream.timeout_secs`."),
         ]
+    }
+}
+
+/// The longest framework message passed on: parse errors quote the value they refused, and a
+/// 5 MB value must not come back in the error.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+/// `message`, cut to [`MAX_MESSAGE_CHARS`] characters.
+fn clip(message: &str) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((end, _)) => format!("{}… (cut)", &message[..end]),
+        None => message.to_owned(),
     }
 }
 
@@ -260,4 +272,28 @@ impl ApiResponse for ApiError {
 /// Converts every error that escapes an endpoint into the OpenAI shape.
 pub async fn openai_error(error: poem::Error) -> Response {
     ApiError::from_framework(&error).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parse_error_quoting_a_huge_value_is_cut() {
+        let huge = "x".repeat(5_000_000);
+        let error = poem::Error::from_string(format!("found {huge}"), StatusCode::BAD_REQUEST);
+        let message = ApiError::from_parse_error(&error).body.error.message;
+        assert!(message.chars().count() < 600, "{} chars", message.chars().count());
+        assert!(message.ends_with("… (cut)"));
+        let framework = ApiError::from_framework(&error).body.error.message;
+        assert!(framework.chars().count() < 600);
+    }
+
+    #[test]
+    fn a_short_message_is_kept_whole_and_multibyte_text_is_cut_on_a_boundary() {
+        assert_eq!(clip("bad JSON"), "bad JSON");
+        let cut = clip(&"海".repeat(800));
+        assert!(cut.starts_with(&"海".repeat(MAX_MESSAGE_CHARS)));
+        assert!(cut.ends_with("… (cut)"));
+    }
 }
