@@ -11,19 +11,20 @@ use crate::domain::service::{DeviceError, DeviceRegistry};
 
 use super::ApiTags;
 use super::error::ApiError;
+use super::text::Text;
 
 /// A token to check.
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct TokenCheckRequest {
     /// The Hailuo `_token` value.
-    pub token: String,
+    pub token: Text,
 }
 
 impl Example for TokenCheckRequest {
     fn example() -> Self {
         Self {
-            token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...".into(),
+            token: Text::from("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."),
         }
     }
 }
@@ -80,7 +81,7 @@ impl TokenApi {
     /// every 10 minutes is discouraged by the upstream's users.
     #[oai(path = "/token/check", method = "post")]
     async fn check(&self, request: Json<TokenCheckRequest>) -> TokenCheckResponse {
-        let token = request.0.token.trim().to_owned();
+        let token = request.0.token.0.trim().to_owned();
         if token.is_empty() {
             return TokenCheckResponse::BadRequest(Json(
                 ApiError::invalid_request("`token` must not be empty")
