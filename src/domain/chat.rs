@@ -221,3 +221,7 @@ pub enum AttachmentError {
     #[error("{0}")]
     TooLarge(String),
 }
+
+#[cfg(test)]
+#[path = "chat_props.rs"]
+mod props;

@@ -427,6 +427,10 @@ impl AudioApi {
 }
 
 #[cfg(test)]
+#[path = "audio_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -556,3 +556,7 @@ fn write_error(error: GatewayError, out: &mut String) {
         out.push_str("\n\n");
     }
 }
+
+#[cfg(test)]
+#[path = "chat_props.rs"]
+mod props;

@@ -68,4 +68,34 @@ mod tests {
         assert!(Text::parse_from_json(Some(json!(null))).is_err());
         assert!(Text::parse_from_json(None).is_err());
     }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::hash_map(any::<String>(), inner, 0..4)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256)
+        ))]
+
+        #[test]
+        fn text_is_exactly_the_json_strings(value in any_json()) {
+            let parsed = Text::parse_from_json(Some(value.clone())).ok().map(|text| text.0);
+            proptest::prop_assert_eq!(parsed, value.as_str().map(str::to_owned));
+        }
+    }
 }

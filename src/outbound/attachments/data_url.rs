@@ -103,6 +103,10 @@ pub fn is_data_url(url: &str) -> bool {
 }
 
 #[cfg(test)]
+#[path = "data_url_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

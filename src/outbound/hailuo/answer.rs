@@ -242,6 +242,10 @@ where
 }
 
 #[cfg(test)]
+#[path = "answer_props.rs"]
+mod props;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;

@@ -61,6 +61,10 @@ fn push_role_lines(content: &mut String, message: &ChatMessage) {
 }
 
 #[cfg(test)]
+#[path = "prompt_props.rs"]
+mod props;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
