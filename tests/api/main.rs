@@ -11,6 +11,7 @@ mod errors;
 mod file_server;
 mod files;
 mod helpers;
+mod malformed;
 mod observability;
 mod sessions;
 mod shutdown;
