@@ -115,6 +115,9 @@ pub struct CooldownPolicy {
     pub rest: Duration,
 }
 
+/// Refused tokens tracked before those not resting are dropped.
+const MAX_TRACKED: usize = 4096;
+
 /// What is known of one token the upstream refused.
 #[derive(Debug)]
 struct Record {
@@ -127,7 +130,8 @@ struct Record {
 /// The tokens the upstream refused lately, shared by every request: a token refused
 /// `after` times in a row is skipped for `rest`, then tried again; one success clears it.
 ///
-/// Only refused tokens are held, and each is forgotten at its next success. The gauge
+/// Only refused tokens are held, each forgotten at its next success; past 4,096 of them,
+/// those not resting are dropped, so clients sending bad tokens cannot grow it without end. The gauge
 /// `hailuo.accounts.cooldown{account=<fingerprint>}` is 1 while a token rests, 0 after.
 #[derive(Debug)]
 pub struct AccountHealth {
@@ -182,6 +186,11 @@ impl AccountHealth {
     /// Counts a refusal of `token`; returns whether it now rests.
     pub fn refused(&self, token: &AccountToken) -> bool {
         let mut records = self.records();
+        if records.len() >= MAX_TRACKED && !records.contains_key(token) {
+            // Clients may send any number of bad tokens: keep only those resting now.
+            let now = Instant::now();
+            records.retain(|_, record| record.resting_until.is_some_and(|until| now < until));
+        }
         let record = records.entry(token.clone()).or_insert(Record {
             refusals: 0,
             resting_until: None,
@@ -311,6 +320,19 @@ mod tests {
         assert!(!health.is_resting(&a), "the rest is over");
         assert!(health.refused(&a), "still refused on trial: it rests again at once");
         assert!(health.is_resting(&a));
+    }
+
+    #[test]
+    fn past_the_limit_only_resting_tokens_are_kept() {
+        let health = health(2, Duration::from_secs(300));
+        let resting = AccountToken::new("resting");
+        health.refused(&resting);
+        health.refused(&resting);
+        for i in 0..MAX_TRACKED {
+            health.refused(&AccountToken::new(format!("bad-{i}")));
+        }
+        assert!(health.tracked() <= MAX_TRACKED);
+        assert!(health.is_resting(&resting), "a resting token is kept");
     }
 
     #[test]
