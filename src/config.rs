@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::domain::audio::VoiceTable;
 use crate::domain::ports::StoreError;
@@ -25,6 +25,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     /// Account scheduling.
     pub accounts: AccountSettings,
+    /// Client API keys and the server's own token pool.
+    pub auth: AuthSettings,
     /// Upstream conversation cleanup.
     pub session: SessionSettings,
     /// Where devices and pending conversations are kept.
@@ -48,6 +50,10 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// How long a shutdown lets requests in flight finish.
     pub shutdown_grace_secs: u64,
+    /// Upstream work items running at once.
+    pub max_in_flight: usize,
+    /// Requests waiting for a slot; one more gets 503.
+    pub max_queued: usize,
 }
 
 /// The Hailuo upstream and how to talk to it.
@@ -55,7 +61,12 @@ pub struct ServerSettings {
 pub struct UpstreamSettings {
     /// Base URL of the web API, without a trailing slash.
     pub base_url: String,
+    /// The response head (and a chat's first chunk) must arrive within this.
+    pub first_byte_timeout_secs: u64,
     /// Idle timeout: no byte for this long ends a call.
+    pub idle_timeout_secs: u64,
+    /// The former name of `idle_timeout_secs`, still accepted: when set (not 0) it wins.
+    #[serde(default)]
     pub timeout_secs: u64,
     /// Connect timeout.
     pub connect_timeout_secs: u64,
@@ -70,9 +81,19 @@ pub struct UpstreamSettings {
 }
 
 impl UpstreamSettings {
-    /// The idle timeout as a [`Duration`].
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout_secs)
+    /// The idle timeout as a [`Duration`] (`timeout_secs` when the old name is set).
+    pub fn idle_timeout(&self) -> Duration {
+        let secs = if self.timeout_secs > 0 {
+            self.timeout_secs
+        } else {
+            self.idle_timeout_secs
+        };
+        Duration::from_secs(secs)
+    }
+
+    /// The time allowed until the response head and a stream's first chunk.
+    pub fn first_byte_timeout(&self) -> Duration {
+        Duration::from_secs(self.first_byte_timeout_secs)
     }
 
     /// The connect timeout as a [`Duration`].
@@ -92,7 +113,7 @@ impl UpstreamSettings {
     pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
         reqwest::Client::builder()
             .connect_timeout(self.connect_timeout())
-            .read_timeout(self.timeout())
+            .read_timeout(self.idle_timeout())
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()
@@ -143,6 +164,67 @@ pub struct Profile {
 pub struct AccountSettings {
     /// How long a request waits for a free account before 429.
     pub busy_wait_secs: u64,
+    /// Refusals in a row after which a token rests.
+    pub cooldown_after: u32,
+    /// How long a refused token rests.
+    pub cooldown_secs: u64,
+}
+
+/// Client API keys and the server's own Hailuo token pool. Its `Debug` shows counts only.
+#[derive(Clone, Default, Deserialize)]
+pub struct AuthSettings {
+    /// Keys clients present as `Bearer`; empty = the bearer value is the client's token list.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub api_keys: Vec<String>,
+    /// The server's Hailuo tokens, used for requests that present an API key.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub tokens: Vec<String>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("api_keys", &format_args!("<{} redacted>", self.api_keys.len()))
+            .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .finish()
+    }
+}
+
+/// A list given as a TOML/JSON sequence or as one comma-separated string (what an
+/// environment variable gives): items trimmed, empties dropped.
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        Text(String),
+        // An environment value that looks like a number is given to us as one.
+        Integer(i128),
+    }
+    let items = match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items,
+        ListOrString::Text(text) => text.split(',').map(str::to_owned).collect(),
+        ListOrString::Integer(number) => vec![number.to_string()],
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect())
+}
+
+/// Settings that parse but cannot work together.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidSettings {
+    /// API keys without a token pool would refuse every request.
+    #[error(
+        "`auth.api_keys` is set but `auth.tokens` is empty: requests with an API key run on the \
+         server's own Hailuo tokens; set HAILUO_AUTH__TOKENS (or unset the API keys)"
+    )]
+    KeysWithoutTokens,
+    /// A zero bound would refuse every request.
+    #[error("`server.max_in_flight` must be at least 1")]
+    NoInFlight,
 }
 
 /// Upstream conversation cleanup.
@@ -277,7 +359,24 @@ impl Settings {
         if let Ok(replacements) = std::env::var("REPLACE_AUDIO_MODEL") {
             settings.audio.replace_voices(&replacements);
         }
+        settings
+            .validate()
+            .map_err(|error| Box::new(figment::Error::from(error.to_string())))?;
         Ok(settings)
+    }
+
+    /// Checks the settings that parse but cannot work together.
+    ///
+    /// # Errors
+    /// [`InvalidSettings`] naming the keys at fault.
+    pub fn validate(&self) -> Result<(), InvalidSettings> {
+        if !self.auth.api_keys.is_empty() && self.auth.tokens.is_empty() {
+            return Err(InvalidSettings::KeysWithoutTokens);
+        }
+        if self.server.max_in_flight == 0 {
+            return Err(InvalidSettings::NoInFlight);
+        }
+        Ok(())
     }
 
     /// The embedded defaults alone, ignoring the environment (for tests and tools).
@@ -352,6 +451,63 @@ mod tests {
             assert_eq!(table.standard["fable"], "voice-c");
             assert_eq!(table.standard["shimmer"], "xiaoyi_mix_hailuo");
             assert_eq!(table.hd["alloy"], "xiaomo_sft", "the HD table is untouched");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+    fn api_keys_and_tokens_come_from_a_toml_list_or_a_comma_separated_variable() {
+        figment::Jail::expect_with(|jail| {
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(settings.auth.api_keys.is_empty(), "no keys by default");
+            assert!(settings.auth.tokens.is_empty());
+
+            jail.create_file("keys.toml", "[auth]\napi_keys = [\"sk-file\"]\ntokens = [\"t-file\"]\n")?;
+            let settings = Settings::load(Some(Path::new("keys.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(settings.auth.api_keys, ["sk-file"]);
+            assert_eq!(settings.auth.tokens, ["t-file"]);
+
+            jail.set_env("HAILUO_AUTH__API_KEYS", "sk-a, sk-b,,");
+            jail.set_env("HAILUO_AUTH__TOKENS", "t1,t2");
+            let settings = Settings::load(Some(Path::new("keys.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                settings.auth.api_keys,
+                ["sk-a", "sk-b"],
+                "the environment wins, split on commas"
+            );
+            assert_eq!(settings.auth.tokens, ["t1", "t2"]);
+            let shown = format!("{settings:?}");
+            for secret in ["sk-a", "sk-b", "t1", "t2"] {
+                assert!(!shown.contains(secret), "{secret} shows in Debug");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+    fn api_keys_without_a_token_pool_do_not_start() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HAILUO_AUTH__API_KEYS", "sk-a");
+            let error = Settings::load(None)
+                .map(|_| ())
+                .expect_err("keys without tokens are refused");
+            assert!(error.to_string().contains("auth.tokens"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+    fn the_old_timeout_name_still_sets_the_idle_timeout() {
+        figment::Jail::expect_with(|jail| {
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.upstream.idle_timeout(), Duration::from_secs(120));
+            assert_eq!(settings.upstream.first_byte_timeout(), Duration::from_secs(60));
+            jail.set_env("HAILUO_UPSTREAM__TIMEOUT_SECS", "7");
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.upstream.idle_timeout(), Duration::from_secs(7));
             Ok(())
         });
     }

@@ -11,8 +11,8 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use crate::config::Settings;
 use crate::domain::ports::{AttachmentSource, AudioCodec, ChatProvider, SpeechProvider, TranscriptionProvider};
 use crate::domain::service::{
-    AccountPool, AccountRunner, ChatService, ConversationSweeper, ConversationTracker, DeviceRegistry, RunPolicy,
-    SpeechService, TranscriptionService,
+    AccountPool, AccountRunner, Admission, ChatService, ConversationSweeper, ConversationTracker, CooldownPolicy,
+    DeviceRegistry, RunPolicy, SpeechService, TranscriptionService,
 };
 use crate::inbound::http::{self, HttpState};
 use crate::outbound::attachments::AttachmentFetcher;
@@ -32,10 +32,14 @@ impl Application {
     /// Builds every adapter and binds `server.host:server.port` (port 0 picks a free one).
     ///
     /// # Errors
-    /// When the HTTP client or the stores cannot be built, or the address cannot be bound.
+    /// When the settings do not fit together, the HTTP client or the stores cannot be
+    /// built, or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate().context("checking the settings")?;
         // Before any instrument is created; once per process.
         crate::outbound::telemetry::install_metrics();
+        // Before any token is labelled: stable across restarts when the server has a secret.
+        crate::domain::chat::init_fingerprint_key(settings.store.secret.as_deref());
         let hailuo = Arc::new(
             HailuoClient::new(&settings.upstream)
                 .context("building the upstream HTTP client")?
@@ -57,10 +61,15 @@ impl Application {
         let runner = Arc::new(AccountRunner::new(
             Arc::clone(&devices),
             AccountPool::new(),
+            Admission::new(settings.server.max_in_flight, settings.server.max_queued),
             RunPolicy {
                 retries: settings.upstream.retries,
                 retry_delay: settings.upstream.retry_delay(),
                 busy_wait: Duration::from_secs(settings.accounts.busy_wait_secs),
+                cooldown: CooldownPolicy {
+                    after: settings.accounts.cooldown_after,
+                    rest: Duration::from_secs(settings.accounts.cooldown_secs),
+                },
             },
         ));
         let chat = Arc::new(ChatService::new(
@@ -99,6 +108,10 @@ impl Application {
             transcription,
             max_upload_bytes: settings.audio.max_upload_bytes,
             max_body_bytes: settings.server.max_body_bytes,
+            auth: Arc::new(http::auth::ClientAuth::new(
+                &settings.auth.api_keys,
+                &settings.auth.tokens,
+            )),
         };
         let bind = format!("{}:{}", settings.server.host, settings.server.port);
         let acceptor = TcpListener::bind(bind.clone())

@@ -2,6 +2,23 @@
 //! independent of both OpenAI's and Hailuo's wire formats.
 
 use std::fmt;
+use std::sync::OnceLock;
+
+/// The process's key for [`AccountToken::fingerprint`].
+static FINGERPRINT_KEY: OnceLock<[u8; 32]> = OnceLock::new();
+
+/// Sets the key of [`AccountToken::fingerprint`] from the server secret, so labels stay the
+/// same across restarts; without a secret (or if a fingerprint was taken before this call),
+/// the key is random for this process. Only the first call has an effect.
+pub fn init_fingerprint_key(secret: Option<&str>) {
+    FINGERPRINT_KEY.get_or_init(|| match secret {
+        Some(secret) => {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(format!("hailuo-free-api fingerprint key:{secret}").as_bytes()).into()
+        }
+        None => rand::random(),
+    });
+}
 
 /// One account token of the upstream web app (the `_token` JWT a user copies from the app).
 ///
@@ -20,11 +37,18 @@ impl AccountToken {
         &self.0
     }
 
-    /// A short, stable, non-reversible label for logs and metrics (not the token).
+    /// A short label for logs and metrics (not the token): the first 4 bytes of an
+    /// HMAC-SHA256 of the token under the process's key (see [`init_fingerprint_key`]), so
+    /// it cannot be reversed or checked against a guessed token without that key.
     pub fn fingerprint(&self) -> String {
-        use md5::{Digest, Md5};
-        let digest = Md5::digest(format!("hailuo-free-api:{}", self.0).as_bytes());
-        hex::encode(&digest[..4])
+        use hmac::{Hmac, KeyInit, Mac};
+        let key = FINGERPRINT_KEY.get_or_init(rand::random);
+        // HMAC takes keys of any length: this cannot fail.
+        let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else {
+            return String::from("????????");
+        };
+        mac.update(self.0.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..4])
     }
 
     /// Parses an `Authorization: Bearer T1,T2` value into its tokens: split on commas,

@@ -36,6 +36,14 @@ pub struct Instruments {
     pub retries: Counter<u64>,
     /// Accounts the upstream refused, by `account` (the fingerprint).
     pub token_failures: Counter<u64>,
+    /// 1 while a token rests after repeated refusals, 0 after, by `account` (the fingerprint).
+    pub account_cooldown: Gauge<u64>,
+    /// Upstream work items running now (admitted requests).
+    pub in_flight: Gauge<u64>,
+    /// Requests waiting for an upstream work slot.
+    pub queued: Gauge<u64>,
+    /// Requests turned away because the server was overloaded.
+    pub overloaded: Counter<u64>,
     /// Upstream conversations waiting to be deleted.
     pub conversations_pending: Gauge<u64>,
     /// Upstream conversation deletions that failed (deferred or abandoned).
@@ -86,6 +94,22 @@ pub fn instruments() -> &'static Instruments {
             token_failures: meter
                 .u64_counter("hailuo.accounts.rejected")
                 .with_description("Accounts the upstream refused, by fingerprint")
+                .build(),
+            account_cooldown: meter
+                .u64_gauge("hailuo.accounts.cooldown")
+                .with_description("1 while a refused account rests, by fingerprint")
+                .build(),
+            in_flight: meter
+                .u64_gauge("hailuo.upstream.in_flight")
+                .with_description("Upstream work items running")
+                .build(),
+            queued: meter
+                .u64_gauge("hailuo.upstream.queued")
+                .with_description("Requests waiting for an upstream work slot")
+                .build(),
+            overloaded: meter
+                .u64_counter("hailuo.requests.overloaded")
+                .with_description("Requests turned away because the server was overloaded")
                 .build(),
             conversations_pending: meter
                 .u64_gauge("hailuo.conversations.pending_deletion")

@@ -6,6 +6,7 @@
 mod accounts;
 mod audio;
 mod audio_fixtures;
+mod auth;
 mod chat;
 mod errors;
 mod file_server;

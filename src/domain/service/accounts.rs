@@ -1,13 +1,17 @@
 //! One answer per account: the [`AccountPool`] leases each account token to one request at a
-//! time, and a request waits (bounded) for the first of its tokens to be free.
+//! time, and a request waits (bounded) for the first of its tokens to be free. The
+//! [`AccountHealth`] rests a token the upstream keeps refusing, as one-api and LiteLLM do
+//! with keys.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use opentelemetry::KeyValue;
 use tokio::sync::Notify;
 
+use super::admission::AdmissionPermit;
 use crate::domain::chat::AccountToken;
 use crate::domain::metrics::instruments;
 
@@ -40,6 +44,7 @@ impl AccountPool {
         Some(AccountLease {
             pool: Arc::clone(self),
             token,
+            _admission: None,
         })
     }
 
@@ -79,11 +84,13 @@ impl AccountPool {
     }
 }
 
-/// The right to use one account until dropped; dropping it frees the account at once.
+/// The right to use one account until dropped; dropping it frees the account at once (and
+/// the request's admission slot, when it holds one).
 #[derive(Debug)]
 pub struct AccountLease {
     pool: Arc<AccountPool>,
     token: AccountToken,
+    _admission: Option<AdmissionPermit>,
 }
 
 impl AccountLease {
@@ -91,6 +98,129 @@ impl AccountLease {
     pub fn token(&self) -> &AccountToken {
         &self.token
     }
+
+    /// Keeps the request's admission slot for as long as this lease (a stream included).
+    pub(crate) fn hold(mut self, permit: AdmissionPermit) -> Self {
+        self._admission = Some(permit);
+        self
+    }
+}
+
+/// When a refused token rests.
+#[derive(Debug, Clone, Copy)]
+pub struct CooldownPolicy {
+    /// Refusals in a row after which the token rests; 0 never rests it.
+    pub after: u32,
+    /// How long it rests.
+    pub rest: Duration,
+}
+
+/// Refused tokens tracked before those not resting are dropped.
+const MAX_TRACKED: usize = 4096;
+
+/// What is known of one token the upstream refused.
+#[derive(Debug)]
+struct Record {
+    /// Refusals since its last success.
+    refusals: u32,
+    /// Resting until then; `None` once the rest is over (the next refusal rests it again).
+    resting_until: Option<Instant>,
+}
+
+/// The tokens the upstream refused lately, shared by every request: a token refused
+/// `after` times in a row is skipped for `rest`, then tried again; one success clears it.
+///
+/// Only refused tokens are held, each forgotten at its next success; past 4,096 of them,
+/// those not resting are dropped, so clients sending bad tokens cannot grow it without end. The gauge
+/// `hailuo.accounts.cooldown{account=<fingerprint>}` is 1 while a token rests, 0 after.
+#[derive(Debug)]
+pub struct AccountHealth {
+    policy: CooldownPolicy,
+    records: Mutex<HashMap<AccountToken, Record>>,
+}
+
+impl AccountHealth {
+    /// No token refused yet.
+    pub fn new(policy: CooldownPolicy) -> Self {
+        Self {
+            policy,
+            records: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn records(&self) -> MutexGuard<'_, HashMap<AccountToken, Record>> {
+        // A poisoned lock only means another thread panicked mid-update; the map is usable.
+        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `candidates` without the resting ones, in the same order. A token whose rest is
+    /// over is usable again (its gauge drops to 0).
+    pub fn usable(&self, candidates: &[AccountToken]) -> Vec<AccountToken> {
+        let now = Instant::now();
+        let mut records = self.records();
+        candidates
+            .iter()
+            .filter(|token| {
+                let Some(record) = records.get_mut(*token) else {
+                    return true;
+                };
+                match record.resting_until {
+                    Some(until) if now < until => false,
+                    Some(_) => {
+                        record.resting_until = None;
+                        set_gauge(token, false);
+                        true
+                    }
+                    None => true,
+                }
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `token` rests now.
+    pub fn is_resting(&self, token: &AccountToken) -> bool {
+        self.usable(std::slice::from_ref(token)).is_empty()
+    }
+
+    /// Counts a refusal of `token`; returns whether it now rests.
+    pub fn refused(&self, token: &AccountToken) -> bool {
+        let mut records = self.records();
+        if records.len() >= MAX_TRACKED && !records.contains_key(token) {
+            // Clients may send any number of bad tokens: keep only those resting now.
+            let now = Instant::now();
+            records.retain(|_, record| record.resting_until.is_some_and(|until| now < until));
+        }
+        let record = records.entry(token.clone()).or_insert(Record {
+            refusals: 0,
+            resting_until: None,
+        });
+        record.refusals = record.refusals.saturating_add(1);
+        if self.policy.after == 0 || record.refusals < self.policy.after {
+            return false;
+        }
+        record.resting_until = Some(Instant::now() + self.policy.rest);
+        set_gauge(token, true);
+        true
+    }
+
+    /// A success of `token`: its record is forgotten.
+    pub fn succeeded(&self, token: &AccountToken) {
+        if self.records().remove(token).is_some() {
+            set_gauge(token, false);
+        }
+    }
+
+    /// How many tokens have a record (refused since their last success).
+    pub fn tracked(&self) -> usize {
+        self.records().len()
+    }
+}
+
+fn set_gauge(token: &AccountToken, resting: bool) {
+    instruments()
+        .account_cooldown
+        .record(u64::from(resting), &[KeyValue::new("account", token.fingerprint())]);
 }
 
 impl Drop for AccountLease {
@@ -150,6 +280,69 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(held);
         assert!(matches!(waiter.await, Ok(true)));
+    }
+
+    fn health(after: u32, rest: Duration) -> AccountHealth {
+        AccountHealth::new(CooldownPolicy { after, rest })
+    }
+
+    #[test]
+    fn a_token_rests_after_the_threshold_of_refusals_in_a_row() {
+        let health = health(2, Duration::from_secs(300));
+        let both = tokens(&["a", "b"]);
+        assert!(!health.refused(&both[0]), "one refusal is not enough");
+        assert_eq!(health.usable(&both), both);
+        assert!(health.refused(&both[0]), "the second one rests it");
+        assert_eq!(health.usable(&both), tokens(&["b"]));
+        assert!(health.is_resting(&both[0]));
+        assert!(!health.is_resting(&both[1]));
+    }
+
+    #[test]
+    fn a_success_clears_the_count() {
+        let health = health(2, Duration::from_secs(300));
+        let a = AccountToken::new("a");
+        health.refused(&a);
+        health.succeeded(&a);
+        assert_eq!(health.tracked(), 0, "a success forgets the token");
+        assert!(!health.refused(&a), "the count starts again");
+        assert!(!health.is_resting(&a));
+    }
+
+    #[test]
+    fn a_rested_token_is_tried_again_and_one_more_refusal_rests_it_again() {
+        let health = health(2, Duration::from_millis(30));
+        let a = AccountToken::new("a");
+        health.refused(&a);
+        health.refused(&a);
+        assert!(health.is_resting(&a));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!health.is_resting(&a), "the rest is over");
+        assert!(health.refused(&a), "still refused on trial: it rests again at once");
+        assert!(health.is_resting(&a));
+    }
+
+    #[test]
+    fn past_the_limit_only_resting_tokens_are_kept() {
+        let health = health(2, Duration::from_secs(300));
+        let resting = AccountToken::new("resting");
+        health.refused(&resting);
+        health.refused(&resting);
+        for i in 0..MAX_TRACKED {
+            health.refused(&AccountToken::new(format!("bad-{i}")));
+        }
+        assert!(health.tracked() <= MAX_TRACKED);
+        assert!(health.is_resting(&resting), "a resting token is kept");
+    }
+
+    #[test]
+    fn a_zero_threshold_never_rests_a_token() {
+        let health = health(0, Duration::from_secs(300));
+        let a = AccountToken::new("a");
+        for _ in 0..5 {
+            assert!(!health.refused(&a));
+        }
+        assert!(!health.is_resting(&a));
     }
 
     #[tokio::test]

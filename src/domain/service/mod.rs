@@ -2,13 +2,15 @@
 //! of the conversations the proxy creates upstream.
 
 pub mod accounts;
+pub mod admission;
 pub mod audio;
 pub mod chat;
 pub mod conversations;
 pub mod devices;
 pub mod runner;
 
-pub use accounts::{AccountLease, AccountPool};
+pub use accounts::{AccountHealth, AccountLease, AccountPool, CooldownPolicy};
+pub use admission::{Admission, AdmissionPermit, Overloaded};
 pub use audio::{SpeechOrder, SpeechService, TranscriptionService};
 pub use chat::{Answer, ChatService};
 pub use conversations::{ConversationSweeper, ConversationTracker};

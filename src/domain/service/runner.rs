@@ -1,7 +1,8 @@
 //! Running work on an upstream account: the [`AccountRunner`] picks an idle account among the
 //! client's tokens (one at a time per account), makes sure it has a device, runs the attempt,
 //! skips accounts the upstream refuses and retries transient failures, on another idle
-//! account when there is one. Chat, speech and transcription all run through it.
+//! account when there is one. Chat, speech and transcription all run through it. Each run
+//! first passes the [`Admission`] gate, and skips the tokens [`AccountHealth`] rests.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use crate::domain::chat::AccountToken;
 use crate::domain::metrics::instruments;
 use crate::domain::ports::{Account, ProviderError};
 
-use super::accounts::{AccountLease, AccountPool};
+use super::accounts::{AccountHealth, AccountLease, AccountPool, CooldownPolicy};
+use super::admission::Admission;
 use super::devices::{DeviceError, DeviceRegistry};
 
 /// Why a use case that runs on an upstream account (chat, speech, transcription) failed, as
@@ -32,6 +34,10 @@ pub enum GatewayError {
     /// No account token was given.
     #[error("no Hailuo account token was given: send `Authorization: Bearer TOKEN[,TOKEN...]`")]
     NoAccounts,
+    /// The server runs as much upstream work as it may and its queue is full (or a slot
+    /// did not free up within the wait).
+    #[error("the server is overloaded: too many requests are running or waiting; retry shortly")]
+    Overloaded,
     /// Every account stayed busy for the whole wait.
     #[error("every account token given is busy answering another request; try again later or pass more tokens")]
     AccountsBusy,
@@ -94,8 +100,10 @@ pub struct RunPolicy {
     pub retries: u32,
     /// Pause before each retry.
     pub retry_delay: Duration,
-    /// How long to wait for an idle account.
+    /// How long to wait for an idle account (and for an admission slot).
     pub busy_wait: Duration,
+    /// When a refused token rests.
+    pub cooldown: CooldownPolicy,
 }
 
 /// How one attempt on one account failed.
@@ -134,13 +142,31 @@ impl From<ProviderError> for AttemptError {
 pub struct AccountRunner {
     devices: Arc<DeviceRegistry>,
     pool: Arc<AccountPool>,
+    admission: Arc<Admission>,
+    health: AccountHealth,
     policy: RunPolicy,
 }
 
 impl AccountRunner {
-    /// A runner over the shared device registry and account pool.
-    pub fn new(devices: Arc<DeviceRegistry>, pool: Arc<AccountPool>, policy: RunPolicy) -> Self {
-        Self { devices, pool, policy }
+    /// A runner over the shared device registry, account pool and admission gate.
+    pub fn new(
+        devices: Arc<DeviceRegistry>,
+        pool: Arc<AccountPool>,
+        admission: Arc<Admission>,
+        policy: RunPolicy,
+    ) -> Self {
+        Self {
+            devices,
+            pool,
+            admission,
+            health: AccountHealth::new(policy.cooldown),
+            policy,
+        }
+    }
+
+    /// The tokens resting after repeated refusals.
+    pub fn health(&self) -> &AccountHealth {
+        &self.health
     }
 
     /// The device registry.
@@ -154,14 +180,16 @@ impl AccountRunner {
     }
 
     /// Runs `attempt` on an idle account among `tokens` (in a random order, to spread the
-    /// load as the reference does) and returns its result with the account's lease, which
-    /// keeps the account to the caller until dropped.
+    /// load as the reference does; resting tokens left out) and returns its result with the
+    /// account's lease, which keeps the account and the admission slot to the caller until
+    /// dropped.
     ///
     /// # Errors
-    /// [`GatewayError::NoAccounts`] without tokens, [`GatewayError::AccountsBusy`] when all
-    /// stay busy past the wait, [`GatewayError::AccountsRejected`] when the upstream refuses
-    /// them all, the transient failure once the retries are spent, or the attempt's own
-    /// final error.
+    /// [`GatewayError::NoAccounts`] without tokens, [`GatewayError::Overloaded`] when the
+    /// admission gate turns the request away, [`GatewayError::AccountsBusy`] when all stay
+    /// busy past the wait, [`GatewayError::AccountsRejected`] when the upstream refuses them
+    /// all (or all rest), the transient failure once the retries are spent, or the
+    /// attempt's own final error.
     pub async fn run<T, F, Fut>(
         &self,
         tokens: &[AccountToken],
@@ -174,18 +202,32 @@ impl AccountRunner {
         if tokens.is_empty() {
             return Err(GatewayError::NoAccounts);
         }
-        let mut candidates = tokens.to_vec();
+        let mut candidates = self.health.usable(tokens);
+        if candidates.is_empty() {
+            return Err(all_resting());
+        }
         let offset = rand::rng().random_range(0..candidates.len());
         candidates.rotate_left(offset);
+        let admitted = self
+            .admission
+            .admit(self.policy.busy_wait)
+            .await
+            .map_err(|overloaded| {
+                tracing::warn!(%overloaded, "request turned away");
+                GatewayError::Overloaded
+            })?;
 
         let mut failures = 0;
         let mut attempts = 0;
         let mut last_failed: Option<AccountToken> = None;
-        let mut last_rejection = String::new();
+        let mut last_rejection: Option<String> = None;
         loop {
+            // Another request may have rested one of them meanwhile.
+            candidates = self.health.usable(&candidates);
             if candidates.is_empty() {
-                return Err(GatewayError::AccountsRejected {
-                    message: last_rejection,
+                return Err(match last_rejection {
+                    Some(message) => GatewayError::AccountsRejected { message },
+                    None => all_resting(),
                 });
             }
             let ordered = prefer_others(&candidates, last_failed.as_ref());
@@ -204,7 +246,10 @@ impl AccountRunner {
                 })
                 .await;
             let error = match outcome {
-                Ok(value) => return Ok((value, lease)),
+                Ok(value) => {
+                    self.health.succeeded(&token);
+                    return Ok((value, lease.hold(admitted)));
+                }
                 Err(error) => error,
             };
             drop(lease);
@@ -214,11 +259,14 @@ impl AccountRunner {
                     instruments()
                         .token_failures
                         .add(1, &[opentelemetry::KeyValue::new("account", token.fingerprint())]);
+                    if self.health.refused(&token) {
+                        tracing::warn!(account = %token, rest = ?self.policy.cooldown.rest, "an account refused repeatedly rests");
+                    }
                     if let Err(error) = self.devices.forget(&token).await {
                         tracing::warn!(%error, "could not forget a device");
                     }
                     candidates.retain(|candidate| candidate != &token);
-                    last_rejection = message;
+                    last_rejection = Some(message);
                 }
                 AttemptError::Transient(error) => {
                     failures += 1;
@@ -233,6 +281,15 @@ impl AccountRunner {
                 AttemptError::Final(error) => return Err(error),
             }
         }
+    }
+}
+
+/// The answer when every token given rests after repeated refusals.
+fn all_resting() -> GatewayError {
+    GatewayError::AccountsRejected {
+        message: "every token given was refused repeatedly and rests for `accounts.cooldown_secs` \
+                  before it is tried again"
+            .into(),
     }
 }
 

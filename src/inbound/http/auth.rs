@@ -1,20 +1,245 @@
-//! `Authorization: Bearer T1,T2,...`: the Hailuo account tokens a request may use.
+//! Who may call, and on which Hailuo accounts. Without `auth.api_keys`, the bearer value is
+//! the client's own Hailuo token list (`Authorization: Bearer T1,T2`), as in the reference
+//! project. With API keys, every `/v1/*` request and `/token/check` must present one of them
+//! ([`ApiKeyGate`], compared in constant time), and its work runs on the server's own tokens
+//! (`auth.tokens`); a raw Hailuo token is just a wrong key. A presented value is never
+//! logged nor echoed.
 
+use std::sync::Arc;
+
+use poem::http::header::AUTHORIZATION;
+use poem::http::{HeaderMap, StatusCode};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
 
+use super::error::ApiError;
 use crate::domain::chat::AccountToken;
 
-/// Your Hailuo account token(s): the `_token` value from the web app's LocalStorage.
-/// Several tokens separated by commas let requests run side by side (one answer per
-/// account at a time), e.g. `Authorization: Bearer TOKEN1,TOKEN2`.
+/// A presented API key matched none of the server's keys. The message never repeats it.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "invalid API key: this server requires `Authorization: Bearer <API key>` with one of its keys \
+     (Hailuo tokens are not accepted from clients here)"
+)]
+pub struct InvalidApiKey;
+
+impl poem::error::ResponseError for InvalidApiKey {
+    fn status(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+/// How callers authenticate, built once from the settings.
+pub struct ClientAuth {
+    /// SHA-256 of each API key: comparing digests hides the keys' lengths too.
+    key_digests: Vec<[u8; 32]>,
+    /// The server's own tokens, for callers with a key.
+    pool: Vec<AccountToken>,
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("api_keys", &self.key_digests.len())
+            .field("pool", &self.pool.len())
+            .finish()
+    }
+}
+
+impl ClientAuth {
+    /// From `auth.api_keys` and `auth.tokens` (trimmed; empties dropped).
+    pub fn new(api_keys: &[String], pool_tokens: &[String]) -> Self {
+        Self {
+            key_digests: api_keys
+                .iter()
+                .map(|key| key.trim())
+                .filter(|key| !key.is_empty())
+                .map(digest)
+                .collect(),
+            pool: AccountToken::parse_list(&pool_tokens.join(",")),
+        }
+    }
+
+    /// Whether clients must present an API key.
+    pub fn requires_key(&self) -> bool {
+        !self.key_digests.is_empty()
+    }
+
+    /// Whether `presented` is one of the keys: every key is compared, in constant time.
+    fn is_key(&self, presented: &str) -> bool {
+        let presented = digest(presented.trim());
+        let matched = self
+            .key_digests
+            .iter()
+            .fold(Choice::from(0), |matched, key| matched | key.ct_eq(&presented));
+        bool::from(matched)
+    }
+
+    /// The accounts a request with this bearer value runs on: the server's pool for a
+    /// valid key, the bearer's own token list without keys.
+    ///
+    /// # Errors
+    /// [`InvalidApiKey`] when keys are required and `bearer` is none of them.
+    pub fn accounts(&self, bearer: &str) -> Result<Vec<AccountToken>, InvalidApiKey> {
+        if !self.requires_key() {
+            return Ok(AccountToken::parse_list(bearer));
+        }
+        if self.is_key(bearer) {
+            Ok(self.pool.clone())
+        } else {
+            Err(InvalidApiKey)
+        }
+    }
+
+    /// Checks the request's key when keys are required (any request passes without).
+    ///
+    /// # Errors
+    /// [`InvalidApiKey`] for a missing or wrong key.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), InvalidApiKey> {
+        if !self.requires_key() {
+            return Ok(());
+        }
+        match bearer(headers) {
+            Some(presented) if self.is_key(presented) => Ok(()),
+            _ => Err(InvalidApiKey),
+        }
+    }
+}
+
+fn digest(value: &str) -> [u8; 32] {
+    Sha256::digest(value.as_bytes()).into()
+}
+
+/// The value of `Authorization: Bearer VALUE` (scheme case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+}
+
+/// The accounts a request may use, from `Authorization: Bearer ...`.
+///
+/// Without API keys on the server: your Hailuo account token(s), the `_token` value from
+/// the web app's LocalStorage; several tokens separated by commas let requests run side by
+/// side (one answer per account at a time), e.g. `Authorization: Bearer TOKEN1,TOKEN2`.
+/// With API keys on the server (`auth.api_keys`): one of its API keys,
+/// `Authorization: Bearer sk-...`; the server answers with its own Hailuo tokens, and a
+/// Hailuo token given here is refused with 401.
 #[derive(SecurityScheme)]
-#[oai(ty = "bearer")]
-pub struct HailuoTokens(pub Bearer);
+#[oai(ty = "bearer", checker = "resolve_accounts")]
+pub struct HailuoTokens(pub Vec<AccountToken>);
 
 impl HailuoTokens {
-    /// The tokens given, trimmed, without empties or duplicates.
+    /// The tokens the request runs on, trimmed, without empties or duplicates.
     pub fn tokens(&self) -> Vec<AccountToken> {
-        AccountToken::parse_list(&self.0.token)
+        self.0.clone()
+    }
+}
+
+/// The checker of [`HailuoTokens`]: the bearer value resolved by the server's [`ClientAuth`].
+async fn resolve_accounts(request: &Request, bearer: Bearer) -> poem::Result<Vec<AccountToken>> {
+    match request.data::<Arc<ClientAuth>>() {
+        Some(auth) => auth.accounts(&bearer.token).map_err(poem::Error::from),
+        // Not wired: refuse rather than guess.
+        None => {
+            tracing::error!("the client authentication is not configured");
+            Err(poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))
+        }
+    }
+}
+
+/// Refuses, before anything is read, a `/v1/*` or `/token/check` request without a valid
+/// API key when the server has keys; does nothing when it has none.
+pub struct ApiKeyGate {
+    auth: Arc<ClientAuth>,
+}
+
+impl ApiKeyGate {
+    /// The gate over the server's authentication.
+    pub fn new(auth: Arc<ClientAuth>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for ApiKeyGate {
+    type Output = ApiKeyGateEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        ApiKeyGateEndpoint {
+            inner,
+            auth: Arc::clone(&self.auth),
+        }
+    }
+}
+
+/// An endpoint behind [`ApiKeyGate`].
+pub struct ApiKeyGateEndpoint<E> {
+    inner: E,
+    auth: Arc<ClientAuth>,
+}
+
+/// Whether `path` needs a key when the server has keys.
+fn guarded(path: &str) -> bool {
+    path.starts_with("/v1/") || path == "/v1" || path == "/token/check"
+}
+
+impl<E: Endpoint> Endpoint for ApiKeyGateEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, request: Request) -> poem::Result<Response> {
+        if guarded(request.uri().path())
+            && let Err(invalid) = self.auth.check(request.headers())
+        {
+            return Ok(ApiError::unauthorized(invalid.to_string()).into_response());
+        }
+        self.inner.call(request).await.map(IntoResponse::into_response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(keys: &[&str], pool: &[&str]) -> ClientAuth {
+        let owned = |items: &[&str]| items.iter().map(|item| (*item).to_owned()).collect::<Vec<_>>();
+        ClientAuth::new(&owned(keys), &owned(pool))
+    }
+
+    #[test]
+    fn without_keys_the_bearer_is_the_token_list() {
+        let auth = keys(&[], &[]);
+        assert!(!auth.requires_key());
+        assert_eq!(
+            auth.accounts(" a, b ,a").ok(),
+            Some(vec![AccountToken::new("a"), AccountToken::new("b")])
+        );
+    }
+
+    #[test]
+    fn a_valid_key_gives_the_pool_and_anything_else_is_refused() {
+        let auth = keys(&["sk-one", "sk-two"], &["pool-1", "pool-2"]);
+        let pool = vec![AccountToken::new("pool-1"), AccountToken::new("pool-2")];
+        assert_eq!(auth.accounts("sk-two").ok(), Some(pool.clone()));
+        assert_eq!(auth.accounts(" sk-one ").ok(), Some(pool));
+        for wrong in ["", "sk-on", "sk-one2", "SK-ONE", "pool-1", "sk-one,sk-two"] {
+            assert!(auth.accounts(wrong).is_err(), "{wrong:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_gate_reads_the_bearer_header() {
+        let auth = keys(&["sk-one"], &["pool-1"]);
+        let mut headers = HeaderMap::new();
+        assert!(auth.check(&headers).is_err(), "no header");
+        headers.insert(AUTHORIZATION, "Basic sk-one".parse().expect("a header value"));
+        assert!(auth.check(&headers).is_err(), "another scheme");
+        headers.insert(AUTHORIZATION, "bearer sk-one".parse().expect("a header value"));
+        assert!(auth.check(&headers).is_ok());
+        assert!(keys(&[], &[]).check(&HeaderMap::new()).is_ok(), "no keys: open");
+        assert!(guarded("/v1/models") && guarded("/token/check"));
+        assert!(!guarded("/ping") && !guarded("/metrics") && !guarded("/docs") && !guarded("/openapi.json"));
     }
 }

@@ -39,6 +39,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The body.
     pub body: ErrorResponse,
+    /// Seconds for a `Retry-After` header, when the client should come back later.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -54,7 +56,14 @@ impl ApiError {
                     code: Some(code.to_owned()),
                 },
             },
+            retry_after: None,
         }
+    }
+
+    /// Asks the client to retry after `seconds` (a `Retry-After` header).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Names the parameter at fault.
@@ -107,9 +116,13 @@ impl ApiError {
                 "request_too_large",
                 "the request body is too large",
             ),
-            StatusCode::UNAUTHORIZED => Self::unauthorized(
-                "no usable Authorization: send `Authorization: Bearer TOKEN[,TOKEN...]` with your Hailuo token(s)",
-            ),
+            StatusCode::UNAUTHORIZED => match error.downcast_ref::<super::auth::InvalidApiKey>() {
+                Some(invalid) => Self::unauthorized(invalid.to_string()),
+                None => Self::unauthorized(
+                    "no usable Authorization: send `Authorization: Bearer` with your API key, or with \
+                     your Hailuo token(s) `TOKEN[,TOKEN...]` when the server has no API keys",
+                ),
+            },
             status if status.is_client_error() => {
                 Self::new(status, "invalid_request_error", "invalid_request", clip(&message))
             }
@@ -137,7 +150,9 @@ impl ApiError {
             ),
             (
                 401,
-                "No usable `Authorization: Bearer` value, or the upstream refused every token given.",
+                "No usable `Authorization: Bearer` value (a wrong API key, or a raw Hailuo token where the \
+                 server requires API keys), or the upstream refused every token given (or they all rest \
+                 for `accounts.cooldown_secs` after repeated refusals).",
             ),
             (
                 413,
@@ -148,7 +163,16 @@ impl ApiError {
                 502,
                 "The upstream refused the request (its reason is in the message) or failed.",
             ),
-            (504, "The upstream sent nothing for `upstream.timeout_secs`."),
+            (
+                503,
+                "The server is overloaded: `server.max_in_flight` upstream requests run and \
+                 `server.max_queued` wait; retry after the `Retry-After` seconds.",
+            ),
+            (
+                504,
+                "The upstream's answer did not begin within `upstream.first_byte_timeout_secs`, or it \
+                 went silent for `upstream.idle_timeout_secs`, after the retries.",
+            ),
         ]
     }
 }
@@ -198,6 +222,13 @@ impl From<GatewayError> for ApiError {
                 "account_rejected",
                 message,
             ),
+            GatewayError::Overloaded => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "server_overloaded",
+                message,
+            )
+            .with_retry_after(OVERLOADED_RETRY_AFTER_SECS),
             GatewayError::AccountsBusy => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
@@ -229,13 +260,19 @@ impl From<GatewayError> for ApiError {
     }
 }
 
+/// What an overloaded server asks clients to wait before retrying, in seconds.
+const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_string(&self.body).unwrap_or_default();
-        Response::builder()
+        let mut response = Response::builder()
             .status(self.status)
-            .content_type("application/json; charset=utf-8")
-            .body(body)
+            .content_type("application/json; charset=utf-8");
+        if let Some(seconds) = self.retry_after {
+            response = response.header(poem::http::header::RETRY_AFTER, seconds);
+        }
+        response.body(body)
     }
 }
 

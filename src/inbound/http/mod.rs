@@ -51,6 +51,8 @@ pub struct HttpState {
     pub max_upload_bytes: usize,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// How callers authenticate (API keys, or their own Hailuo tokens).
+    pub auth: Arc<auth::ClientAuth>,
 }
 
 type Apis = (
@@ -75,7 +77,10 @@ fn api_service(state: &HttpState) -> OpenApiService<Apis, ()> {
     );
     OpenApiService::new(apis, "hailuo-free-api", env!("CARGO_PKG_VERSION")).description(
         "An OpenAI-compatible gateway to the Hailuo AI (MiniMax) web app. Authenticate with \
-         your Hailuo account token(s) as the bearer token: `Authorization: Bearer TOKEN1,TOKEN2`.",
+         your Hailuo account token(s) as the bearer token: `Authorization: Bearer TOKEN1,TOKEN2`; \
+         or, when the server is configured with API keys (`auth.api_keys`), with one of its keys \
+         (`Authorization: Bearer sk-...`) on every `/v1/*` route and `/token/check`: the server \
+         then answers with its own Hailuo tokens and refuses raw Hailuo tokens with 401.",
     )
 }
 
@@ -94,7 +99,9 @@ pub fn endpoint(state: &HttpState) -> impl Endpoint + use<> {
         .at("/metrics", poem::get(metrics::serve_metrics))
         .nest("/docs", docs)
         .nest("/", service)
+        .data(Arc::clone(&state.auth))
         .with(limits::BodyLimit::new(state.max_body_bytes))
+        .with(auth::ApiKeyGate::new(Arc::clone(&state.auth)))
         .catch_all_error(error::openai_error)
         .with(metrics::RequestTelemetry)
 }

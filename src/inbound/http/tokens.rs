@@ -46,6 +46,9 @@ pub enum TokenCheckResponse {
     /// The request is malformed.
     #[oai(status = 400)]
     BadRequest(Json<super::error::ErrorResponse>),
+    /// The server requires an API key (`auth.api_keys`) and none valid was given.
+    #[oai(status = 401)]
+    Unauthorized(Json<super::error::ErrorResponse>),
     /// The upstream could not be asked.
     #[oai(status = 502)]
     BadGateway(Json<super::error::ErrorResponse>),
@@ -77,8 +80,10 @@ impl TokenApi {
 impl TokenApi {
     /// Check a token
     ///
-    /// Asks the upstream whether the token is logged in. Checking a token more often than
-    /// every 10 minutes is discouraged by the upstream's users.
+    /// Asks the upstream whether the token in the body is logged in. Checking a token more
+    /// often than every 10 minutes is discouraged by the upstream's users. Open without
+    /// server API keys; when the server has them (`auth.api_keys`), send one as
+    /// `Authorization: Bearer sk-...` (else 401).
     #[oai(path = "/token/check", method = "post")]
     async fn check(&self, request: Json<TokenCheckRequest>) -> TokenCheckResponse {
         let token = request.0.token.0.trim().to_owned();

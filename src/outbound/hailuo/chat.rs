@@ -101,13 +101,10 @@ impl HailuoClient {
         let request = self
             .request(&call, &account.token, &signature)
             .multipart(fields.multipart());
-        let response = self
-            .send_traced(&call, &account.token, request)
-            .await
-            .map_err(request::transport_error)?;
+        let response = self.send_timed(&call, &account.token, request).await?;
 
         let response = request::expect_event_stream(response, "the chat").await?;
-        Ok(decode_answer(response.bytes_stream(), request::transport_error))
+        Ok(decode_answer(self.timed_body(response), std::convert::identity))
     }
 }
 

@@ -17,8 +17,12 @@ pub mod speech;
 pub mod transcription;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use opentelemetry::KeyValue;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, ORIGIN, REFERER};
@@ -117,6 +121,10 @@ fn path_template(path: &str) -> String {
         .join("/")
 }
 
+/// When the first byte of a response must have arrived, kept in the response's extensions.
+#[derive(Clone, Copy)]
+struct FirstByteDeadline(tokio::time::Instant);
+
 /// The client of the Hailuo web app: cheap to clone, all clones share one connection pool.
 #[derive(Clone)]
 pub struct HailuoClient {
@@ -126,6 +134,10 @@ pub struct HailuoClient {
 
 struct ClientInner {
     http: reqwest::Client,
+    /// Time allowed until the response head, and until a stream's first chunk.
+    first_byte_timeout: Duration,
+    /// Silence allowed between two chunks of a stream.
+    idle_timeout: Duration,
     base_url: String,
     profile: Profile,
     /// The profile's browser fingerprint headers, checked once.
@@ -158,6 +170,8 @@ impl HailuoClient {
         Ok(Self {
             inner: Arc::new(ClientInner {
                 http,
+                first_byte_timeout: settings.first_byte_timeout(),
+                idle_timeout: settings.idle_timeout(),
                 base_url: settings.base_url.trim_end_matches('/').to_owned(),
                 profile: settings.profile.clone(),
                 fingerprint,
@@ -278,6 +292,60 @@ impl HailuoClient {
         result
     }
 
+    /// [`Self::send_traced`] with `upstream.first_byte_timeout_secs` for the response head;
+    /// the response remembers the deadline for [`Self::timed_body`].
+    ///
+    /// # Errors
+    /// [`ProviderError::Timeout`] when the head does not arrive in time (or reqwest times
+    /// out), [`ProviderError::Unavailable`] for other transport failures.
+    pub async fn send_timed(
+        &self,
+        call: &UpstreamCall,
+        token: &AccountToken,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let deadline = tokio::time::Instant::now() + self.inner.first_byte_timeout;
+        match tokio::time::timeout_at(deadline, self.send_traced(call, token, builder)).await {
+            Ok(Ok(mut response)) => {
+                response.extensions_mut().insert(FirstByteDeadline(deadline));
+                Ok(response)
+            }
+            Ok(Err(error)) => Err(request::transport_error(error)),
+            Err(_) => {
+                tracing::warn!(path = %call.path(), account = %token, "no response head in time");
+                Err(ProviderError::Timeout)
+            }
+        }
+    }
+
+    /// The body of a streamed answer, held to the timeouts: its first chunk must arrive by
+    /// the deadline of [`Self::send_timed`] (`upstream.first_byte_timeout_secs` after the
+    /// request left), each later one within `upstream.idle_timeout_secs` of the previous.
+    /// A timeout ends the stream with [`ProviderError::Timeout`].
+    pub fn timed_body(&self, response: reqwest::Response) -> BoxStream<'static, Result<Bytes, ProviderError>> {
+        let first = response
+            .extensions()
+            .get::<FirstByteDeadline>()
+            .map_or_else(|| tokio::time::Instant::now() + self.inner.first_byte_timeout, |d| d.0);
+        let idle = self.inner.idle_timeout;
+        let bytes = response.bytes_stream().boxed();
+        futures::stream::unfold(Some((bytes, Some(first))), move |state| async move {
+            let (mut bytes, first) = state?;
+            let until = first.unwrap_or_else(|| tokio::time::Instant::now() + idle);
+            match tokio::time::timeout_at(until, bytes.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some((bytes, None)))),
+                Ok(Some(Err(error))) => Some((Err(request::transport_error(error)), None)),
+                Ok(None) => None,
+                Err(_) => {
+                    let what = if first.is_some() { "first chunk" } else { "next chunk" };
+                    tracing::warn!(what, "the upstream went silent");
+                    Some((Err(ProviderError::Timeout), None))
+                }
+            }
+        })
+        .boxed()
+    }
+
     /// Sends a JSON call (signed with `body`, or `{}` without one) and reads the envelope.
     ///
     /// # Errors
@@ -299,9 +367,9 @@ impl HailuoClient {
         }
         tracing::debug!(method = %call.method, uri = %call.full_uri, account = %token, "upstream call");
         let response = self
-            .send_traced(&call, token, builder)
+            .send_timed(&call, token, builder)
             .await
-            .map_err(|e| CallFailure::Transport(request::transport_error(e)))?;
+            .map_err(CallFailure::Transport)?;
         let status = response.status();
         let bytes = response
             .bytes()
