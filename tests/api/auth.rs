@@ -163,12 +163,24 @@ async fn a_dead_pool_token_rests_and_metrics_show_its_fingerprint_never_the_toke
     })
     .await;
     app.sim.kill_token(DEAD);
-    for i in 0..8 {
-        app.chat_ok(KEY, &ask(&format!("question {i}"))).await;
+    let fingerprint = format!(r#"account="{}""#, AccountToken::new(DEAD).fingerprint());
+    // Each request tries the pool in a random order: ask until the dead token has been
+    // tried (and refused) twice, which is bound to happen long before 100 requests.
+    let mut asked = 0;
+    while metric(&app, "hailuo_accounts_rejected_total", &fingerprint)
+        .await
+        .unwrap_or(0.0)
+        < 2.0
+    {
+        assert!(asked < 100, "the dead token was never tried twice");
+        app.chat_ok(KEY, &ask(&format!("question {asked}"))).await;
+        asked += 1;
+    }
+    // Resting now: however many more requests come, it is not tried again.
+    for i in 0..16 {
+        app.chat_ok(KEY, &ask(&format!("more {i}"))).await;
     }
     assert!(app.sim.chats().iter().all(|chat| chat.token == ALIVE));
-
-    let fingerprint = format!(r#"account="{}""#, AccountToken::new(DEAD).fingerprint());
     let refusals = metric(&app, "hailuo_accounts_rejected_total", &fingerprint).await;
     assert_eq!(
         refusals.unwrap_or(0.0),
