@@ -1,6 +1,6 @@
 //! Audio the tests make and measure, with the crates directly (independent of the server's
-//! own codec): sine tones as WAV (hound) and Ogg Vorbis (vorbis_rs), durations by decoding
-//! (symphonia).
+//! own codec): sine tones as WAV (hound), Ogg Vorbis (vorbis_rs) and Opus in Ogg or WebM
+//! (`opus-rs` and `ogg`, in [`opus`]), durations by decoding (symphonia).
 
 use std::io::Cursor;
 use std::num::{NonZeroU8, NonZeroU32};
@@ -11,6 +11,10 @@ use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
+
+/// Opus in Ogg and WebM: the makers the unit tests use too.
+#[path = "../../src/outbound/audio/opus_fixtures.rs"]
+pub mod opus;
 
 /// A sine tone, interleaved, `channels` copies of each sample.
 pub fn sine(seconds: f32, rate: u32, channels: u16, frequency: f32, amplitude: f32) -> Vec<f32> {
