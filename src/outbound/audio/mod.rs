@@ -11,6 +11,8 @@ pub mod resample;
 pub mod stretch;
 
 #[cfg(test)]
+mod aac_fixtures;
+#[cfg(test)]
 mod opus_fixtures;
 #[cfg(test)]
 mod tests;

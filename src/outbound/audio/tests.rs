@@ -371,6 +371,25 @@ fn ogg_and_webm_opus_become_44k_stereo_mp3_of_the_same_length() {
 }
 
 #[test]
+fn m4a_aac_decodes_to_the_length_of_its_packets() {
+    let m4a = aac_fixtures::m4a(&sine(44_100, 2, 1.0), 44_100, 2);
+    let decoded = decode(&m4a.bytes, Some("m4a")).unwrap();
+    assert_eq!(decoded.container, "isomp4");
+    assert_eq!((decoded.sample_rate, decoded.channels), (44_100, 2));
+    // Without an edit list, the encoder's priming and padding are part of the audio.
+    assert_eq!(decoded.frames() as u64, m4a.frames);
+    assert!(m4a.frames >= 44_100 && m4a.frames < 44_100 + 5 * aac_fixtures::AAC_FRAME);
+    let left: Vec<f32> = decoded.samples.iter().step_by(2).copied().collect();
+    assert_close(pitch(&left, 44_100), f64::from(A4), 4.0, "pitch");
+}
+
+#[test]
+fn a_mono_m4a_becomes_44k_stereo_mp3_of_the_same_length() {
+    let m4a = aac_fixtures::m4a(&sine(16_000, 1, 1.5), 16_000, 1);
+    prepared_is_good_mp3(&m4a.bytes, "voice-memo.m4a", m4a.frames as f64 / f64::from(m4a.rate));
+}
+
+#[test]
 fn the_opus_head_gives_channels_and_pre_skip() {
     let head = opus_fixtures::opus_head(2, 16_000);
     assert_eq!(
