@@ -332,6 +332,58 @@ async fn wav_flac_ogg_and_mp3_are_transcribed() -> TestResult {
 }
 
 #[tokio::test]
+async fn webm_ogg_opus_and_m4a_uploads_are_transcribed() -> TestResult {
+    use crate::audio_fixtures::{aac, opus};
+    let app = spawn_audio_app().await;
+    // What a browser's MediaRecorder uploads: WebM/Opus, 48 kHz mono.
+    let recorded = opus::encode(&sine(1.5, 48_000, 1, 440.0, 0.5), 48_000, 1);
+    // WebM does not say how much of the last packet is padding: only the pre-skip goes.
+    let webm_frames = recorded.decoded_frames() - u64::from(opus::PRE_SKIP);
+    let memo = opus::encode(&sine(2.0, 48_000, 2, 330.0, 0.5), 48_000, 2);
+    let voice = opus::encode(&sine(1.0, 16_000, 1, 440.0, 0.5), 16_000, 1);
+    // A phone's voice memo: AAC in M4A (its length includes the encoder's priming).
+    let m4a = aac::m4a(&sine(1.5, 44_100, 1, 440.0, 0.5), 44_100, 1);
+    let inputs = [
+        ("recording.webm", opus::webm_opus(&recorded), webm_frames, 48_000),
+        ("memo.opus", opus::ogg_opus(&memo), memo.frames_48k, 48_000),
+        ("voice.ogg", opus::ogg_opus(&voice), voice.frames_48k, 48_000),
+        ("memo.m4a", m4a.bytes.clone(), m4a.frames, m4a.rate),
+    ];
+    for (name, bytes, frames, rate) in inputs {
+        let expected = Duration::from_secs_f64(frames as f64 / f64::from(rate));
+        assert!(app.upstream_idle().await);
+        let response = transcribe(&app, bytes, name, None).await;
+        let status = response.status();
+        let body_text = response.text().await?;
+        assert_eq!(
+            status,
+            200,
+            "{name}: {body_text}; upstream saw {:#?}",
+            app.sim.violations()
+        );
+        let body: Value = serde_json::from_str(&body_text)?;
+        let upload = app.sim.phone_uploads().pop().expect("an upload");
+        assert!(
+            close(upload.duration, expected, TOLERANCE),
+            "{name}: {:?}, expected {expected:?}",
+            upload.duration
+        );
+        assert_eq!(
+            (upload.sample_rate, upload.channels),
+            (44_100, 2),
+            "{name}: 44.1 kHz stereo MP3"
+        );
+        assert_eq!(
+            body,
+            json!({"text": Simulator::transcript_for(upload.duration)}),
+            "{name}"
+        );
+    }
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
 async fn each_transcription_format_is_answered() -> TestResult {
     let app = spawn_audio_app().await;
     let audio = wav(&sine(2.0, 16_000, 1, 440.0, 0.5), 16_000, 1);

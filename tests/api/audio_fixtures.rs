@@ -1,6 +1,7 @@
 //! Audio the tests make and measure, with the crates directly (independent of the server's
-//! own codec): sine tones as WAV (hound) and Ogg Vorbis (vorbis_rs), durations by decoding
-//! (symphonia).
+//! own codec): sine tones as WAV (hound), Ogg Vorbis (vorbis_rs), Opus in Ogg or WebM
+//! (`opus-rs` and `ogg`, in [`opus`]) and AAC in M4A (`fdk-aac` and `mp4`, in [`aac`]),
+//! durations by decoding (symphonia).
 
 use std::io::Cursor;
 use std::num::{NonZeroU8, NonZeroU32};
@@ -11,6 +12,14 @@ use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
+
+/// M4A (AAC-LC): the maker the unit tests use too.
+#[path = "../../src/outbound/audio/aac_fixtures.rs"]
+pub mod aac;
+
+/// Opus in Ogg and WebM: the makers the unit tests use too.
+#[path = "../../src/outbound/audio/opus_fixtures.rs"]
+pub mod opus;
 
 /// A sine tone, interleaved, `channels` copies of each sample.
 pub fn sine(seconds: f32, rate: u32, channels: u16, frequency: f32, amplitude: f32) -> Vec<f32> {

@@ -1,5 +1,6 @@
-//! Decoding any container and codec symphonia knows (MP3, WAV, FLAC, Ogg Vorbis, M4A/AAC)
-//! to interleaved `f32` PCM, including MP3 streams made of several files joined end to end.
+//! Decoding any container and codec symphonia knows (MP3, WAV, FLAC, Ogg Vorbis, M4A/AAC),
+//! plus Opus in Ogg or WebM (see [`super::opus`]), to interleaved `f32` PCM, including MP3
+//! streams made of several files joined end to end.
 
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,7 +30,8 @@ pub struct DecodedAudio {
     pub samples: Vec<f32>,
     /// How long the audio lasts (`frames() / sample_rate`).
     pub duration: Duration,
-    /// The container symphonia recognised (`"mp3"`, `"wave"`, `"flac"`, `"ogg"`, `"isomp4"`, ...).
+    /// The container symphonia recognised (`"mp3"`, `"wave"`, `"flac"`, `"ogg"`, `"isomp4"`,
+    /// `"matroska"`, ...).
     pub container: &'static str,
 }
 
@@ -278,14 +280,12 @@ fn make_decoder(
     options: &AudioDecoderOptions,
     container: &str,
 ) -> Result<Box<dyn AudioDecoder>, AudioError> {
-    symphonia::default::get_codecs()
-        .make_audio_decoder(params, options)
-        .map_err(|_| {
-            AudioError::Undecodable(format!(
-                "{} audio in a {container} container is not supported",
-                codec_name(params.codec)
-            ))
-        })
+    super::opus::codecs().make_audio_decoder(params, options).map_err(|_| {
+        AudioError::Undecodable(format!(
+            "{} audio in a {container} container is not supported",
+            codec_name(params.codec)
+        ))
+    })
 }
 
 /// A readable name for the codecs users are likely to send.

@@ -1,13 +1,19 @@
-//! The audio codec adapter: symphonia decodes uploads and the upstream's MP3, rubato
+//! The audio codec adapter: symphonia decodes uploads and the upstream's MP3 (with
+//! `opus-rs` for Opus, which symphonia demuxes but does not decode), rubato
 //! resamples, `wsola` changes the speed, and LAME, hound and flacenc encode.
 //!
 //! LAME (via `mp3lame-encoder`) is LGPL-licensed and linked statically.
 
 pub mod decode;
 pub mod encode;
+pub mod opus;
 pub mod resample;
 pub mod stretch;
 
+#[cfg(test)]
+mod aac_fixtures;
+#[cfg(test)]
+mod opus_fixtures;
 #[cfg(test)]
 mod tests;
 

@@ -311,12 +311,96 @@ fn other_encoders_accept_empty_input() {
 }
 
 #[test]
-fn opus_in_webm_is_named_when_refused() {
-    // Just the EBML header of a WebM file: symphonia reads Matroska but has no Opus decoder.
+fn a_bare_webm_header_is_undecodable() {
+    // Just the EBML header of a WebM file: no tracks, no audio.
     let error = SymphoniaLameCodec
         .prepare_for_transcription(b"\x1a\x45\xdf\xa3", Some("a.webm"))
         .unwrap_err();
     assert!(matches!(error, AudioError::Undecodable(_)), "{error:?}");
+}
+
+fn frames_secs(frames: u64) -> f64 {
+    frames as f64 / 48_000.0
+}
+
+#[test]
+fn ogg_opus_decodes_at_48k_to_the_exact_input_length() {
+    let opus = opus_fixtures::encode(&sine(48_000, 2, 1.5), 48_000, 2);
+    let decoded = decode(&opus_fixtures::ogg_opus(&opus), Some("ogg")).unwrap();
+    assert_eq!(decoded.container, "ogg");
+    assert_eq!((decoded.sample_rate, decoded.channels), (48_000, 2));
+    // The pre-skip and the padding past the last granule position are both dropped.
+    assert_eq!(decoded.frames() as u64, opus.frames_48k);
+    assert_close(secs(decoded.duration), 1.5, 0.001, "duration");
+    let left: Vec<f32> = decoded.samples.iter().step_by(2).copied().collect();
+    assert_close(pitch(&left, 48_000), f64::from(A4), 4.0, "pitch");
+}
+
+#[test]
+fn mono_16k_ogg_opus_decodes_to_48k_mono() {
+    let opus = opus_fixtures::encode(&sine(16_000, 1, 0.75), 16_000, 1);
+    let info = probe(&opus_fixtures::ogg_opus(&opus), Some("opus")).unwrap();
+    assert_eq!((info.container, info.sample_rate, info.channels), ("ogg", 48_000, 1));
+    assert_close(secs(info.duration), 0.75, 0.001, "duration");
+}
+
+#[test]
+fn webm_opus_as_browsers_record_it_decodes_after_the_pre_skip() {
+    let opus = opus_fixtures::encode(&sine(48_000, 1, 2.0), 48_000, 1);
+    let decoded = decode(&opus_fixtures::webm_opus(&opus), Some("webm")).unwrap();
+    assert_eq!(decoded.container, "matroska");
+    assert_eq!((decoded.sample_rate, decoded.channels), (48_000, 1));
+    // WebM says nothing of the padding in the last packet: only the pre-skip goes.
+    let expected = opus.decoded_frames() - u64::from(opus_fixtures::PRE_SKIP);
+    assert_eq!(decoded.frames() as u64, expected);
+    assert!(expected - opus.frames_48k < 960, "at most one packet of padding");
+    assert_close(pitch(&decoded.samples, 48_000), f64::from(A4), 4.0, "pitch");
+}
+
+#[test]
+fn ogg_and_webm_opus_become_44k_stereo_mp3_of_the_same_length() {
+    let stereo = opus_fixtures::encode(&sine(48_000, 2, 1.2), 48_000, 2);
+    prepared_is_good_mp3(&opus_fixtures::ogg_opus(&stereo), "memo.ogg", 1.2);
+    let mono = opus_fixtures::encode(&sine(24_000, 1, 1.2), 24_000, 1);
+    let webm_frames = mono.decoded_frames() - u64::from(opus_fixtures::PRE_SKIP);
+    prepared_is_good_mp3(
+        &opus_fixtures::webm_opus(&mono),
+        "recording.webm",
+        frames_secs(webm_frames),
+    );
+}
+
+#[test]
+fn m4a_aac_decodes_to_the_length_of_its_packets() {
+    let m4a = aac_fixtures::m4a(&sine(44_100, 2, 1.0), 44_100, 2);
+    let decoded = decode(&m4a.bytes, Some("m4a")).unwrap();
+    assert_eq!(decoded.container, "isomp4");
+    assert_eq!((decoded.sample_rate, decoded.channels), (44_100, 2));
+    // Without an edit list, the encoder's priming and padding are part of the audio.
+    assert_eq!(decoded.frames() as u64, m4a.frames);
+    assert!(m4a.frames >= 44_100 && m4a.frames < 44_100 + 5 * aac_fixtures::AAC_FRAME);
+    let left: Vec<f32> = decoded.samples.iter().step_by(2).copied().collect();
+    assert_close(pitch(&left, 44_100), f64::from(A4), 4.0, "pitch");
+}
+
+#[test]
+fn a_mono_m4a_becomes_44k_stereo_mp3_of_the_same_length() {
+    let m4a = aac_fixtures::m4a(&sine(16_000, 1, 1.5), 16_000, 1);
+    prepared_is_good_mp3(&m4a.bytes, "voice-memo.m4a", m4a.frames as f64 / f64::from(m4a.rate));
+}
+
+#[test]
+fn the_opus_head_gives_channels_and_pre_skip() {
+    let head = opus_fixtures::opus_head(2, 16_000);
+    assert_eq!(
+        opus::OpusHead::parse(&head),
+        Some(opus::OpusHead {
+            channels: 2,
+            pre_skip: opus_fixtures::PRE_SKIP
+        })
+    );
+    assert_eq!(opus::OpusHead::parse(b"OpusHead\x01"), None);
+    assert_eq!(opus::OpusHead::parse(b"OpusTags\x01\x02\x38\x01"), None);
 }
 
 proptest! {
@@ -333,7 +417,15 @@ proptest! {
 
     #[test]
     fn damaged_audio_never_panics(cut in 0usize..4000, flip in 0usize..4000, byte in any::<u8>()) {
-        for mut bytes in [wav(8_000, 1, 0.25), mp3(16_000, 1, 0.5), encode_flac(&sine(8_000, 1, 0.25), 8_000, 1).unwrap()] {
+        let opus = opus_fixtures::encode(&sine(8_000, 1, 0.25), 8_000, 1);
+        let inputs = [
+            wav(8_000, 1, 0.25),
+            mp3(16_000, 1, 0.5),
+            encode_flac(&sine(8_000, 1, 0.25), 8_000, 1).unwrap(),
+            opus_fixtures::ogg_opus(&opus),
+            opus_fixtures::webm_opus(&opus),
+        ];
+        for mut bytes in inputs {
             if let Some(b) = bytes.get_mut(flip) {
                 *b = byte;
             }
