@@ -146,7 +146,8 @@ impl ApiResponse for AudioResponse {
 /// A transcription request (OpenAI's multipart form).
 #[derive(Debug, Multipart)]
 pub struct TranscriptionForm {
-    /// The audio: wav, mp3, mpeg, mpga, m4a, ogg, flac (up to `audio.max_upload_bytes`).
+    /// The audio: wav, mp3, mpeg, mpga, m4a, ogg (Vorbis or Opus), opus, flac, webm (Opus, as
+    /// browsers record it); up to `audio.max_upload_bytes`.
     pub file: Upload,
     /// Any model name (`whisper-1`).
     pub model: Option<String>,
