@@ -8,6 +8,7 @@ mod audio;
 mod audio_fixtures;
 mod chat;
 mod errors;
+mod faults;
 mod file_server;
 mod files;
 mod helpers;
