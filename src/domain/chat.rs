@@ -201,7 +201,8 @@ pub struct AnswerDelta {
     pub conversation: ConversationId,
     /// The upstream id of the assistant message (needed to speak it).
     pub message_id: String,
-    /// New text since the previous delta; may be empty on the last one.
+    /// New text since the previous delta; may be empty on the last one, and is empty on an
+    /// opening one that only names the conversation (made upstream before any content).
     pub text: String,
     /// Whether this is the last piece of the answer.
     pub finished: bool,

@@ -3,6 +3,7 @@
 //! written in real, sometimes torn, writes (protocol §5), or with the fault a test injected.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use super::files;
 use super::routes::{Expectation, SignedBody, admit, envelope, refuse};
 use super::state::{AssistantMessage, SimState, StreamGuard};
 use super::verify::{self, ChatSignedFields, Rejection};
-use super::{ChatRecord, Fault, Simulator};
+use super::{ChatRecord, Fault, RESET_PAUSE, Simulator};
 
 /// How long a [`Fault::Hang`] stream stays silent.
 const HANG_FOR: Duration = Duration::from_secs(3600);
@@ -74,9 +75,28 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         files: attached.clone(),
         referer: req.header("Referer").unwrap_or("").to_owned(),
     };
-    let fault = state.ledger().faults.pop_front();
+    let fault = state.ledger().next_fault();
+    let peer = req.remote_addr().as_socket_addr().copied();
 
     match fault {
+        Some(Fault::ResetBeforeResponse) => {
+            state.ledger().chats.push(record(&fields.chat_id));
+            // The switch fails the connection's first write of this response: not a byte of
+            // it leaves, the socket closes with an RST.
+            if !peer.is_some_and(|peer| state.connections.reset(peer)) {
+                tracing::warn!("hailuo-sim: no connection to reset; answering 500 instead");
+                return Response::builder()
+                    .status(StatusCode::INTERNAL_SERVER_ERROR)
+                    .body("simulated reset");
+            }
+            return Response::builder().status(StatusCode::BAD_GATEWAY).body("never sent");
+        }
+        Some(Fault::MalformedEnvelope) => {
+            state.ledger().chats.push(record(&fields.chat_id));
+            return Response::builder()
+                .content_type("application/json")
+                .body("{\"statusInfo\":");
+        }
         Some(Fault::ServerError) => {
             state.ledger().chats.push(record(&fields.chat_id));
             return Response::builder()
@@ -99,7 +119,7 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
     }
     if matches!(fault, Some(Fault::Hang)) {
         state.ledger().chats.push(record(&fields.chat_id));
-        return hanging_stream(guard);
+        return hanging_stream(state, peer, guard);
     }
 
     let chat_id = {
@@ -126,6 +146,7 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         } else {
             let chat_id = state.new_id();
             ledger.conversations.push((chat_id.clone(), token.clone()));
+            ledger.created.push((chat_id.clone(), token.clone()));
             chat_id
         }
     };
@@ -143,11 +164,12 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         chunk_chars: state.config.chunk_chars.max(1),
         delay,
         fault,
+        reset: peer.map(|peer| (Arc::clone(state), peer)),
     };
     // A complete answer is a message the account can have spoken (`msg_tts`).
     if !matches!(
         plan.fault,
-        Some(Fault::ContentFiltered { .. } | Fault::CutStream { .. })
+        Some(Fault::ContentFiltered { .. } | Fault::CutStream { .. } | Fault::ResetStream { .. })
     ) {
         state.ledger().messages.insert(
             plan.msg_id.clone(),
@@ -274,13 +296,23 @@ fn single_error_stream(guard: StreamGuard, code: i64, message: &'static str) -> 
     event_stream_response(body)
 }
 
-/// Headers, then silence for an hour or until the client leaves. (poem 3.1's server only
-/// notices a client that left when it writes, so a silent stream may outlive its client.)
-fn hanging_stream(guard: StreamGuard) -> Response {
+/// Headers, then silence for an hour or until the client leaves (poem's server only notices
+/// a client that left when it writes, so the connection's probe watches for it).
+fn hanging_stream(state: &Arc<SimState>, peer: Option<SocketAddr>, guard: StreamGuard) -> Response {
     let (writer, body) = EventWriter::channel();
+    let state = Arc::clone(state);
     tokio::spawn(async move {
         let _guard = guard;
-        let _ = writer.pause(HANG_FOR).await;
+        let gone = async {
+            match peer {
+                Some(peer) => state.connections.client_gone(peer).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = writer.pause(HANG_FOR) => {}
+            () = gone => {}
+        }
     });
     event_stream_response(body)
 }
@@ -334,8 +366,13 @@ impl EventWriter {
     }
 
     /// Breaks the connection: the body ends before its declared length (see the `CutStream`
-    /// response), so no clean end reaches the client.
+    /// response), so no clean end reaches the client. It waits [`RESET_PAUSE`] first: the
+    /// server drops what it has not flushed when a body fails, and the upstream's bytes before
+    /// a break (its `send_result` above all) do reach the client.
     async fn cut(&self) {
+        if self.pause(RESET_PAUSE).await.is_err() {
+            return;
+        }
         let _ = self
             .tx
             .send(Err(io::Error::new(io::ErrorKind::ConnectionReset, "simulated cut")))
@@ -352,6 +389,8 @@ struct AnswerPlan {
     chunk_chars: usize,
     delay: Duration,
     fault: Option<Fault>,
+    /// The connection to reset for a [`Fault::ResetStream`].
+    reset: Option<(Arc<SimState>, SocketAddr)>,
 }
 
 impl AnswerPlan {
@@ -381,6 +420,9 @@ impl AnswerPlan {
                 Some(Fault::CutStream { after_events }) if events == after_events => {
                     writer.cut().await;
                     return Ok(());
+                }
+                Some(Fault::ResetStream { after_events }) if events == after_events => {
+                    return self.reset(&writer).await;
                 }
                 _ => {}
             }
@@ -422,6 +464,7 @@ impl AnswerPlan {
                 writer.cut().await;
                 return Ok(());
             }
+            Some(Fault::ResetStream { .. }) => return self.reset(&writer).await,
             Some(Fault::ContentFiltered { .. }) => {
                 return writer.event("message_result", &content_filtered(), false).await;
             }
@@ -429,6 +472,27 @@ impl AnswerPlan {
         }
         let end = json!({"type": 8, "statusInfo": {"code": 0, "message": ""}, "data": {}});
         writer.event("close_chunk", &end.to_string(), false).await
+    }
+}
+
+impl AnswerPlan {
+    /// Resets the connection [`RESET_PAUSE`] after what was written, so the client has read it;
+    /// the next write (a heartbeat that never leaves) trips the reset.
+    async fn reset(&self, writer: &EventWriter) -> Result<(), ClientGone> {
+        writer.pause(RESET_PAUSE).await?;
+        match &self.reset {
+            Some((state, peer)) if state.connections.reset(*peer) => {
+                let heartbeat = json!({"type": 3, "statusInfo": {"code": 1_200_010, "message": "心跳"}, "data": {}});
+                writer
+                    .write(format!("event: message_result\ndata: {heartbeat}\n\n"))
+                    .await
+            }
+            // No connection to reset (not over TCP): break it as a cut does.
+            _ => {
+                writer.cut().await;
+                Ok(())
+            }
+        }
     }
 }
 

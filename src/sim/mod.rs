@@ -10,6 +10,7 @@
 
 mod audio;
 mod chat;
+mod connections;
 mod files;
 mod oss;
 mod routes;
@@ -23,11 +24,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::{Mutex, PoisonError};
+
 use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::{Profile, Settings};
+use connections::ResettableAcceptor;
 use routes::SimEndpoint;
 use state::SimState;
 
@@ -48,6 +53,11 @@ pub struct SimConfig {
     /// Accept any non-empty token except killed ones; when `false`, only tokens passed to
     /// [`Simulator::revive_token`] are logged in.
     pub open: bool,
+    /// The fraction (0 to 1) of chat requests without a queued fault that suffer one drawn
+    /// from [`Fault::MIX`] (see [`Simulator::set_fault_rate`]); 0 by default.
+    pub fault_rate: f64,
+    /// Seeds the draws of `fault_rate`, for a reproducible run; random when `None`.
+    pub fault_seed: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -57,6 +67,8 @@ impl Default for SimConfig {
             chunk_chars: 3,
             chunk_delay: Duration::from_millis(1),
             open: true,
+            fault_rate: 0.0,
+            fault_seed: None,
         }
     }
 }
@@ -164,13 +176,66 @@ pub enum Fault {
     Hang,
     /// This request's events are spaced by this delay.
     SlowChunks(Duration),
-    /// The connection breaks after this many answer events, without an end event.
+    /// The connection breaks after this many answer events, without an end event (a clean
+    /// close, [`RESET_PAUSE`] after the last bytes so that they reach the client).
     CutStream {
         /// Answer events sent before the cut.
         after_events: usize,
     },
     /// A `data:` line that is not JSON, then the normal stream.
     MalformedEvent,
+    /// The TCP connection is reset (an RST, no response byte at all) once the request has been
+    /// read and checked, before any conversation is made.
+    ResetBeforeResponse,
+    /// The TCP connection is reset (an RST) after this many answer events. Unlike
+    /// [`CutStream`](Self::CutStream), a clean close (FIN) of a body shorter than its
+    /// `Content-Length`, the client's next read fails with "connection reset". The reset comes
+    /// [`RESET_PAUSE`] after the last event, since an RST makes the peer's kernel drop
+    /// what its reader has not taken yet.
+    ResetStream {
+        /// Answer events sent before the reset.
+        after_events: usize,
+    },
+    /// HTTP 200 `application/json` whose body is an envelope cut short (`{"statusInfo":`),
+    /// instead of a stream; no conversation is made.
+    MalformedEnvelope,
+}
+
+/// How long a [`Fault::ResetStream`] waits after its last event before resetting.
+pub const RESET_PAUSE: Duration = Duration::from_millis(100);
+
+impl Fault {
+    /// The variant's name, e.g. `CutStream`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::ContentFiltered { .. } => "ContentFiltered",
+            Fault::ServerError => "ServerError",
+            Fault::AccountRefused => "AccountRefused",
+            Fault::Hang => "Hang",
+            Fault::SlowChunks(_) => "SlowChunks",
+            Fault::CutStream { .. } => "CutStream",
+            Fault::MalformedEvent => "MalformedEvent",
+            Fault::ResetBeforeResponse => "ResetBeforeResponse",
+            Fault::ResetStream { .. } => "ResetStream",
+            Fault::MalformedEnvelope => "MalformedEnvelope",
+        }
+    }
+
+    /// The faults [`Simulator::set_fault_rate`] draws from, equally likely: every fault that
+    /// ends on its own ([`Fault::Hang`] is left out: a silent stream holds the account
+    /// upstream until the client's timeout, which a rate would turn into a test of patience).
+    pub const MIX: [Fault; 10] = [
+        Fault::ServerError,
+        Fault::AccountRefused,
+        Fault::ContentFiltered { after_events: 0 },
+        Fault::ContentFiltered { after_events: 2 },
+        Fault::CutStream { after_events: 0 },
+        Fault::CutStream { after_events: 2 },
+        Fault::MalformedEvent,
+        Fault::ResetBeforeResponse,
+        Fault::ResetStream { after_events: 2 },
+        Fault::MalformedEnvelope,
+    ];
 }
 
 /// A running simulated upstream; clones share it. It stops on [`shutdown`](Self::shutdown)
@@ -183,7 +248,38 @@ pub struct Simulator {
 struct Running {
     state: Arc<SimState>,
     addr: SocketAddr,
+    server: Mutex<Serving>,
+}
+
+/// The server task now listening, and its stop signal.
+struct Serving {
     stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Serves `state` on `acceptor` until `stop` says so (or its sender is dropped).
+fn serve(state: &Arc<SimState>, acceptor: poem::listener::TcpAcceptor) -> Serving {
+    let (stop, mut stopped) = watch::channel(false);
+    let endpoint = SimEndpoint {
+        state: Arc::clone(state),
+    };
+    let acceptor = ResettableAcceptor {
+        inner: acceptor,
+        connections: Arc::clone(&state.connections),
+    };
+    let task = tokio::spawn(async move {
+        // A dropped sender (every handle gone) also stops the server.
+        let signal = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let served = Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(endpoint, signal, Some(SHUTDOWN_GRACE))
+            .await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, "hailuo-sim: server failed");
+        }
+    });
+    Serving { stop, task }
 }
 
 impl Simulator {
@@ -207,25 +303,44 @@ impl Simulator {
             .find_map(|local| local.as_socket_addr().copied())
             .ok_or_else(|| io::Error::other("the listener has no socket address"))?;
         let state = Arc::new(SimState::new(config, addr));
-        let (stop, mut stopped) = watch::channel(false);
-        let endpoint = SimEndpoint {
-            state: Arc::clone(&state),
-        };
-        tokio::spawn(async move {
-            // A dropped sender (every handle gone) also stops the server.
-            let signal = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
-            let served = Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(endpoint, signal, Some(SHUTDOWN_GRACE))
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "hailuo-sim: server failed");
-            }
-        });
+        let server = Mutex::new(serve(&state, acceptor));
         Ok(Simulator {
-            inner: Arc::new(Running { state, addr, stop }),
+            inner: Arc::new(Running { state, addr, server }),
         })
+    }
+
+    /// Restarts the simulated upstream on the same address, as a redeployed upstream does:
+    /// every open connection breaks (streams are reset at their next write, silent ones are
+    /// dropped after a short grace), nothing is served for a moment, then a new server answers.
+    /// What the upstream stores survives: accounts and their devices, conversations, files,
+    /// queued faults and the ledger tests read.
+    ///
+    /// # Errors
+    /// When the address cannot be bound again.
+    pub async fn restart(&self) -> io::Result<()> {
+        let old = {
+            let server = self.inner.server.lock().unwrap_or_else(PoisonError::into_inner);
+            server.stop.send_replace(true);
+            server.task.abort_handle()
+        };
+        self.state().connections.reset_all();
+        // The old server ends within its grace period; wait for it to release the port.
+        while !old.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut last_error = None;
+        for _ in 0..50 {
+            match TcpListener::bind(self.inner.addr).into_acceptor().await {
+                Ok(acceptor) => {
+                    let serving = serve(&self.inner.state, acceptor);
+                    *self.inner.server.lock().unwrap_or_else(PoisonError::into_inner) = serving;
+                    return Ok(());
+                }
+                Err(err) => last_error = Some(err),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("the address could not be bound again")))
     }
 
     /// The address it listens on.
@@ -288,6 +403,17 @@ impl Simulator {
             .collect()
     }
 
+    /// Every conversation created and not deleted, over all tokens: `(id, owning token)`,
+    /// oldest first.
+    pub fn all_live_conversations(&self) -> Vec<(String, String)> {
+        self.state().ledger().conversations.clone()
+    }
+
+    /// Every conversation ever created: `(id, owning token)`, in creation order.
+    pub fn created_conversations(&self) -> Vec<(String, String)> {
+        self.state().ledger().created.clone()
+    }
+
     /// Every deleted conversation, in deletion order.
     pub fn deleted_conversations(&self) -> Vec<String> {
         self.state().ledger().deleted.clone()
@@ -326,6 +452,32 @@ impl Simulator {
     /// Queues a fault; each one is consumed by the next accepted chat request, first in first out.
     pub fn inject(&self, fault: Fault) {
         self.state().ledger().faults.push_back(fault);
+    }
+
+    /// Makes a fraction `rate` (0 to 1) of the chat requests that have no queued fault suffer
+    /// one drawn from [`Fault::MIX`] (seeded by [`SimConfig::fault_seed`]).
+    pub fn set_fault_rate(&self, rate: f64) {
+        self.state().ledger().fault_rate = rate.clamp(0.0, 1.0);
+    }
+
+    /// How many chat requests suffered a fault (queued or drawn), by kind (the variant's name).
+    pub fn faults_played(&self) -> std::collections::BTreeMap<String, usize> {
+        self.state().ledger().faults_played.clone()
+    }
+
+    /// Drops the history a long run would pile up: the chat records, created and deleted
+    /// conversation lists, answered messages and speech jobs, and the Sentry trace ids seen
+    /// (so a reuse across this point goes unnoticed). What the upstream must remember to
+    /// answer (devices, live conversations, files, violations) stays.
+    pub fn forget_history(&self) {
+        let mut ledger = self.state().ledger();
+        ledger.chats = Vec::new();
+        ledger.created = Vec::new();
+        ledger.deleted = Vec::new();
+        ledger.trace_ids = std::collections::HashSet::new();
+        ledger.messages = std::collections::HashMap::new();
+        ledger.tts_jobs = std::collections::HashMap::new();
+        ledger.tts_requests = Vec::new();
     }
 
     /// Makes the next `n` accepted DELETEs answer HTTP 500.
@@ -394,7 +546,12 @@ impl Simulator {
 
     /// Stops serving (open connections get a short grace period).
     pub fn shutdown(&self) {
-        self.inner.stop.send_replace(true);
+        self.inner
+            .server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop
+            .send_replace(true);
     }
 }
 

@@ -1,12 +1,16 @@
 //! What the simulator remembers: devices, conversations, open streams, upload credentials,
 //! stored objects and files, faults to play and everything tests inspect afterwards.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::connections::Connections;
 use super::{ChatRecord, Fault, PhoneRecord, SimConfig, SimFile, TtsRecord};
 
 /// The bucket the simulated OSS serves (it must not clash with `/v1/...` and `/v4/...`).
@@ -44,6 +48,8 @@ pub(crate) struct SimState {
     pub config: SimConfig,
     /// The OSS `endpoint` handed out by `request_policy`: this simulator's own address.
     pub oss_endpoint: String,
+    /// The open connections, which a fault may reset.
+    pub connections: Arc<Connections>,
     ledger: Mutex<Ledger>,
     next_id: AtomicU64,
 }
@@ -63,6 +69,8 @@ pub(crate) struct Ledger {
     pub chats: Vec<ChatRecord>,
     /// Live conversations: id → owning token, in creation order.
     pub conversations: Vec<(String, String)>,
+    /// Every conversation created: id → owning token, in creation order.
+    pub created: Vec<(String, String)>,
     /// Deleted conversations, in deletion order.
     pub deleted: Vec<String>,
     /// Open chat streams per token.
@@ -75,6 +83,12 @@ pub(crate) struct Ledger {
     pub allowed_tokens: HashSet<String>,
     /// Faults for the next chat requests.
     pub faults: VecDeque<Fault>,
+    /// The fraction of other chat requests that suffer a fault drawn from [`Fault::MIX`].
+    pub fault_rate: f64,
+    /// The draws of `fault_rate` (set by [`SimState::new`]).
+    pub fault_rng: Option<StdRng>,
+    /// Faults played, by kind.
+    pub faults_played: BTreeMap<String, usize>,
     /// DELETEs still to fail with HTTP 500.
     pub failing_deletes: usize,
     /// Sentry trace ids seen, which must be fresh per request.
@@ -136,6 +150,21 @@ pub(crate) struct TtsJob {
 }
 
 impl Ledger {
+    /// The fault the next chat request suffers: the first queued one, else one drawn at the
+    /// fault rate; counted by kind.
+    pub fn next_fault(&mut self) -> Option<Fault> {
+        let fault = self.faults.pop_front().or_else(|| {
+            let rate = self.fault_rate;
+            let rng = self.fault_rng.as_mut()?;
+            if rate <= 0.0 || !rng.random_bool(rate.min(1.0)) {
+                return None;
+            }
+            Fault::MIX.get(rng.random_range(0..Fault::MIX.len())).cloned()
+        })?;
+        *self.faults_played.entry(fault.kind().to_owned()).or_default() += 1;
+        Some(fault)
+    }
+
     /// The owner of a live conversation.
     pub fn conversation_owner(&self, chat_id: &str) -> Option<&str> {
         self.conversations
@@ -150,10 +179,20 @@ impl SimState {
     /// two simulators never share one.
     pub fn new(config: SimConfig, addr: SocketAddr) -> Self {
         let base = 243_600_000_000_000_000 + rand::random_range(0..50_000_000_000_000_u64) * 1000;
+        let fault_rng = match config.fault_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_rng(&mut rand::rng()),
+        };
+        let ledger = Ledger {
+            fault_rate: config.fault_rate.clamp(0.0, 1.0),
+            fault_rng: Some(fault_rng),
+            ..Ledger::default()
+        };
         Self {
             config,
             oss_endpoint: format!("http://{addr}"),
-            ledger: Mutex::new(Ledger::default()),
+            connections: Arc::new(Connections::default()),
+            ledger: Mutex::new(ledger),
             next_id: AtomicU64::new(base),
         }
     }

@@ -131,6 +131,11 @@ impl TestApp {
         eventually(within, || async { self.sim.live_conversations(token).is_empty() }).await
     }
 
+    /// Waits (bounded) until the simulator holds no conversation at all, whoever made it.
+    pub async fn nothing_left_upstream(&self, within: Duration) -> bool {
+        eventually(within, || async { self.sim.all_live_conversations().is_empty() }).await
+    }
+
     /// Starts a graceful shutdown, as SIGTERM does.
     pub fn begin_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -155,6 +160,24 @@ impl TestApp {
 pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
     use eventsource_stream::Eventsource;
     let mut events = response.bytes_stream().eventsource();
+    let mut data = Vec::new();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => data.push(event.data),
+            Err(error) => panic!("bad SSE: {error}"),
+        }
+    }
+    data
+}
+
+/// Every `data:` payload left in a streamed body (e.g. after [`read_until_first_words`]);
+/// an event cut by a broken connection is dropped, the error that ends it is not an event.
+pub async fn sse_data_from<S>(bytes: S) -> Vec<String>
+where
+    S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+{
+    use eventsource_stream::Eventsource;
+    let mut events = bytes.eventsource();
     let mut data = Vec::new();
     while let Some(event) = events.next().await {
         match event {

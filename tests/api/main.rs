@@ -9,6 +9,7 @@ mod audio_fixtures;
 mod auth;
 mod chat;
 mod errors;
+mod faults;
 mod file_server;
 mod files;
 mod helpers;

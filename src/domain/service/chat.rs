@@ -89,21 +89,48 @@ impl ChatService {
         };
         let provider = &self.provider;
         let prompt = &prompt;
-        let ((first, rest), lease) = self
+        let ((first, rest, opened), lease) = self
             .runner
             .run(&candidates, |account| async move {
                 let mut stream = provider.send(&account, prompt).await?;
-                // A stream that fails before its first piece reached anyone is worth a retry.
-                match stream.next().await {
-                    Some(Ok(first)) => Ok((first, stream)),
-                    Some(Err(error)) => Err(error),
-                    None => Err(ProviderError::Unavailable {
-                        message: "the answer ended before it began".into(),
-                    }),
+                // The conversation once made upstream (an empty opening piece names it): it
+                // is recorded at once, so that it is deleted even if this attempt fails.
+                let mut opened = None;
+                loop {
+                    // A stream that fails before its first piece reached anyone is worth a retry.
+                    match stream.next().await {
+                        Some(Ok(piece)) if piece.text.is_empty() && !piece.finished => {
+                            if opened.is_none() {
+                                opened = Some(self.opened(&piece.conversation, &account.token).await);
+                            }
+                        }
+                        Some(Ok(first)) => return Ok((first, stream, opened)),
+                        Some(Err(error)) => return Err(error),
+                        None => {
+                            return Err(ProviderError::Unavailable {
+                                message: "the answer ended before it began".into(),
+                            });
+                        }
+                    }
                 }
             })
             .await?;
+        let continuing = match (opened, continuing) {
+            (Some(opened), Some(continued)) if continued.conversation != opened.conversation => Some(opened),
+            (Some(opened), None) => Some(opened),
+            (_, continued) => continued,
+        };
         Ok(self.answer(lease, first, rest, continuing).await)
+    }
+
+    /// Records a conversation just made upstream and marks it answering; dropping the
+    /// returned activity hands it to the sweeper.
+    async fn opened(&self, conversation: &ConversationId, token: &AccountToken) -> Activity {
+        let activity = Activity::begin(self, conversation.clone(), Some(token.clone()));
+        if let Err(error) = self.sessions.record(conversation, token, now_ms()).await {
+            tracing::error!(%error, %conversation, "could not record a conversation; it may stay upstream");
+        }
+        activity
     }
 
     /// Fetches the last message's attachments concurrently, in the order given.

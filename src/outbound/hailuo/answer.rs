@@ -42,6 +42,16 @@ struct StatusInfo {
 struct AnswerData {
     #[serde(rename = "messageResult")]
     message_result: Option<MessageResult>,
+    #[serde(rename = "sendResult")]
+    send_result: Option<SendResult>,
+}
+
+/// The first event's `sendResult`: the conversation is known (made) from here on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SendResult {
+    #[serde(rename = "chatID")]
+    chat_id: Value,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,7 +89,8 @@ impl AnswerDecoder {
     }
 
     /// Feeds one event (its name and its `data`) and returns the delta it yields, if any;
-    /// the last delta has `finished` set, and events after it are ignored.
+    /// a `send_result` naming the conversation yields an empty opening delta, the last delta
+    /// has `finished` set, and events after it are ignored.
     ///
     /// # Errors
     /// [`ProviderError::Refused`] for an error event (non-zero code outside heartbeats),
@@ -115,7 +126,24 @@ impl AnswerDecoder {
         }
 
         let ends_stream = parsed.kind == Some(END_TYPE);
-        let result = parsed.data.and_then(|data| data.message_result);
+        let (result, sent) = match parsed.data {
+            Some(data) => (data.message_result, data.send_result),
+            None => (None, None),
+        };
+        // The conversation exists upstream from `send_result` on, before any content: say so
+        // at once with an empty delta, so it is cleaned up even when the answer fails.
+        if self.conversation.is_none()
+            && let Some(id) = sent.and_then(|sent| id_text(&sent.chat_id))
+        {
+            let conversation = ConversationId::from_upstream(id);
+            self.conversation = Some(conversation.clone());
+            return Ok(Some(AnswerDelta {
+                conversation,
+                message_id: String::new(),
+                text: String::new(),
+                finished: false,
+            }));
+        }
         let mut text = String::new();
         let mut is_final = ends_stream;
         if let Some(result) = result.filter(|_| is_answer || ends_stream) {
@@ -304,13 +332,29 @@ mod tests {
             }
         }
         let texts: Vec<&str> = deltas.iter().map(|d| d.text.as_str()).collect();
-        assert_eq!(texts, ["你好", "，我是", "海螺", "AI。"]);
+        // The send_result opens the answer with an empty piece naming the conversation.
+        assert_eq!(texts, ["", "你好", "，我是", "海螺", "AI。"]);
+        assert_eq!(deltas[0].conversation.as_str(), CHAT);
+        assert!(!deltas[0].finished);
         assert_eq!(deltas.iter().filter(|d| d.finished).count(), 1);
         let last = deltas.last().unwrap();
         assert!(last.finished);
         assert_eq!(last.conversation.as_str(), CHAT);
         assert_eq!(last.message_id, MSG);
         assert!(decoder.finish().is_ok());
+    }
+
+    #[test]
+    fn a_send_result_names_the_conversation_before_an_error() {
+        let mut decoder = AnswerDecoder::new();
+        let sent = json!({"type": 1, "statusInfo": {"code": 0}, "data": {"sendResult": {"chatID": CHAT}}});
+        let opening = decoder.feed("send_result", &sent.to_string()).unwrap().unwrap();
+        assert_eq!(opening.conversation.as_str(), CHAT);
+        assert_eq!(opening.text, "");
+        // A second one says nothing new.
+        assert_eq!(decoder.feed("send_result", &sent.to_string()).unwrap(), None);
+        let refused = json!({"type": 2, "statusInfo": {"code": 1_500_001, "message": "内容涉及敏感信息"}});
+        assert!(decoder.feed(MESSAGE_RESULT_EVENT, &refused.to_string()).is_err());
     }
 
     #[test]

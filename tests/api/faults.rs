@@ -1,0 +1,377 @@
+//! Faults the simulator injects, one test each: the client gets a proper answer or an
+//! OpenAI-shaped error, the account is free right after, no conversation stays upstream and
+//! the upstream saw nothing that breaks the protocol.
+
+use std::time::Duration;
+
+use hailuo_free_api::config::Settings;
+use hailuo_free_api::sim::{Fault, SimConfig, Simulator};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// Conversations are deleted as soon as their answer ends.
+fn delete_at_once(settings: &mut Settings) {
+    settings.session.idle_ttl_secs = 0;
+}
+
+/// A streamed request.
+fn streamed(text: &str) -> Value {
+    let mut body = ask(text);
+    body["stream"] = json!(true);
+    body
+}
+
+/// The checks every fault test ends with: a follow-up request on `token` is answered, and
+/// then nothing is left upstream and nothing broke the protocol.
+async fn assert_recovered(app: &TestApp, token: &str) {
+    let completion = app.chat_ok(token, &ask("are you still there?")).await;
+    assert_eq!(
+        content(&completion),
+        Simulator::answer_for(&app.sim.chats().last().expect("a chat").msg_content)
+    );
+    assert_nothing_left(app).await;
+}
+
+/// Every conversation created upstream gets deleted, and the protocol was kept.
+async fn assert_nothing_left(app: &TestApp) {
+    assert!(
+        app.nothing_left_upstream(Duration::from_secs(20)).await,
+        "conversations left upstream: {:?}",
+        app.sim.all_live_conversations()
+    );
+    let deleted = app.sim.deleted_conversations();
+    for (created, _) in app.sim.created_conversations() {
+        assert!(deleted.contains(&created), "{created} was never deleted");
+    }
+    app.assert_protocol_clean();
+}
+
+#[tokio::test]
+async fn an_upstream_5xx_is_a_502_and_leaves_the_account_free() -> TestResult {
+    let app = spawn_app_with(|s| {
+        delete_at_once(s);
+        s.upstream.retries = 0;
+    })
+    .await;
+    app.sim.inject(Fault::ServerError);
+    let error = assert_openai_error(app.chat("token-a", &ask("hi")).await, 502).await;
+    assert_eq!(error["code"], "upstream_unavailable");
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reset_before_any_response_is_retried() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.sim.inject(Fault::ResetBeforeResponse);
+    let completion = app.chat_ok("token-a", &ask("hi")).await;
+    let chats = app.sim.chats();
+    assert_eq!(chats.len(), 2, "the reset attempt and its retry");
+    assert_eq!(content(&completion), Simulator::answer_for(&chats[1].msg_content));
+    assert_eq!(app.sim.faults_played().get("ResetBeforeResponse"), Some(&1));
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn resets_past_the_retries_are_a_502() -> TestResult {
+    let app = spawn_app_with(|s| {
+        delete_at_once(s);
+        s.upstream.retries = 1;
+    })
+    .await;
+    app.sim.inject(Fault::ResetBeforeResponse);
+    app.sim.inject(Fault::ResetBeforeResponse);
+    let error = assert_openai_error(app.chat("token-a", &streamed("hi")).await, 502).await;
+    assert_eq!(error["code"], "upstream_unavailable");
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reset_during_the_stream_ends_it_with_an_error_event() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.sim.inject(Fault::ResetStream { after_events: 3 });
+    let (status, data) = app
+        .chat_stream(
+            "token-a",
+            &streamed("a long answer that a reset will break in the middle"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let last: Value = serde_json::from_str(data.last().expect("events"))?;
+    assert_eq!(last["error"]["type"], "upstream_error", "{last}");
+    assert!(!data.iter().any(|d| d == "[DONE]"));
+    assert!(data.len() >= 2, "content came before the reset: {data:?}");
+    assert_eq!(app.sim.chats().len(), 1, "nothing is retried once content was sent");
+    assert_eq!(app.sim.created_conversations().len(), 1);
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reset_before_any_content_is_retried_and_both_conversations_deleted() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.sim.inject(Fault::ResetStream { after_events: 0 });
+    let completion = app.chat_ok("token-a", &ask("hi")).await;
+    let chats = app.sim.chats();
+    assert_eq!(chats.len(), 2);
+    assert_eq!(content(&completion), Simulator::answer_for(&chats[1].msg_content));
+    // The broken attempt had made a conversation already (its send_result came first).
+    assert_eq!(app.sim.created_conversations().len(), 2);
+    assert_nothing_left(&app).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stream_cut_without_an_end_event_leaves_nothing_upstream() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    // Before content: retried, and the cut attempt's conversation is deleted too.
+    app.sim.inject(Fault::CutStream { after_events: 0 });
+    app.chat_ok("token-a", &ask("hi")).await;
+    assert_eq!(app.sim.created_conversations().len(), 2);
+    // After content: an error event ends the client's stream.
+    app.sim.inject(Fault::CutStream { after_events: 2 });
+    let (status, data) = app
+        .chat_stream("token-a", &streamed("an answer cut off without its end"))
+        .await;
+    assert_eq!(status, 200);
+    let last: Value = serde_json::from_str(data.last().expect("events"))?;
+    assert_eq!(last["error"]["type"], "upstream_error", "{last}");
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn content_refused_at_once_still_has_its_conversation_deleted() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.sim.inject(Fault::ContentFiltered { after_events: 0 });
+    assert_openai_error(app.chat("token-a", &ask("something bad")).await, 502).await;
+    assert_eq!(app.sim.created_conversations().len(), 1);
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_malformed_json_envelope_is_retried_then_a_502() -> TestResult {
+    let app = spawn_app_with(|s| {
+        delete_at_once(s);
+        s.upstream.retries = 1;
+    })
+    .await;
+    app.sim.inject(Fault::MalformedEnvelope);
+    app.chat_ok("token-a", &ask("hi")).await;
+    app.sim.inject(Fault::MalformedEnvelope);
+    app.sim.inject(Fault::MalformedEnvelope);
+    let error = assert_openai_error(app.chat("token-a", &ask("hi")).await, 502).await;
+    assert_eq!(error["code"], "upstream_unavailable");
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_malformed_event_in_a_stream_is_skipped() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.sim.inject(Fault::MalformedEvent);
+    let (status, data) = app.chat_stream("token-a", &streamed("hi")).await;
+    assert_eq!(status, 200);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_hanging_upstream_is_a_504_and_frees_the_account() -> TestResult {
+    let app = spawn_app_with(|s| {
+        delete_at_once(s);
+        s.upstream.timeout_secs = 1;
+        s.upstream.retries = 0;
+    })
+    .await;
+    app.sim.inject(Fault::Hang);
+    let error = assert_openai_error(app.chat("token-a", &streamed("hello?")).await, 504).await;
+    assert_eq!(error["type"], "timeout_error");
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_that_dies_between_requests_is_skipped_for_the_other() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.chat_ok("token-dead", &ask("hi")).await;
+    assert!(app.nothing_left_upstream(Duration::from_secs(20)).await);
+    app.sim.kill_token("token-dead");
+    for _ in 0..4 {
+        app.chat_ok("token-dead,token-alive", &ask("hi")).await;
+    }
+    let answered_by: Vec<String> = app.sim.chats().iter().skip(1).map(|c| c.token.clone()).collect();
+    assert!(
+        answered_by.iter().all(|token| token == "token-alive"),
+        "{answered_by:?}"
+    );
+    // Alone, the dead token is a 401 that names the cause.
+    let error = assert_openai_error(app.chat("token-dead", &ask("hi")).await, 401).await;
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains("refused")),
+        "{error}"
+    );
+    assert_recovered(&app, "token-alive").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_that_dies_mid_stream_finishes_its_answer_and_requests_move_on() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.sim.inject(Fault::SlowChunks(Duration::from_millis(40)));
+    let response = app
+        .chat(
+            "token-x,token-y",
+            &streamed("a slow answer during which its token dies"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let running = app.sim.chats().last().expect("the chat").token.clone();
+    let other = if running == "token-x" { "token-y" } else { "token-x" };
+    let mut bytes = Box::pin(response.bytes_stream());
+    read_until_first_words(&mut bytes).await;
+    app.sim.kill_token(&running);
+    let rest = sse_data_from(bytes).await;
+    assert_eq!(rest.last().map(String::as_str), Some("[DONE]"), "{rest:?}");
+    // The next requests go to the living token.
+    for _ in 0..3 {
+        app.chat_ok("token-x,token-y", &ask("next")).await;
+    }
+    assert!(app.sim.chats().iter().skip(1).all(|chat| chat.token == other));
+    // The dead account's conversation cannot be deleted (every call of it is refused): it is
+    // the only one left upstream, and only until its owner logs in and deletes it.
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            app.sim
+                .all_live_conversations()
+                .iter()
+                .all(|(_, owner)| *owner == running)
+        })
+        .await,
+        "{:?}",
+        app.sim.all_live_conversations()
+    );
+    assert_eq!(app.sim.live_conversations(&running).len(), 1);
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> TestResult {
+    // No waiting for a busy account: the follow-up succeeds only if the account is free.
+    let app = spawn_app_with(|s| {
+        delete_at_once(s);
+        s.accounts.busy_wait_secs = 0;
+    })
+    .await;
+    app.sim.inject(Fault::SlowChunks(Duration::from_millis(40)));
+    let response = app
+        .chat("token-a", &streamed("a slow answer nobody will read to the end"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let mut bytes = Box::pin(response.bytes_stream());
+    read_until_first_words(&mut bytes).await;
+    drop(bytes);
+    // The upstream stream closes once the proxy lets go of it, and with it the account.
+    assert!(app.upstream_idle().await, "the upstream stream stayed open");
+    let first = app.sim.created_conversations()[0].0.clone();
+    assert_recovered(&app, "token-a").await;
+    assert!(app.sim.deleted_conversations().contains(&first));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_simulator_restarting_between_requests_is_survived() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.chat_ok("token-a", &ask("before")).await;
+    assert!(app.nothing_left_upstream(Duration::from_secs(20)).await);
+    app.sim.restart().await?;
+    // Pooled connections to the old server are dead; the proxy must not mind.
+    let (status, data) = app.chat_stream("token-a", &streamed("after")).await;
+    assert_eq!(status, 200);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_simulator_restarting_mid_stream_ends_it_with_an_error_event() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.sim.inject(Fault::SlowChunks(Duration::from_millis(40)));
+    let response = app
+        .chat("token-a", &streamed("a slow answer that a restart will break"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let mut bytes = Box::pin(response.bytes_stream());
+    read_until_first_words(&mut bytes).await;
+    app.sim.restart().await?;
+    let rest = sse_data_from(bytes).await;
+    let last: Value = serde_json::from_str(rest.last().expect("an event after the restart"))?;
+    assert_eq!(last["error"]["type"], "upstream_error", "{last}");
+    assert_recovered(&app, "token-a").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_deletions_are_retried_until_the_conversation_is_gone() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.sim.fail_deletes(2);
+    app.chat_ok("token-a", &ask("hi")).await;
+    let created = app.sim.created_conversations();
+    assert_eq!(created.len(), 1);
+    // Retries back off (1 s, then 2 s): bound the wait generously.
+    assert!(
+        app.nothing_left_upstream(Duration::from_secs(30)).await,
+        "{:?}",
+        app.sim.all_live_conversations()
+    );
+    assert_eq!(app.sim.deleted_conversations(), vec![created[0].0.clone()]);
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_every_request_faulted_each_one_ends_and_nothing_is_left() -> TestResult {
+    let sim_config = SimConfig {
+        fault_rate: 1.0,
+        fault_seed: Some(7),
+        ..SimConfig::default()
+    };
+    let app = spawn_app_with_sim(sim_config, |s| {
+        delete_at_once(s);
+        s.upstream.retries = 1;
+    })
+    .await;
+    let tokens = "token-1,token-2,token-3";
+    for round in 0..24 {
+        let body = if round % 2 == 0 { ask("hi") } else { streamed("hi") };
+        let response = app.chat(tokens, &body).await;
+        let status = response.status().as_u16();
+        if status == 200 {
+            // A stream ends with [DONE] or an error event; a completion is whole.
+            if round % 2 == 1 {
+                let data = sse_data(response).await;
+                let last = data.last().expect("events");
+                assert!(last == "[DONE]" || last.contains("\"error\""), "{data:?}");
+            } else {
+                let completion: Value = response.json().await?;
+                assert!(!content(&completion).is_empty());
+            }
+        } else {
+            assert_openai_error(response, status).await;
+        }
+        // The next request queues behind nothing: every token is free again.
+        assert!(app.upstream_idle().await);
+    }
+    let played: usize = app.sim.faults_played().values().sum();
+    assert!(played >= 24, "{:?}", app.sim.faults_played());
+    app.sim.set_fault_rate(0.0);
+    // Refused tokens (AccountRefused) lost their device; they register again when used.
+    assert_recovered(&app, tokens).await;
+    Ok(())
+}
