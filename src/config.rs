@@ -76,6 +76,8 @@ pub struct UpstreamSettings {
     pub retry_delay_ms: u64,
     /// How long a registered device is reused.
     pub device_ttl_secs: u64,
+    /// Speak HTTP/2 without negotiation (h2c) to a plain-HTTP upstream.
+    pub http2_prior_knowledge: bool,
     /// The browser profile the upstream is told it talks to.
     pub profile: Profile,
 }
@@ -111,12 +113,17 @@ impl UpstreamSettings {
     /// # Errors
     /// When the TLS backend cannot be initialised.
     pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout())
             .read_timeout(self.idle_timeout())
             .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
+            .tcp_nodelay(true);
+        let builder = if self.http2_prior_knowledge {
+            builder.http2_prior_knowledge()
+        } else {
+            builder
+        };
+        builder.build()
     }
 }
 

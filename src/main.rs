@@ -13,11 +13,16 @@ use hailuo_free_api::startup::Application;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(config_path().as_deref()).context("reading the configuration")?;
     let telemetry = telemetry::init(&settings.log);
+    // Every stream holds a client connection (and an upstream one over HTTP/1.1): raise the
+    // soft limit on open files as far as the hard limit allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open files limit"),
+    }
+    let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
     let app = Application::build(settings).await?;
     tracing::info!(addr = %app.addr(), "hailuo-free-api listening; docs at /docs; metrics at /metrics");
-    let served = app
-        .run_until(telemetry::shutdown_signal(), Duration::from_secs(30))
-        .await;
+    let served = app.run_until(telemetry::shutdown_signal(), grace).await;
     // Exporting may block on the network: off the async workers.
     if tokio::task::spawn_blocking(move || telemetry.shutdown()).await.is_err() {
         eprintln!("flushing telemetry failed");

@@ -272,7 +272,10 @@ fn serve(state: &Arc<SimState>, acceptor: poem::listener::TcpAcceptor) -> Servin
         let signal = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
+        // Benchmarks multiplex thousands of streams on one HTTP/2 connection (hyper's
+        // default allows 200).
         let served = Server::new_with_acceptor(acceptor)
+            .http2_max_concurrent_streams(1_000_000)
             .run_with_graceful_shutdown(endpoint, signal, Some(SHUTDOWN_GRACE))
             .await;
         if let Err(err) = served {

@@ -1,4 +1,4 @@
-//! `hailuo-sim [--host 127.0.0.1] [--port 8100] [--chunk-delay-ms N]`: serves the simulated
+//! `hailuo-sim [--host 127.0.0.1] [--port 8100] [--chunk-delay-ms N] [--chunk-chars N]`: serves the simulated
 //! Hailuo upstream in open mode until Ctrl-C.
 
 use std::net::{IpAddr, SocketAddr};
@@ -19,9 +19,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--host" => host = value.parse()?,
             "--port" => port = value.parse()?,
             "--chunk-delay-ms" => config.chunk_delay = Duration::from_millis(value.parse()?),
+            "--chunk-chars" => config.chunk_chars = value.parse()?,
             other => {
                 return Err(format!(
-                    "unknown flag {other}; usage: hailuo-sim [--host H] [--port P] [--chunk-delay-ms N]"
+                    "unknown flag {other}; usage: hailuo-sim [--host H] [--port P] [--chunk-delay-ms N] [--chunk-chars N]"
                 )
                 .into());
             }

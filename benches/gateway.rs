@@ -1,0 +1,1064 @@
+//! `cargo bench --bench gateway`: the gateway against the simulator, on this machine, with the
+//! figures written to `bench/RESULTS.md` (or `--out PATH`).
+//!
+//! It starts the release binaries `hailuo-sim` (open mode) and `hailuo-free-api` (its embedded
+//! defaults, pointed at the simulator) as child processes on 127.0.0.1 and measures:
+//! 1. the latency the proxy adds to a non-streamed chat, p50/p99, at open-loop rates of 100,
+//!    1,000 and the most the box sustains: (client → server → simulator) minus the same
+//!    upstream exchange sent straight to the simulator by the same adapter, in the same run;
+//! 2. the same for the first token of a stream, and the gap between chunks;
+//! 3. the server's resident memory with 1,000 and 10,000 concurrent slow streams;
+//! 4. cold start to the first answered `/ping`.
+//!
+//! Open loop: request `i` is due at `start + i / rate` whether or not earlier ones have
+//! answered, and its latency counts from when it was due (no coordinated omission).
+//! `cargo test` runs this file without `--bench`: it then only says how to run it.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use hailuo_free_api::config::Settings;
+use hailuo_free_api::domain::chat::{AccountToken, ChatMessage, ChatPrompt};
+use hailuo_free_api::domain::ports::Account;
+use hailuo_free_api::outbound::hailuo::HailuoClient;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The prompt of the latency runs: the answer is a handful of events.
+const SHORT_PROMPT: &str = "ping";
+
+fn main() -> BenchResult<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|arg| arg == "--bench") {
+        println!("gateway benchmark: run it with `cargo bench --bench gateway` (see bench/README.md)");
+        return Ok(());
+    }
+    let options = Options::parse(&args)?;
+    // Thousands of connections need more descriptors than the usual soft limit.
+    let nofile = rlimit::increase_nofile_limit(u64::MAX)?;
+    // The client side is deliberately single-threaded: the server and the simulator get
+    // the machine's cores, the load generator stays out of their way.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run(options, nofile))
+}
+
+/// Command-line options (after cargo's own `--bench`).
+#[derive(Debug, Clone)]
+struct Options {
+    out: PathBuf,
+    /// Seconds measured per latency point.
+    seconds: u64,
+    /// Stream counts of the memory runs.
+    stream_counts: Vec<usize>,
+    /// Skip phases: `latency`, `streams`, `memory`, `cold`.
+    only: Option<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> BenchResult<Self> {
+        let mut options = Options {
+            out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/RESULTS.md"),
+            seconds: 10,
+            stream_counts: vec![1_000, 10_000],
+            only: None,
+        };
+        let mut iter = args.iter().skip(1);
+        while let Some(arg) = iter.next() {
+            match arg.as_str() {
+                "--out" => options.out = PathBuf::from(iter.next().ok_or("--out needs a path")?),
+                "--seconds" => options.seconds = iter.next().ok_or("--seconds needs a number")?.parse()?,
+                "--streams" => {
+                    options.stream_counts = iter
+                        .next()
+                        .ok_or("--streams needs a list")?
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?;
+                }
+                "--only" => options.only = Some(iter.next().ok_or("--only needs a phase")?.clone()),
+                _ => {}
+            }
+        }
+        Ok(options)
+    }
+
+    fn runs(&self, phase: &str) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|only| only.split(',').any(|p| p == phase))
+    }
+}
+
+async fn run(options: Options, nofile: u64) -> BenchResult<()> {
+    let mut report = Report::new(&options, nofile);
+    if options.runs("cold") {
+        eprintln!("== cold start");
+        report.cold = Some(cold_start().await?);
+    }
+    if options.runs("latency") {
+        eprintln!("== non-streamed latency");
+        report.latency = latency_runs(&options).await?;
+    }
+    if options.runs("streams") {
+        eprintln!("== streams");
+        report.streams = Some(stream_run(&options).await?);
+    }
+    if options.runs("memory") {
+        for &count in &options.stream_counts {
+            eprintln!("== memory with {count} streams");
+            report.memory.push(memory_run(count).await?);
+        }
+    }
+    let text = report.render();
+    if let Some(dir) = options.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&options.out, &text)?;
+    println!("{text}");
+    eprintln!("written to {}", options.out.display());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A child process killed when dropped.
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident and peak resident memory, in bytes, from `/proc/<pid>/status`.
+    fn memory(&self) -> BenchResult<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .map_or(0, |kb| kb * 1024)
+        };
+        Ok((field("VmRSS:"), field("VmHWM:")))
+    }
+
+    /// CPU time (user + system) used so far, from `/proc/<pid>/stat`.
+    fn cpu(&self) -> BenchResult<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        let after = stat.rsplit(')').next().ok_or("odd /proc stat")?;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11).ok_or("odd stat")?.parse::<u64>()? + fields.get(12).ok_or("odd stat")?.parse::<u64>()?;
+        // USER_HZ is 100 on Linux.
+        Ok(Duration::from_millis(ticks * 10))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> BenchResult<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts `hailuo-sim` on a free port with answers of `chunk_chars` characters per event,
+/// `chunk_delay_ms` apart.
+async fn start_sim(chunk_delay_ms: u64, chunk_chars: usize) -> BenchResult<(Proc, String)> {
+    let port = free_port()?;
+    let child = Command::new(env!("CARGO_BIN_EXE_hailuo-sim"))
+        .args(["--port", &port.to_string()])
+        .args(["--chunk-delay-ms", &chunk_delay_ms.to_string()])
+        .args(["--chunk-chars", &chunk_chars.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let proc = Proc { child };
+    let base = format!("http://127.0.0.1:{port}");
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    Ok((proc, base))
+}
+
+async fn wait_listening(addr: SocketAddr) -> BenchResult<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err(format!("nothing listens on {addr}").into())
+}
+
+/// Starts `hailuo-free-api` with its embedded defaults, pointed at `upstream`, plus `env`.
+fn spawn_server(upstream: &str, env: &[(&str, &str)]) -> BenchResult<(Proc, String)> {
+    let port = free_port()?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hailuo-free-api"));
+    command
+        .env_clear()
+        .env("HAILUO_SERVER__HOST", "127.0.0.1")
+        .env("HAILUO_SERVER__PORT", port.to_string())
+        .env("HAILUO_UPSTREAM__BASE_URL", upstream)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command.spawn()?;
+    Ok((Proc { child }, format!("http://127.0.0.1:{port}")))
+}
+
+async fn start_server(upstream: &str, env: &[(&str, &str)]) -> BenchResult<(Proc, String)> {
+    let (proc, base) = spawn_server(upstream, env)?;
+    let client = http_client()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(response) = client.get(format!("{base}/ping")).send().await
+            && response.status().is_success()
+        {
+            return Ok((proc, base));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err("the server did not answer /ping".into())
+}
+
+fn http_client() -> BenchResult<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(usize::MAX)
+        .build()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+/// Latencies in microseconds.
+#[derive(Clone)]
+struct Recorder {
+    hist: Histogram<u64>,
+    errors: u64,
+}
+
+impl Recorder {
+    #[allow(clippy::expect_used)]
+    fn new() -> Self {
+        Self {
+            // 1 µs to 5 minutes, 3 significant digits: constant, valid bounds.
+            hist: Histogram::new_with_bounds(1, 300_000_000, 3).expect("valid histogram bounds"),
+            errors: 0,
+        }
+    }
+
+    fn record(&mut self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.hist.saturating_record(micros);
+    }
+
+    fn p(&self, quantile: f64) -> f64 {
+        self.hist.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+type Shared = Arc<Mutex<Recorders>>;
+
+/// What one run records: the latency to the whole answer (or the first token) and the
+/// gaps between chunks.
+struct Recorders {
+    first: Recorder,
+    gaps: Recorder,
+}
+
+impl Recorders {
+    fn shared() -> Shared {
+        Arc::new(Mutex::new(Recorders {
+            first: Recorder::new(),
+            gaps: Recorder::new(),
+        }))
+    }
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Recorders> {
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `request(i, due)` at `rate` per second for `duration`, open loop, and waits for the
+/// stragglers (at most 30 s). Returns the rate actually offered.
+async fn open_loop<F, Fut>(rate: f64, duration: Duration, request: F) -> f64
+where
+    F: Fn(u64, Instant) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let start = Instant::now();
+    let total = (rate * duration.as_secs_f64()).round() as u64;
+    let mut sent = 0u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            while sent < total {
+                let elapsed = start.elapsed().as_secs_f64();
+                let due_now = ((elapsed * rate).floor() as u64 + 1).min(total);
+                while sent < due_now {
+                    let due = start + Duration::from_secs_f64(sent as f64 / rate);
+                    tasks.spawn_local(request(sent, due));
+                    sent += 1;
+                }
+                // Sleep until the next request is due (tokio's timer has millisecond grain;
+                // requests due within the same millisecond go out together).
+                let next = start + Duration::from_secs_f64(sent as f64 / rate);
+                tokio::time::sleep_until(next.into()).await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(30), async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+        })
+        .await;
+    let offered = sent as f64 / start.elapsed().as_secs_f64().max(duration.as_secs_f64());
+    tasks.abort_all();
+    offered
+}
+
+/// One non-streamed chat through the proxy; records the time from `due` to the whole answer.
+async fn proxy_chat(client: reqwest::Client, url: String, token: String, due: Instant, shared: Shared) {
+    let body = json!({"model": "hailuo", "messages": [{"role": "user", "content": SHORT_PROMPT}]});
+    let result = async {
+        let response = client.post(&url).bearer_auth(&token).json(&body).send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if !status.is_success() {
+            return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)).into());
+        }
+        let value: Value = serde_json::from_slice(&bytes)?;
+        if value["choices"][0]["message"]["content"]
+            .as_str()
+            .is_none_or(str::is_empty)
+        {
+            return Err("an answer without content".into());
+        }
+        BenchResult::Ok(())
+    }
+    .await;
+    let mut recorders = lock(&shared);
+    match result {
+        Ok(()) => recorders.first.record(due.elapsed()),
+        Err(error) => {
+            recorders.first.errors += 1;
+            if recorders.first.errors <= 3 {
+                eprintln!("proxy error: {error}");
+            }
+        }
+    }
+}
+
+/// The same upstream exchange straight to the simulator: the adapter sends the prompt and
+/// reads the whole answer.
+async fn direct_chat(client: HailuoClient, account: Account, due: Instant, shared: Shared, prompt: &'static str) {
+    let chat = ChatPrompt::new(vec![ChatMessage::text("user", prompt)]);
+    let result = async {
+        let mut stream = client.send_prompt(&account, &chat).await?;
+        let mut text = String::new();
+        while let Some(delta) = stream.next().await {
+            text.push_str(&delta?.text);
+        }
+        if text.is_empty() {
+            return Err("an answer without content".into());
+        }
+        BenchResult::Ok(())
+    }
+    .await;
+    let mut recorders = lock(&shared);
+    match result {
+        Ok(()) => recorders.first.record(due.elapsed()),
+        Err(error) => {
+            recorders.first.errors += 1;
+            if recorders.first.errors <= 3 {
+                eprintln!("direct error: {error}");
+            }
+        }
+    }
+}
+
+/// A stream straight to the simulator: the first token and the gaps between chunks.
+async fn direct_stream(client: HailuoClient, account: Account, due: Instant, shared: Shared, prompt: &'static str) {
+    let chat = ChatPrompt::new(vec![ChatMessage::text("user", prompt)]);
+    let mut first: Option<Duration> = None;
+    let mut last: Option<Instant> = None;
+    let mut gaps = Vec::new();
+    let result = async {
+        let mut stream = client.send_prompt(&account, &chat).await?;
+        while let Some(delta) = stream.next().await {
+            let delta = delta?;
+            if !delta.text.is_empty() {
+                let now = Instant::now();
+                if first.is_none() {
+                    first = Some(due.elapsed());
+                }
+                if let Some(previous) = last {
+                    gaps.push(now - previous);
+                }
+                last = Some(now);
+            }
+        }
+        BenchResult::Ok(())
+    }
+    .await;
+    record_stream(&shared, result, first, gaps, "direct");
+}
+
+/// One streamed chat through the proxy: first content chunk and gaps between chunks.
+async fn proxy_stream(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    due: Instant,
+    shared: Shared,
+    prompt: &'static str,
+) {
+    let body = json!({"model": "hailuo", "stream": true, "messages": [{"role": "user", "content": prompt}]});
+    let mut first: Option<Duration> = None;
+    let mut last: Option<Instant> = None;
+    let mut gaps = Vec::new();
+    let result = async {
+        let response = client.post(&url).bearer_auth(&token).json(&body).send().await?;
+        if !response.status().is_success() {
+            return Err(format!("status {}", response.status()).into());
+        }
+        let mut events = response.bytes_stream().eventsource();
+        while let Some(event) = events.next().await {
+            let event = event?;
+            if event.data == "[DONE]" {
+                break;
+            }
+            let value: Value = serde_json::from_str(&event.data)?;
+            if let Some(error) = value.get("error") {
+                return Err(format!("error event: {error}").into());
+            }
+            let has_text = value["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|text| !text.is_empty());
+            if has_text {
+                let now = Instant::now();
+                if first.is_none() {
+                    first = Some(due.elapsed());
+                }
+                if let Some(previous) = last {
+                    gaps.push(now - previous);
+                }
+                last = Some(now);
+            }
+        }
+        BenchResult::Ok(())
+    }
+    .await;
+    record_stream(&shared, result, first, gaps, "proxy");
+}
+
+fn record_stream(shared: &Shared, result: BenchResult<()>, first: Option<Duration>, gaps: Vec<Duration>, side: &str) {
+    let mut recorders = lock(shared);
+    match (result, first) {
+        (Ok(()), Some(first)) => {
+            recorders.first.record(first);
+            for gap in gaps {
+                recorders.gaps.record(gap);
+            }
+        }
+        (result, _) => {
+            recorders.first.errors += 1;
+            if recorders.first.errors <= 3 {
+                eprintln!("{side} stream error: {:?}", result.err());
+            }
+        }
+    }
+}
+
+/// Registers a device for each of `count` tokens named `prefix-i`, for the direct exchanges.
+async fn direct_accounts(client: &HailuoClient, prefix: &str, count: usize) -> BenchResult<Vec<Account>> {
+    let mut accounts = Vec::with_capacity(count);
+    for i in 0..count {
+        let token = AccountToken::new(format!("{prefix}-{i}"));
+        let device = client.register(&token).await?;
+        accounts.push(Account { token, device });
+    }
+    Ok(accounts)
+}
+
+fn direct_client(upstream: &str) -> BenchResult<HailuoClient> {
+    let mut settings = Settings::defaults()?;
+    settings.upstream.base_url = upstream.to_owned();
+    Ok(HailuoClient::new(&settings.upstream)?)
+}
+
+/// Sends one request per proxy token so each has its device before measuring.
+async fn warm_proxy(client: &reqwest::Client, url: &str, prefix: &str, count: usize) -> BenchResult<()> {
+    let mut tasks = futures::stream::iter(0..count)
+        .map(|i| {
+            let client = client.clone();
+            let url = url.to_owned();
+            let token = format!("{prefix}-{i}");
+            async move {
+                let body = json!({"messages": [{"role": "user", "content": "warm"}]});
+                client
+                    .post(&url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                BenchResult::Ok(())
+            }
+        })
+        .buffer_unordered(32);
+    while let Some(result) = tasks.next().await {
+        result?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+/// One latency point: the rate offered and both sides' recorders.
+struct LatencyPoint {
+    label: String,
+    rate: f64,
+    direct: Recorder,
+    proxy: Recorder,
+}
+
+/// The number of distinct accounts the latency runs spread over (one answer per account).
+const ACCOUNTS: usize = 256;
+
+async fn latency_runs(options: &Options) -> BenchResult<Vec<LatencyPoint>> {
+    let (sim, upstream) = start_sim(0, 3).await?;
+    let (server, base) = start_server(&upstream, &[]).await?;
+    let url = format!("{base}/v1/chat/completions");
+    let client = http_client()?;
+    let direct = direct_client(&upstream)?;
+    let accounts = Arc::new(direct_accounts(&direct, "direct", ACCOUNTS).await?);
+    warm_proxy(&client, &url, "proxy", ACCOUNTS).await?;
+    let duration = Duration::from_secs(options.seconds);
+
+    // The most the box sustains: closed loop through the proxy, 32 at a time.
+    let sustained = closed_loop_rate(&client, &url, Duration::from_secs(5)).await;
+    eprintln!("closed-loop throughput through the proxy: {sustained:.0} req/s");
+    let max_rate = (sustained * 0.9 / 100.0).floor().max(1.0) * 100.0;
+
+    let mut points = Vec::new();
+    for (label, rate) in [("100 req/s", 100.0), ("1,000 req/s", 1_000.0), ("max", max_rate)] {
+        // A short unrecorded warm-up at the rate, then each side on its own.
+        let _ = one_side(
+            rate,
+            Duration::from_secs(1),
+            Side::Proxy,
+            &client,
+            &url,
+            &direct,
+            &accounts,
+        )
+        .await;
+        let (direct_rec, _) = one_side(rate, duration, Side::Direct, &client, &url, &direct, &accounts).await;
+        let (proxy_rec, offered) = one_side(rate, duration, Side::Proxy, &client, &url, &direct, &accounts).await;
+        eprintln!(
+            "{label}: offered {offered:.0}/s; direct p50 {:.3} p99 {:.3} ms; proxy p50 {:.3} p99 {:.3} ms",
+            direct_rec.p(0.5),
+            direct_rec.p(0.99),
+            proxy_rec.p(0.5),
+            proxy_rec.p(0.99)
+        );
+        points.push(LatencyPoint {
+            label: label.to_owned(),
+            rate: offered,
+            direct: direct_rec,
+            proxy: proxy_rec,
+        });
+    }
+    drop(server);
+    drop(sim);
+    Ok(points)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Direct,
+    Proxy,
+}
+
+async fn one_side(
+    rate: f64,
+    duration: Duration,
+    side: Side,
+    client: &reqwest::Client,
+    url: &str,
+    direct: &HailuoClient,
+    accounts: &Arc<Vec<Account>>,
+) -> (Recorder, f64) {
+    let shared = Recorders::shared();
+    let offered = open_loop(rate, duration, |i, due| {
+        let shared = Arc::clone(&shared);
+        let client = client.clone();
+        let url = url.to_owned();
+        let direct = direct.clone();
+        let accounts = Arc::clone(accounts);
+        let index = usize::try_from(i).unwrap_or(0) % ACCOUNTS;
+        async move {
+            match side {
+                Side::Proxy => proxy_chat(client, url, format!("proxy-{index}"), due, shared).await,
+                Side::Direct => {
+                    if let Some(account) = accounts.get(index).cloned() {
+                        direct_chat(direct, account, due, shared, SHORT_PROMPT).await;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let recorder = lock(&shared).first.clone();
+    (recorder, offered)
+}
+
+/// Requests per second through the proxy with 32 requests always in flight.
+async fn closed_loop_rate(client: &reqwest::Client, url: &str, duration: Duration) -> f64 {
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let mut workers = tokio::task::JoinSet::new();
+            for worker in 0..32usize {
+                let client = client.clone();
+                let url = url.to_owned();
+                let done = Arc::clone(&done);
+                workers.spawn_local(async move {
+                    let mut i = worker;
+                    while start.elapsed() < duration {
+                        let shared = Recorders::shared();
+                        proxy_chat(
+                            client.clone(),
+                            url.clone(),
+                            format!("proxy-{}", i % ACCOUNTS),
+                            Instant::now(),
+                            shared,
+                        )
+                        .await;
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        i += 32;
+                    }
+                });
+            }
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+    done.load(std::sync::atomic::Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// First token and chunk gaps of streams, both sides.
+struct StreamPoint {
+    rate: f64,
+    chunk_delay_ms: u64,
+    direct_first: Recorder,
+    proxy_first: Recorder,
+    direct_gaps: Recorder,
+    proxy_gaps: Recorder,
+}
+
+/// Sixty characters: about twenty events at three characters each.
+const STREAM_PROMPT: &str = "stream me an answer of about sixty characters, please, now!!";
+
+async fn stream_run(options: &Options) -> BenchResult<StreamPoint> {
+    let chunk_delay_ms = 5;
+    let (sim, upstream) = start_sim(chunk_delay_ms, 3).await?;
+    let (server, base) = start_server(&upstream, &[]).await?;
+    let url = format!("{base}/v1/chat/completions");
+    let client = http_client()?;
+    let direct = direct_client(&upstream)?;
+    let accounts = Arc::new(direct_accounts(&direct, "direct", ACCOUNTS).await?);
+    warm_proxy(&client, &url, "proxy", ACCOUNTS).await?;
+    let duration = Duration::from_secs(options.seconds);
+    let rate = 100.0;
+
+    let run = |side: Side| {
+        let shared = Recorders::shared();
+        let client = client.clone();
+        let url = url.clone();
+        let direct = direct.clone();
+        let accounts = Arc::clone(&accounts);
+        async move {
+            let offered = open_loop(rate, duration, |i, due| {
+                let shared = Arc::clone(&shared);
+                let client = client.clone();
+                let url = url.clone();
+                let direct = direct.clone();
+                let index = usize::try_from(i).unwrap_or(0) % ACCOUNTS;
+                let account = accounts.get(index).cloned();
+                async move {
+                    match (side, account) {
+                        (Side::Proxy, _) => {
+                            proxy_stream(client, url, format!("proxy-{index}"), due, shared, STREAM_PROMPT).await;
+                        }
+                        (Side::Direct, Some(account)) => {
+                            direct_stream(direct, account, due, shared, STREAM_PROMPT).await;
+                        }
+                        (Side::Direct, None) => {}
+                    }
+                }
+            })
+            .await;
+            let recorders = lock(&shared);
+            (recorders.first.clone(), recorders.gaps.clone(), offered)
+        }
+    };
+    let _ = run(Side::Proxy).await;
+    let (direct_first, direct_gaps, _) = run(Side::Direct).await;
+    let (proxy_first, proxy_gaps, offered) = run(Side::Proxy).await;
+    drop(server);
+    drop(sim);
+    Ok(StreamPoint {
+        rate: offered,
+        chunk_delay_ms,
+        direct_first,
+        proxy_first,
+        direct_gaps,
+        proxy_gaps,
+    })
+}
+
+/// Resident memory of the server with `count` slow streams open.
+struct MemoryPoint {
+    count: usize,
+    opened: usize,
+    idle_rss: u64,
+    loaded_rss: u64,
+    peak_rss: u64,
+    sim_rss: u64,
+}
+
+async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
+    // One character a second: the streams stay open for minutes.
+    let (sim, upstream) = start_sim(1_000, 1).await?;
+    // HTTP/2 upstream (as with the real HTTPS upstream, which negotiates it): thousands of
+    // streams share a few connections instead of needing a descriptor each.
+    let (server, base) = start_server(&upstream, &[("HAILUO_UPSTREAM__HTTP2_PRIOR_KNOWLEDGE", "true")]).await?;
+    let url = format!("{base}/v1/chat/completions");
+    let client = http_client()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle_rss, _) = server.memory()?;
+
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let local = tokio::task::LocalSet::new();
+    let mut streams = tokio::task::JoinSet::new();
+    let result = local
+        .run_until(async {
+            for i in 0..count {
+                let client = client.clone();
+                let url = url.clone();
+                let opened = Arc::clone(&opened);
+                streams.spawn_local(async move {
+                    let body = json!({"stream": true, "messages": [{"role": "user", "content": "a slow answer, one character a second, for as long as the benchmark needs it to stay open"}]});
+                    let Ok(response) = client.post(&url).bearer_auth(format!("slow-{i}")).json(&body).send().await else {
+                        return;
+                    };
+                    let mut body = response.bytes_stream();
+                    let mut counted = false;
+                    while let Some(Ok(chunk)) = body.next().await {
+                        if !counted && chunk.windows(7).any(|w| w == b"content") {
+                            counted = true;
+                            opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+                // About 2,000 new streams a second: the listen backlog keeps up.
+                if i % 100 == 99 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(180);
+            while opened.load(std::sync::atomic::Ordering::Relaxed) < count && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            // Let the allocator settle with every stream flowing.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let memory = server.memory();
+            let (sim_rss, _) = sim.memory()?;
+            streams.abort_all();
+            let (loaded_rss, peak_rss) = memory?;
+            BenchResult::Ok((loaded_rss, peak_rss, sim_rss))
+        })
+        .await;
+    let (loaded_rss, peak_rss, sim_rss) = result?;
+    let opened = opened.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "{opened}/{count} streams: idle {} MB, loaded {} MB, peak {} MB",
+        idle_rss / 1_000_000,
+        loaded_rss / 1_000_000,
+        peak_rss / 1_000_000
+    );
+    drop(server);
+    drop(sim);
+    Ok(MemoryPoint {
+        count,
+        opened,
+        idle_rss,
+        loaded_rss,
+        peak_rss,
+        sim_rss,
+    })
+}
+
+/// Cold start: from spawning the process to the first answered `/ping`, several times.
+struct ColdPoint {
+    runs: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+async fn cold_start() -> BenchResult<ColdPoint> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let mut runs = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..10 {
+        let port = free_port()?;
+        let started = Instant::now();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hailuo-free-api"));
+        let child = command
+            .env_clear()
+            .env("HAILUO_SERVER__HOST", "127.0.0.1")
+            .env("HAILUO_SERVER__PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let proc = Proc { child };
+        let url = format!("http://127.0.0.1:{port}/ping");
+        loop {
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err("the server did not start".into());
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        runs.push(started.elapsed());
+        cpu.push(proc.cpu().unwrap_or_default());
+        drop(proc);
+    }
+    Ok(ColdPoint { runs, cpu })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+struct Report {
+    options: Options,
+    nofile: u64,
+    cold: Option<ColdPoint>,
+    latency: Vec<LatencyPoint>,
+    streams: Option<StreamPoint>,
+    memory: Vec<MemoryPoint>,
+}
+
+impl Report {
+    fn new(options: &Options, nofile: u64) -> Self {
+        Self {
+            options: options.clone(),
+            nofile,
+            cold: None,
+            latency: Vec::new(),
+            streams: None,
+            memory: Vec::new(),
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# Benchmark results\n");
+        let _ = writeln!(
+            out,
+            "Written by `cargo bench --bench gateway` (`bench/run.sh` runs it and the soak test). \
+             Every figure below comes from one run on the machine described; nothing here is asserted by a test.\n"
+        );
+        let _ = writeln!(out, "## Machine\n");
+        let _ = writeln!(out, "{}", machine());
+        let _ = writeln!(out, "- open files (soft limit after raising): {}", self.nofile);
+        let _ = writeln!(
+            out,
+            "- run: `cargo bench --bench gateway -- --seconds {}{}`\n",
+            self.options.seconds,
+            self.options
+                .only
+                .as_ref()
+                .map(|only| format!(" --only {only}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            out,
+            "The load generator is single-threaded and open-loop (latency counts from when a request was due). \
+             The server runs with its embedded defaults (info logs, metrics on) pointed at `hailuo-sim` in open mode; \
+             all three processes share the machine's cores.\n"
+        );
+        if !self.latency.is_empty() {
+            let _ = writeln!(out, "## 1. Non-streamed chat: latency added by the proxy\n");
+            let _ = writeln!(
+                out,
+                "Direct: the same adapter sends the same prompt straight to the simulator and reads the whole answer. \
+                 Proxy: an OpenAI client asks the server, which does that. Added = proxy − direct, per percentile. \
+                 {} s per side and rate, {ACCOUNTS} accounts.\n",
+                self.options.seconds
+            );
+            let _ = writeln!(
+                out,
+                "| rate | offered req/s | direct p50 | direct p99 | proxy p50 | proxy p99 | **added p50** | **added p99** | errors (direct/proxy) |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+            for point in &self.latency {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | **{:.3} ms** | **{:.3} ms** | {}/{} |",
+                    point.label,
+                    point.rate,
+                    point.direct.p(0.5),
+                    point.direct.p(0.99),
+                    point.proxy.p(0.5),
+                    point.proxy.p(0.99),
+                    point.proxy.p(0.5) - point.direct.p(0.5),
+                    point.proxy.p(0.99) - point.direct.p(0.99),
+                    point.direct.errors,
+                    point.proxy.errors
+                );
+            }
+            let _ = writeln!(out);
+        }
+        if let Some(streams) = &self.streams {
+            let _ = writeln!(out, "## 2. Streams: first token and gaps between chunks\n");
+            let _ = writeln!(
+                out,
+                "{:.0} streams/s for {} s per side; the simulator sends 3 characters every {} ms (about 20 events per answer).\n",
+                streams.rate, self.options.seconds, streams.chunk_delay_ms
+            );
+            let _ = writeln!(
+                out,
+                "| measure | direct p50 | direct p99 | proxy p50 | proxy p99 | **added p50** | **added p99** |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+            for (name, direct, proxy) in [
+                ("first token", &streams.direct_first, &streams.proxy_first),
+                ("gap between chunks", &streams.direct_gaps, &streams.proxy_gaps),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "| {name} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | **{:.3} ms** | **{:.3} ms** |",
+                    direct.p(0.5),
+                    direct.p(0.99),
+                    proxy.p(0.5),
+                    proxy.p(0.99),
+                    proxy.p(0.5) - direct.p(0.5),
+                    proxy.p(0.99) - direct.p(0.99)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "\nErrors: direct {}, proxy {}.\n",
+                streams.direct_first.errors, streams.proxy_first.errors
+            );
+        }
+        if !self.memory.is_empty() {
+            let _ = writeln!(out, "## 3. Resident memory with concurrent slow streams\n");
+            let _ = writeln!(
+                out,
+                "Each stream is its own HTTP/1.1 client connection and its own account; the simulator sends one character \
+                 a second. The server reaches the simulator over HTTP/2 (`upstream.http2_prior_knowledge`), as it does the \
+                 real HTTPS upstream, which negotiates HTTP/2. RSS is read from `/proc/<pid>/status` once every stream has \
+                 shown content.\n"
+            );
+            let _ = writeln!(
+                out,
+                "| streams | streaming | idle RSS | RSS with streams | peak RSS | **bytes per stream** | simulator RSS |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+            for point in &self.memory {
+                let per_stream = point.loaded_rss.saturating_sub(point.idle_rss) / (point.opened.max(1) as u64);
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} MB | **{:.1} MB** | {:.1} MB | **{}** | {:.1} MB |",
+                    point.count,
+                    point.opened,
+                    point.idle_rss as f64 / 1e6,
+                    point.loaded_rss as f64 / 1e6,
+                    point.peak_rss as f64 / 1e6,
+                    per_stream,
+                    point.sim_rss as f64 / 1e6
+                );
+            }
+            let _ = writeln!(out);
+        }
+        if let Some(cold) = &self.cold {
+            let mut runs = cold.runs.clone();
+            runs.sort();
+            let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+            let _ = writeln!(out, "## 4. Cold start to the first answered `/ping`\n");
+            let _ = writeln!(
+                out,
+                "From spawning the release binary (embedded defaults, in-memory store) to the first 200 from `/ping`, \
+                 polled every 0.5 ms; {} runs.\n",
+                runs.len()
+            );
+            let _ = writeln!(
+                out,
+                "| min | median | max | CPU time of the process at that moment (median) |\n|---|---|---|---|"
+            );
+            let mut cpu = cold.cpu.clone();
+            cpu.sort();
+            let _ = writeln!(
+                out,
+                "| {:.1} ms | **{:.1} ms** | {:.1} ms | {:.0} ms |\n",
+                runs.first().map(ms).unwrap_or_default(),
+                runs.get(runs.len() / 2).map(ms).unwrap_or_default(),
+                runs.last().map(ms).unwrap_or_default(),
+                cpu.get(cpu.len() / 2).map(ms).unwrap_or_default()
+            );
+        }
+        out
+    }
+}
+
+/// The CPU model, core count, memory and kernel of this machine.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "- CPU: {model}, {cores} cores available\n- memory: {memory}\n- kernel: Linux {}\n- date: {}",
+        kernel.trim(),
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    )
+}
