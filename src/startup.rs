@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::listener::{Acceptor, Listener, TcpListener};
 
 use crate::config::Settings;
 use crate::domain::ports::{AttachmentSource, AudioCodec, ChatProvider, SpeechProvider, TranscriptionProvider};
@@ -15,6 +15,7 @@ use crate::domain::service::{
     DeviceRegistry, RunPolicy, SpeechService, TranscriptionService,
 };
 use crate::inbound::http::{self, HttpState};
+use crate::inbound::listener::NoDelayAcceptor;
 use crate::outbound::attachments::AttachmentFetcher;
 use crate::outbound::audio::SymphoniaLameCodec;
 use crate::outbound::hailuo::HailuoClient;
@@ -22,7 +23,7 @@ use crate::outbound::hailuo::speech::SpeechTiming;
 
 /// A built server, bound and ready to run.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: NoDelayAcceptor,
     addr: SocketAddr,
     state: HttpState,
     sweeper: Arc<ConversationSweeper>,
@@ -126,7 +127,7 @@ impl Application {
         // Load the tokenizer's tables in the background, off the first request's path.
         tokio::task::spawn_blocking(http::usage::warm_up);
         Ok(Self {
-            acceptor,
+            acceptor: NoDelayAcceptor::new(acceptor),
             addr,
             state,
             sweeper,

@@ -1,3 +1,4 @@
 //! Inbound adapters: how clients reach the domain.
 
 pub mod http;
+pub mod listener;

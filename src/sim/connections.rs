@@ -134,6 +134,8 @@ impl Acceptor for ResettableAcceptor {
 
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         let (stream, local, remote, scheme) = self.inner.accept().await?;
+        // Each event goes out at once (as the real upstream's do), not held back by Nagle.
+        stream.set_nodelay(true)?;
         let (stream, probe) = with_probe(stream)?;
         let peer = remote.as_socket_addr().copied();
         let (switch, close) = match peer {
