@@ -30,6 +30,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let sim = Simulator::start_on(config, SocketAddr::new(host, port)).await?;
     println!("hailuo-sim listening on {}", sim.base_url());
+    // Standalone, nobody reads the records the tests inspect: drop them every second, so a
+    // long benchmark neither grows the simulator nor pays for its growth.
+    let forgetting = sim.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            forgetting.forget_history();
+        }
+    });
     tokio::signal::ctrl_c().await?;
     sim.shutdown();
     Ok(())
