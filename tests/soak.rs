@@ -27,6 +27,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an account may be waited for; the final per-token check must be answered well
 /// within it, so that a leaked lease shows as a timeout.
 const BUSY_WAIT_SECS: u64 = 60;
+/// How long a token refused twice in a row rests.
+const COOLDOWN_SECS: u64 = 1;
 /// The final per-token check's bound.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 /// Growth of the resident set allowed between the end of the warm-up and the end. The
@@ -176,6 +178,9 @@ async fn soak_many_requests_with_faults_leave_nothing_behind() {
     settings.upstream.timeout_secs = 10;
     settings.upstream.retry_delay_ms = 10;
     settings.accounts.busy_wait_secs = BUSY_WAIT_SECS;
+    // Injected refusals (`AccountRefused`) rest a token refused twice in a row: briefly, so
+    // the cool-down is exercised and over before the final checks.
+    settings.accounts.cooldown_secs = COOLDOWN_SECS;
     settings.session.idle_ttl_secs = 0;
     settings.session.sweep_interval_ms = 200;
     let app = Application::build(settings).await.expect("the server builds");
@@ -240,6 +245,8 @@ async fn soak_many_requests_with_faults_leave_nothing_behind() {
     // Every account answers at once: none is leased any more (the wait for a busy one is
     // longer than this check's bound).
     sim.set_fault_rate(0.0);
+    // Tokens resting after injected refusals are back once their cool-down is over.
+    tokio::time::sleep(Duration::from_secs(COOLDOWN_SECS) + Duration::from_millis(500)).await;
     let mut stuck_accounts = Vec::new();
     for i in 0..TOKENS {
         let check = client
