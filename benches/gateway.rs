@@ -39,7 +39,9 @@ const SHORT_PROMPT: &str = "ping";
 fn main() -> BenchResult<()> {
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|arg| arg == "--bench") {
-        println!("gateway benchmark: run it with `cargo bench --bench gateway` or `bench/run.sh` (README: Performance)");
+        println!(
+            "gateway benchmark: run it with `cargo bench --bench gateway` or `bench/run.sh` (README: Performance)"
+        );
         return Ok(());
     }
     let options = Options::parse(&args)?;
