@@ -367,16 +367,7 @@ async fn proxy_chat(client: reqwest::Client, url: String, token: String, due: In
         BenchResult::Ok(())
     }
     .await;
-    let mut recorders = lock(&shared);
-    match result {
-        Ok(()) => recorders.first.record(due.elapsed()),
-        Err(error) => {
-            recorders.first.errors += 1;
-            if recorders.first.errors <= 3 {
-                eprintln!("proxy error: {error}");
-            }
-        }
-    }
+    record_answer(&shared, result, due, "proxy");
 }
 
 /// The same upstream exchange straight to the simulator: the adapter sends the prompt and
@@ -395,43 +386,24 @@ async fn direct_chat(client: HailuoClient, account: Account, due: Instant, share
         BenchResult::Ok(())
     }
     .await;
-    let mut recorders = lock(&shared);
-    match result {
-        Ok(()) => recorders.first.record(due.elapsed()),
-        Err(error) => {
-            recorders.first.errors += 1;
-            if recorders.first.errors <= 3 {
-                eprintln!("direct error: {error}");
-            }
-        }
-    }
+    record_answer(&shared, result, due, "direct");
 }
 
 /// A stream straight to the simulator: the first token and the gaps between chunks.
 async fn direct_stream(client: HailuoClient, account: Account, due: Instant, shared: Shared, prompt: &'static str) {
     let chat = ChatPrompt::new(vec![ChatMessage::text("user", prompt)]);
-    let mut first: Option<Duration> = None;
-    let mut last: Option<Instant> = None;
-    let mut gaps = Vec::new();
+    let mut clock = ChunkClock::new(due);
     let result = async {
         let mut stream = client.send_prompt(&account, &chat).await?;
         while let Some(delta) = stream.next().await {
-            let delta = delta?;
-            if !delta.text.is_empty() {
-                let now = Instant::now();
-                if first.is_none() {
-                    first = Some(due.elapsed());
-                }
-                if let Some(previous) = last {
-                    gaps.push(now - previous);
-                }
-                last = Some(now);
+            if !delta?.text.is_empty() {
+                clock.content();
             }
         }
         BenchResult::Ok(())
     }
     .await;
-    record_stream(&shared, result, first, gaps, "direct");
+    record_stream(&shared, result, clock, "direct");
 }
 
 /// One streamed chat through the proxy: first content chunk and gaps between chunks.
@@ -444,9 +416,7 @@ async fn proxy_stream(
     prompt: &'static str,
 ) {
     let body = json!({"model": "hailuo", "stream": true, "messages": [{"role": "user", "content": prompt}]});
-    let mut first: Option<Duration> = None;
-    let mut last: Option<Instant> = None;
-    let mut gaps = Vec::new();
+    let mut clock = ChunkClock::new(due);
     let result = async {
         let response = client.post(&url).bearer_auth(&token).json(&body).send().await?;
         if !response.status().is_success() {
@@ -466,37 +436,76 @@ async fn proxy_stream(
                 .as_str()
                 .is_some_and(|text| !text.is_empty());
             if has_text {
-                let now = Instant::now();
-                if first.is_none() {
-                    first = Some(due.elapsed());
-                }
-                if let Some(previous) = last {
-                    gaps.push(now - previous);
-                }
-                last = Some(now);
+                clock.content();
             }
         }
         BenchResult::Ok(())
     }
     .await;
-    record_stream(&shared, result, first, gaps, "proxy");
+    record_stream(&shared, result, clock, "proxy");
 }
 
-fn record_stream(shared: &Shared, result: BenchResult<()>, first: Option<Duration>, gaps: Vec<Duration>, side: &str) {
+/// When a stream's content chunks arrived: the first, counted from when the request was due,
+/// and the gaps between the next ones.
+struct ChunkClock {
+    due: Instant,
+    first: Option<Duration>,
+    last: Option<Instant>,
+    gaps: Vec<Duration>,
+}
+
+impl ChunkClock {
+    fn new(due: Instant) -> Self {
+        Self {
+            due,
+            first: None,
+            last: None,
+            gaps: Vec::new(),
+        }
+    }
+
+    /// A chunk with content arrived now.
+    fn content(&mut self) {
+        let now = Instant::now();
+        if self.first.is_none() {
+            self.first = Some(now - self.due);
+        }
+        if let Some(previous) = self.last {
+            self.gaps.push(now - previous);
+        }
+        self.last = Some(now);
+    }
+}
+
+/// Counts a failure: the first three are printed.
+fn record_error(recorders: &mut Recorders, side: &str, error: &dyn std::fmt::Display) {
+    recorders.first.errors += 1;
+    if recorders.first.errors <= 3 {
+        eprintln!("{side} error: {error}");
+    }
+}
+
+/// A whole answer: its latency from when it was due.
+fn record_answer(shared: &Shared, result: BenchResult<()>, due: Instant, side: &str) {
     let mut recorders = lock(shared);
-    match (result, first) {
+    match result {
+        Ok(()) => recorders.first.record(due.elapsed()),
+        Err(error) => record_error(&mut recorders, side, &error),
+    }
+}
+
+/// A stream: its first token and the gaps between chunks; a stream without content fails.
+fn record_stream(shared: &Shared, result: BenchResult<()>, clock: ChunkClock, side: &str) {
+    let mut recorders = lock(shared);
+    match (result, clock.first) {
         (Ok(()), Some(first)) => {
             recorders.first.record(first);
-            for gap in gaps {
+            for gap in clock.gaps {
                 recorders.gaps.record(gap);
             }
         }
-        (result, _) => {
-            recorders.first.errors += 1;
-            if recorders.first.errors <= 3 {
-                eprintln!("{side} stream error: {:?}", result.err());
-            }
-        }
+        (Ok(()), None) => record_error(&mut recorders, side, &"a stream without content"),
+        (Err(error), _) => record_error(&mut recorders, side, &error),
     }
 }
 

@@ -6,16 +6,6 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// `PROPTEST_CASES` raises it.
-fn config() -> ProptestConfig {
-    ProptestConfig::with_cases(
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(256),
-    )
-}
-
 /// What a correct parse gives: the trimmed, non-empty pieces, first occurrences only.
 fn expected(bearer: &str) -> Vec<String> {
     let mut tokens: Vec<String> = Vec::new();
@@ -33,7 +23,6 @@ fn exposed(tokens: &[AccountToken]) -> Vec<&str> {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn any_header_gives_clean_distinct_tokens(bearer in any::<String>()) {

@@ -14,11 +14,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use poem::http::uri::Scheme;
-use poem::listener::{Acceptor, TcpAcceptor};
+use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+
+use crate::inbound::listener::NoDelayAcceptor;
 
 /// How often a probe looks again when the client sent more bytes instead of leaving.
 const PROBE_AGAIN: std::time::Duration = std::time::Duration::from_millis(50);
@@ -121,7 +123,8 @@ fn with_probe(stream: TcpStream) -> io::Result<(TcpStream, Option<Arc<TcpStream>
 
 /// A TCP acceptor whose connections can be reset through [`Connections`].
 pub(crate) struct ResettableAcceptor {
-    pub inner: TcpAcceptor,
+    /// Each event goes out at once (as the real upstream's do), not held back by Nagle.
+    pub inner: NoDelayAcceptor,
     pub connections: Arc<Connections>,
 }
 
@@ -134,8 +137,6 @@ impl Acceptor for ResettableAcceptor {
 
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         let (stream, local, remote, scheme) = self.inner.accept().await?;
-        // Each event goes out at once (as the real upstream's do), not held back by Nagle.
-        stream.set_nodelay(true)?;
         let (stream, probe) = with_probe(stream)?;
         let peer = remote.as_socket_addr().copied();
         let (switch, close) = match peer {

@@ -264,7 +264,7 @@ fn serve(state: &Arc<SimState>, acceptor: poem::listener::TcpAcceptor) -> Servin
         state: Arc::clone(state),
     };
     let acceptor = ResettableAcceptor {
-        inner: acceptor,
+        inner: crate::inbound::listener::NoDelayAcceptor::new(acceptor),
         connections: Arc::clone(&state.connections),
     };
     let task = tokio::spawn(async move {

@@ -147,7 +147,8 @@ impl ChatService {
             })
     }
 
-    /// Records the conversation (before anything is streamed) and wraps the answer.
+    /// Records the conversation (before anything is streamed) unless already recorded, and
+    /// wraps the answer.
     async fn answer(
         &self,
         lease: AccountLease,
@@ -157,7 +158,11 @@ impl ChatService {
     ) -> Answer {
         let conversation = first.conversation.clone();
         let token = lease.token().clone();
-        if let Err(error) = self.sessions.record(&conversation, &token, now_ms()).await {
+        // A conversation made by this attempt was recorded when the upstream named it.
+        let recorded = continuing
+            .as_ref()
+            .is_some_and(|activity| activity.conversation == conversation && activity.token.as_ref() == Some(&token));
+        if !recorded && let Err(error) = self.sessions.record(&conversation, &token, now_ms()).await {
             tracing::error!(%error, %conversation, "could not record a conversation; it may stay upstream");
         }
         let activity = match continuing {

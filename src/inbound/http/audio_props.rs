@@ -7,16 +7,6 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// `PROPTEST_CASES` raises it.
-fn config() -> ProptestConfig {
-    ProptestConfig::with_cases(
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(256),
-    )
-}
-
 const BOUNDARY: &str = "XyZzY0123";
 
 /// Parses `body` as the transcription form.
@@ -70,7 +60,6 @@ fn field() -> impl Strategy<Value = (String, Option<String>, Vec<u8>)> {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn any_body_is_a_form_or_an_error(

@@ -7,16 +7,6 @@ use serde_json::{Value, json};
 
 use super::*;
 
-/// `PROPTEST_CASES` raises it.
-fn config() -> ProptestConfig {
-    ProptestConfig::with_cases(
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(256),
-    )
-}
-
 /// Any JSON value, with the request's field names likely.
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -79,7 +69,6 @@ fn message() -> impl Strategy<Value = (Value, String, Vec<String>)> {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn any_json_is_a_request_or_a_parse_error(value in any_json()) {

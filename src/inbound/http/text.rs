@@ -88,10 +88,6 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config::with_cases(
-            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256)
-        ))]
-
         #[test]
         fn text_is_exactly_the_json_strings(value in any_json()) {
             let parsed = Text::parse_from_json(Some(value.clone())).ok().map(|text| text.0);

@@ -8,16 +8,6 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// `PROPTEST_CASES` raises it.
-fn config() -> ProptestConfig {
-    ProptestConfig::with_cases(
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(256),
-    )
-}
-
 const MIMES: &[&str] = &["image/png", "image/jpeg", "application/pdf", "text/plain", "image/webp"];
 
 /// `bytes` as base64 in one of the spellings clients send: either alphabet, padded or not,
@@ -47,7 +37,6 @@ fn spell(bytes: &[u8], alphabet: u8, wrap: bool, escape: bool) -> String {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn any_text_decodes_or_fails_without_panicking(url in any::<String>(), limit in 0u64..4096) {

@@ -8,16 +8,6 @@ use serde_json::{Value, json};
 
 use super::*;
 
-/// `PROPTEST_CASES` raises it.
-fn config() -> ProptestConfig {
-    ProptestConfig::with_cases(
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(256),
-    )
-}
-
 /// Any JSON value, a few levels deep.
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -115,7 +105,6 @@ fn answer(is_end: i64, content: &str) -> (String, String) {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn garbage_bytes_decode_to_errors_or_deltas_never_a_panic(

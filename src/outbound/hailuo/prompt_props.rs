@@ -6,16 +6,6 @@ use proptest::prelude::*;
 use super::*;
 use crate::domain::chat::{ContentPart, ConversationId};
 
-/// `PROPTEST_CASES` raises it.
-fn config() -> ProptestConfig {
-    ProptestConfig::with_cases(
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(256),
-    )
-}
-
 const ROLES: &[&str] = &["system", "user", "assistant", "developer", "tool"];
 
 fn any_part() -> impl Strategy<Value = ContentPart> {
@@ -57,7 +47,6 @@ fn continued(messages: Vec<ChatMessage>) -> ChatPrompt {
 }
 
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn any_prompt_builds_without_panicking(
