@@ -221,9 +221,10 @@ fn spawn_server(upstream: &str, env: &[(&str, &str)]) -> BenchResult<(Proc, Stri
         .env("HAILUO_UPSTREAM__BASE_URL", upstream)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // Experiments: `HAILUO_*` (and allocator) variables given to the benchmark reach the server.
+    // Experiments: `HAILUO_*` (and allocator, and `TOKIO_WORKER_THREADS`) variables given to the
+    // benchmark reach the server.
     for (key, value) in std::env::vars() {
-        if key.starts_with("HAILUO_") || key.starts_with("MALLOC_") {
+        if key.starts_with("HAILUO_") || key.starts_with("MALLOC_") || key.starts_with("TOKIO_") {
             command.env(key, value);
         }
     }
@@ -285,7 +286,18 @@ impl Recorder {
     fn p(&self, quantile: f64) -> f64 {
         self.hist.value_at_quantile(quantile) as f64 / 1000.0
     }
+
+    /// Adds what `other` recorded.
+    fn merge(&mut self, other: &Recorder) {
+        // Same bounds on both sides: adding cannot fail.
+        let _ = self.hist.add(&other.hist);
+        self.errors += other.errors;
+    }
 }
+
+/// How many alternating slices each measured point is cut into: the direct and the proxy
+/// side take turns, so that a burst of noise from the machine's neighbours falls on both.
+const SLICES: u32 = 10;
 
 type Shared = Arc<Mutex<Recorders>>;
 
@@ -590,7 +602,7 @@ async fn latency_runs(options: &Options) -> BenchResult<(Vec<LatencyPoint>, f64)
         ("1,000 req/s", 1_000.0),
         (max_label.as_str(), max_rate),
     ] {
-        // A short unrecorded warm-up at the rate, then each side on its own.
+        // A short unrecorded warm-up at the rate, then the two sides in turn.
         let _ = one_side(
             rate,
             Duration::from_secs(1),
@@ -601,8 +613,18 @@ async fn latency_runs(options: &Options) -> BenchResult<(Vec<LatencyPoint>, f64)
             &accounts,
         )
         .await;
-        let (direct_rec, _) = one_side(rate, duration, Side::Direct, &client, &url, &direct, &accounts).await;
-        let (proxy_rec, offered) = one_side(rate, duration, Side::Proxy, &client, &url, &direct, &accounts).await;
+        // The two sides take turns, `SLICES` times each, for `duration` in all per side.
+        let slice = duration / SLICES;
+        let (mut direct_rec, mut proxy_rec) = (Recorder::new(), Recorder::new());
+        let mut offered_sum = 0.0;
+        for _ in 0..SLICES {
+            let (part, _) = one_side(rate, slice, Side::Direct, &client, &url, &direct, &accounts).await;
+            direct_rec.merge(&part);
+            let (part, offered) = one_side(rate, slice, Side::Proxy, &client, &url, &direct, &accounts).await;
+            proxy_rec.merge(&part);
+            offered_sum += offered;
+        }
+        let offered = offered_sum / f64::from(SLICES);
         eprintln!(
             "{label}: offered {offered:.0}/s; direct p50 {:.3} p99 {:.3} ms; proxy p50 {:.3} p99 {:.3} ms",
             direct_rec.p(0.5),
@@ -751,7 +773,7 @@ async fn stream_run(options: &Options) -> BenchResult<StreamPoint> {
     let duration = Duration::from_secs(options.seconds);
     let rate = 100.0;
 
-    let run = |side: Side| {
+    let run = |side: Side, duration: Duration| {
         let shared = Recorders::shared();
         let client = client.clone();
         let url = url.clone();
@@ -782,9 +804,21 @@ async fn stream_run(options: &Options) -> BenchResult<StreamPoint> {
             (recorders.first.clone(), recorders.gaps.clone(), offered)
         }
     };
-    let _ = run(Side::Proxy).await;
-    let (direct_first, direct_gaps, _) = run(Side::Direct).await;
-    let (proxy_first, proxy_gaps, offered) = run(Side::Proxy).await;
+    let _ = run(Side::Proxy, Duration::from_secs(1)).await;
+    // The two sides take turns, as in the non-streamed runs.
+    let (mut direct_first, mut direct_gaps) = (Recorder::new(), Recorder::new());
+    let (mut proxy_first, mut proxy_gaps) = (Recorder::new(), Recorder::new());
+    let mut offered_sum = 0.0;
+    for _ in 0..SLICES {
+        let (first, gaps, _) = run(Side::Direct, duration / SLICES).await;
+        direct_first.merge(&first);
+        direct_gaps.merge(&gaps);
+        let (first, gaps, offered) = run(Side::Proxy, duration / SLICES).await;
+        proxy_first.merge(&first);
+        proxy_gaps.merge(&gaps);
+        offered_sum += offered;
+    }
+    let offered = offered_sum / f64::from(SLICES);
     drop(server);
     drop(sim);
     Ok(StreamPoint {
@@ -980,7 +1014,8 @@ impl Report {
                 out,
                 "Direct: the same adapter sends the same prompt straight to the simulator and reads the whole answer. \
                  Proxy: an OpenAI client asks the server, which does that. Added = proxy − direct, per percentile. \
-                 {} s per side and rate, {ACCOUNTS} accounts.\n",
+                 {} s per side and rate, in {SLICES} turns each (direct, then proxy, and again), so that bursts of \
+                 noise from other work on the machine fall on both sides; {ACCOUNTS} accounts.\n",
                 self.options.seconds
             );
             let _ = writeln!(
@@ -1018,7 +1053,7 @@ impl Report {
             let _ = writeln!(out, "## 2. Streams: first token and gaps between chunks\n");
             let _ = writeln!(
                 out,
-                "{:.0} streams/s for {} s per side; the simulator sends 3 characters every {} ms (about 20 events per answer).\n",
+                "{:.0} streams/s for {} s per side, in {SLICES} alternating turns each; the simulator sends 3 characters every {} ms (about 20 events per answer).\n",
                 streams.rate, self.options.seconds, streams.chunk_delay_ms
             );
             let _ = writeln!(

@@ -54,6 +54,8 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// Requests waiting for a slot; one more gets 503.
     pub max_queued: usize,
+    /// Threads running requests; 0: one per core.
+    pub worker_threads: usize,
 }
 
 /// The Hailuo upstream and how to talk to it.

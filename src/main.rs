@@ -9,9 +9,26 @@ use hailuo_free_api::config::Settings;
 use hailuo_free_api::outbound::telemetry;
 use hailuo_free_api::startup::Application;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let settings = Settings::load(config_path().as_deref()).context("reading the configuration")?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if settings.server.worker_threads > 0 {
+        runtime.worker_threads(settings.server.worker_threads);
+    }
+    runtime
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     let telemetry = telemetry::init(&settings.log);
     // Every stream holds a client connection (and an upstream one over HTTP/1.1): raise the
     // soft limit on open files as far as the hard limit allows.
@@ -21,7 +38,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
     let app = Application::build(settings).await?;
-    tracing::info!(addr = %app.addr(), "hailuo-free-api listening; docs at /docs; metrics at /metrics");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(addr = %app.addr(), workers, "hailuo-free-api listening; docs at /docs; metrics at /metrics");
     let served = app.run_until(telemetry::shutdown_signal(), grace).await;
     // Exporting may block on the network: off the async workers.
     if tokio::task::spawn_blocking(move || telemetry.shutdown()).await.is_err() {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use poem::listener::{Acceptor, Listener, TcpListener};
 
 use crate::config::Settings;
 use crate::domain::ports::{AttachmentSource, AudioCodec, ChatProvider, SpeechProvider, TranscriptionProvider};
@@ -15,7 +14,7 @@ use crate::domain::service::{
     DeviceRegistry, RunPolicy, SpeechService, TranscriptionService,
 };
 use crate::inbound::http::{self, HttpState};
-use crate::inbound::listener::NoDelayAcceptor;
+use crate::inbound::server;
 use crate::outbound::attachments::AttachmentFetcher;
 use crate::outbound::audio::SymphoniaLameCodec;
 use crate::outbound::hailuo::HailuoClient;
@@ -23,7 +22,7 @@ use crate::outbound::hailuo::speech::SpeechTiming;
 
 /// A built server, bound and ready to run.
 pub struct Application {
-    acceptor: NoDelayAcceptor,
+    listener: tokio::net::TcpListener,
     addr: SocketAddr,
     state: HttpState,
     sweeper: Arc<ConversationSweeper>,
@@ -115,19 +114,14 @@ impl Application {
             )),
         };
         let bind = format!("{}:{}", settings.server.host, settings.server.port);
-        let acceptor = TcpListener::bind(bind.clone())
-            .into_acceptor()
+        let listener = tokio::net::TcpListener::bind(bind.as_str())
             .await
             .with_context(|| format!("binding {bind}"))?;
-        let addr = acceptor
-            .local_addr()
-            .into_iter()
-            .find_map(|addr| addr.as_socket_addr().copied())
-            .context("reading the bound address")?;
+        let addr = listener.local_addr().context("reading the bound address")?;
         // Load the tokenizer's tables in the background, off the first request's path.
         tokio::task::spawn_blocking(http::usage::warm_up);
         Ok(Self {
-            acceptor: NoDelayAcceptor::new(acceptor),
+            listener,
             addr,
             state,
             sweeper,
@@ -160,9 +154,7 @@ impl Application {
         grace: Duration,
     ) -> std::io::Result<()> {
         let sweeper = tokio::spawn(Arc::clone(&self.sweeper).run());
-        let result = poem::Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(http::endpoint(&self.state), shutdown, Some(grace))
-            .await;
+        let result = server::serve(self.listener, http::endpoint(&self.state), shutdown, grace).await;
         // One last sweep, so what is due now is not left behind.
         if let Err(error) = self.sweeper.sweep().await {
             tracing::warn!(%error, "final sweep failed");

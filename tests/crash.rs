@@ -1,6 +1,6 @@
 //! Crash safety with SQLite: the real server binary is killed (SIGKILL) right after an answer,
 //! restarted on the same database, and still deletes the conversation it had created, on the
-//! device it had registered.
+//! device it had registered. Also the binary's runtime setting (`server.worker_threads`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,6 +20,10 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(sim: &Simulator, database: &Path, idle_ttl_secs: u64, log: PathBuf) -> Self {
+        Self::start_with(sim, database, idle_ttl_secs, log, &[])
+    }
+
+    fn start_with(sim: &Simulator, database: &Path, idle_ttl_secs: u64, log: PathBuf, env: &[(&str, &str)]) -> Self {
         // A free port: bind one, note it, let it go.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -35,6 +39,7 @@ impl ServerProcess {
             .env("HAILUO_STORE__URL", format!("sqlite://{}", database.display()))
             .env("HAILUO_SESSION__IDLE_TTL_SECS", idle_ttl_secs.to_string())
             .env("HAILUO_SESSION__SWEEP_INTERVAL_MS", "50")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
@@ -136,4 +141,40 @@ async fn a_conversation_created_before_a_crash_is_deleted_after_the_restart_on_t
     );
     assert_eq!(sim.violations(), Vec::<String>::new());
     sim.shutdown();
+}
+
+#[tokio::test]
+async fn the_server_runs_on_as_many_worker_threads_as_configured() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut server = ServerProcess::start_with(
+        &sim,
+        &dir.path().join("hailuo.db"),
+        600,
+        log,
+        &[("HAILUO_SERVER__WORKER_THREADS", "3"), ("HAILUO_LOG__FORMAT", "json")],
+    );
+    let client = reqwest::Client::new();
+    server.wait_ready(&client).await;
+    let answer = client
+        .post(format!("{}/v1/chat/completions", server.address))
+        .bearer_auth("token-w")
+        .json(&json!({"messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let log = server.log();
+    let listening = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("listening"))
+        })
+        .unwrap_or_else(|| panic!("no listening line in:\n{log}"));
+    // Three: unlike the usual one per core, so the setting is what made it.
+    assert_eq!(listening["fields"]["workers"], 3, "{listening}");
 }

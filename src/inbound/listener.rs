@@ -1,5 +1,6 @@
-//! The TCP acceptor the server listens with: poem's, with Nagle's algorithm turned off on
-//! every accepted connection.
+//! The TCP acceptor `hailuo-sim` listens with: poem's, with Nagle's algorithm turned off on
+//! every accepted connection. (The gateway runs its own connection loop,
+//! [`super::server`], which does the same.)
 //!
 //! poem leaves `TCP_NODELAY` unset, so the second small write of a response (the next event
 //! of a stream) waits for the client's acknowledgement of the first, which a delayed ACK

@@ -380,7 +380,12 @@ impl ChatApi {
         let span = tracing::Span::current();
         span.record("gen_ai.request.model", model.as_str());
         span.record("stream", stream);
-        let prompt_tokens = usage::prompt_tokens(&prompt.messages);
+        // Counted only when reported: a stream reports usage only when asked to.
+        let prompt_tokens = if stream && !include_usage {
+            0
+        } else {
+            usage::prompt_tokens(&prompt.messages)
+        };
         let answer = self.chat.chat(&auth.tokens(), prompt).await?;
         let id = answer.conversation().to_string();
         let created = unix_seconds();

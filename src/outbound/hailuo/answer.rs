@@ -18,6 +18,9 @@ const HEARTBEAT_TYPE: i64 = 3;
 const END_TYPE: i64 = 8;
 /// Where the upstream cut a multi-byte character; the rest comes in a later event.
 const CUT_MARK: char = '\u{FFFD}';
+/// How long the rest of an answer's body (the end marker, the body's end) is read, off the
+/// client's path, after the final event.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One `data:` payload of the answer stream; unknown fields are ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -223,8 +226,9 @@ fn id_text(id: &Value) -> Option<String> {
 }
 
 /// Runs a byte stream (an HTTP body) through the SSE parser and the [`AnswerDecoder`],
-/// lazily: each delta is yielded as soon as its event is decoded, and the byte stream is
-/// dropped right after the final delta, after an error, or with the returned stream.
+/// lazily: each delta is yielded as soon as its event is decoded. After the final delta the
+/// rest of the byte stream is read on its own task (bounded); after an error, or with the
+/// returned stream, it is dropped.
 ///
 /// `transport_error` translates a failure of the byte stream itself.
 pub fn decode_answer<S, B, E>(bytes: S, transport_error: fn(E) -> ProviderError) -> AnswerStream
@@ -257,16 +261,32 @@ where
                         Err(error) => Err(error),
                     },
                 };
-                let done = outcome.as_ref().map_or(true, |delta| delta.finished);
-                if done {
-                    // Closes the upstream response now rather than when the client lets go.
-                    events = None;
+                match &outcome {
+                    // The answer is whole: read the rest in the background, so an HTTP/1.1
+                    // connection goes back to the pool instead of being closed (and the upstream
+                    // sees a clean end rather than a reset stream).
+                    Ok(delta) if delta.finished => drain(events.take()),
+                    // Closes the broken upstream response now rather than when the client lets go.
+                    Err(_) => events = None,
+                    Ok(_) => {}
                 }
                 return Some((outcome, (events, decoder)));
             }
         },
     )
     .boxed()
+}
+
+/// Reads what is left of a finished answer's body, for at most [`DRAIN_FOR`], on its own
+/// task (dropped at once outside a runtime).
+fn drain<S: Stream + Send + 'static>(rest: Option<S>) {
+    let (Some(rest), Ok(runtime)) = (rest, tokio::runtime::Handle::try_current()) else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut rest = std::pin::pin!(rest);
+        let _ = tokio::time::timeout(DRAIN_FOR, async { while rest.next().await.is_some() {} }).await;
+    });
 }
 
 #[cfg(test)]
