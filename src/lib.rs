@@ -8,6 +8,8 @@
 pub mod config;
 pub mod domain;
 pub mod inbound;
+#[cfg(test)]
+mod json_props;
 pub mod outbound;
 pub mod sim;
 pub mod startup;

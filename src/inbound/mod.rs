@@ -1,5 +1,4 @@
 //! Inbound adapters: how clients reach the domain.
 
 pub mod http;
-pub mod listener;
 pub mod server;

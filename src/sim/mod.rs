@@ -12,6 +12,7 @@ mod audio;
 mod chat;
 mod connections;
 mod files;
+mod listener;
 mod oss;
 mod routes;
 mod speech;
@@ -264,7 +265,7 @@ fn serve(state: &Arc<SimState>, acceptor: poem::listener::TcpAcceptor) -> Servin
         state: Arc::clone(state),
     };
     let acceptor = ResettableAcceptor {
-        inner: crate::inbound::listener::NoDelayAcceptor::new(acceptor),
+        inner: listener::NoDelayAcceptor::new(acceptor),
         connections: Arc::clone(&state.connections),
     };
     let task = tokio::spawn(async move {

@@ -9,43 +9,28 @@ use super::*;
 
 /// Any JSON value, with the request's field names likely.
 fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        any::<String>().prop_map(Value::from),
-        proptest::sample::select(&["text", "image_url", "file", "user", "data:,x"][..]).prop_map(Value::from),
-    ];
-    leaf.prop_recursive(5, 48, 6, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::vec(
-                (
-                    proptest::sample::select(
-                        &[
-                            "model",
-                            "messages",
-                            "role",
-                            "content",
-                            "type",
-                            "text",
-                            "image_url",
-                            "file_url",
-                            "url",
-                            "stream",
-                            "stream_options",
-                            "include_usage",
-                            "conversation_id",
-                            "x"
-                        ][..]
-                    ),
-                    inner
-                ),
-                0..5
-            )
-            .prop_map(|fields| Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
-        ]
+    crate::json_props::any_json(crate::json_props::JsonShape {
+        keys: &[
+            "model",
+            "messages",
+            "role",
+            "content",
+            "type",
+            "text",
+            "image_url",
+            "file_url",
+            "url",
+            "stream",
+            "stream_options",
+            "include_usage",
+            "conversation_id",
+            "x",
+        ],
+        leaves: ["text", "image_url", "file", "user", "data:,x"]
+            .map(Value::from)
+            .to_vec(),
+        depth: 5,
+        size: 48,
     })
 }
 

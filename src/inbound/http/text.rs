@@ -70,20 +70,11 @@ mod tests {
     }
 
     fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
-        use proptest::prelude::*;
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            any::<String>().prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 16, 4, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                proptest::collection::hash_map(any::<String>(), inner, 0..4)
-                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
-            ]
+        crate::json_props::any_json(crate::json_props::JsonShape {
+            keys: &[],
+            leaves: Vec::new(),
+            depth: 3,
+            size: 16,
         })
     }
 

@@ -8,44 +8,25 @@ use serde_json::{Value, json};
 
 use super::*;
 
-/// Any JSON value, a few levels deep.
+/// Any JSON value, a few levels deep, with the event's field names likely.
 fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        any::<String>().prop_map(Value::from),
-        Just(json!("243612345678901234")),
-        Just(json!(0)),
-        Just(json!(8)),
-    ];
-    leaf.prop_recursive(4, 32, 6, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::vec(
-                (
-                    proptest::sample::select(
-                        &[
-                            "type",
-                            "statusInfo",
-                            "code",
-                            "message",
-                            "data",
-                            "messageResult",
-                            "chatID",
-                            "msgID",
-                            "isEnd",
-                            "content",
-                            "x"
-                        ][..]
-                    ),
-                    inner
-                ),
-                0..5
-            )
-            .prop_map(|fields| Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
-        ]
+    crate::json_props::any_json(crate::json_props::JsonShape {
+        keys: &[
+            "type",
+            "statusInfo",
+            "code",
+            "message",
+            "data",
+            "messageResult",
+            "chatID",
+            "msgID",
+            "isEnd",
+            "content",
+            "x",
+        ],
+        leaves: vec![json!("243612345678901234"), json!(0), json!(8)],
+        depth: 4,
+        size: 32,
     })
 }
 

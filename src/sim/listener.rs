@@ -1,10 +1,10 @@
 //! The TCP acceptor `hailuo-sim` listens with: poem's, with Nagle's algorithm turned off on
-//! every accepted connection. (The gateway runs its own connection loop,
-//! [`super::server`], which does the same.)
+//! every accepted connection, as the gateway's own connection loop
+//! (`crate::inbound::server`) does.
 //!
 //! poem leaves `TCP_NODELAY` unset, so the second small write of a response (the next event
 //! of a stream) waits for the client's acknowledgement of the first, which a delayed ACK
-//! holds back up to 40 ms. A streaming gateway writes many small events: each goes out at
+//! holds back up to 40 ms. A stream is many small events: each goes out at
 //! once instead.
 
 use std::io;
@@ -15,13 +15,13 @@ use poem::web::{LocalAddr, RemoteAddr};
 use tokio::net::TcpStream;
 
 /// [`TcpAcceptor`] with `TCP_NODELAY` set on each connection.
-pub struct NoDelayAcceptor {
+pub(crate) struct NoDelayAcceptor {
     inner: TcpAcceptor,
 }
 
 impl NoDelayAcceptor {
     /// Wraps a bound acceptor.
-    pub fn new(inner: TcpAcceptor) -> Self {
+    pub(crate) fn new(inner: TcpAcceptor) -> Self {
         Self { inner }
     }
 }
