@@ -14,12 +14,14 @@
 //! answered, and its latency counts from when it was due (no coordinated omission).
 //! `cargo test` runs this file without `--bench`: it then only says how to run it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
@@ -221,10 +223,14 @@ fn spawn_server(upstream: &str, env: &[(&str, &str)]) -> BenchResult<(Proc, Stri
         .env("HAILUO_UPSTREAM__BASE_URL", upstream)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // Experiments: `HAILUO_*` (and allocator, and `TOKIO_WORKER_THREADS`) variables given to the
-    // benchmark reach the server.
+    // Experiments: `HAILUO_*`, allocator (`_RJEM_MALLOC_CONF`, `MALLOC_*`) and `TOKIO_*`
+    // variables given to the benchmark reach the server.
     for (key, value) in std::env::vars() {
-        if key.starts_with("HAILUO_") || key.starts_with("MALLOC_") || key.starts_with("TOKIO_") {
+        if key.starts_with("HAILUO_")
+            || key.starts_with("MALLOC_")
+            || key.starts_with("_RJEM_")
+            || key.starts_with("TOKIO_")
+        {
             command.env(key, value);
         }
     }
@@ -835,11 +841,16 @@ async fn stream_run(options: &Options) -> BenchResult<StreamPoint> {
 struct MemoryPoint {
     count: usize,
     opened: usize,
+    /// Streams that never showed content, by why.
+    failures: BTreeMap<String, usize>,
     idle_rss: u64,
     loaded_rss: u64,
     peak_rss: u64,
     sim_rss: u64,
 }
+
+/// The prompt of the memory phase's streams (repeated; the simulator's answer repeats it).
+const SLOW_PROMPT: &str = "a slow answer, one character a second, for as long as the benchmark needs it to stay open. ";
 
 async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
     // One character a second: the streams stay open for minutes.
@@ -852,7 +863,8 @@ async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss, _) = server.memory()?;
 
-    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let opened = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
     let local = tokio::task::LocalSet::new();
     let mut streams = tokio::task::JoinSet::new();
     let result = local
@@ -861,27 +873,64 @@ async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
                 let client = client.clone();
                 let url = url.clone();
                 let opened = Arc::clone(&opened);
+                let failures = Arc::clone(&failures);
                 streams.spawn_local(async move {
-                    let body = json!({"stream": true, "messages": [{"role": "user", "content": "a slow answer, one character a second, for as long as the benchmark needs it to stay open"}]});
-                    let Ok(response) = client.post(&url).bearer_auth(format!("slow-{i}")).json(&body).send().await else {
-                        return;
+                    let failed = |why: String| {
+                        *failures
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .entry(why)
+                            .or_default() += 1
+                    };
+                    // The answer repeats the prompt, one character a second: about 6 minutes,
+                    // longer than the measurement takes even when some streams fail.
+                    let body =
+                        json!({"stream": true, "messages": [{"role": "user", "content": SLOW_PROMPT.repeat(3)}]});
+                    let response = match client
+                        .post(&url)
+                        .bearer_auth(format!("slow-{i}"))
+                        .json(&body)
+                        .send()
+                        .await
+                    {
+                        Ok(response) if response.status().is_success() => response,
+                        Ok(response) => return failed(format!("status {}", response.status())),
+                        Err(error) => return failed(format!("request: {error}")),
                     };
                     let mut body = response.bytes_stream();
                     let mut counted = false;
-                    while let Some(Ok(chunk)) = body.next().await {
-                        if !counted && chunk.windows(7).any(|w| w == b"content") {
-                            counted = true;
-                            opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    while let Some(chunk) = body.next().await {
+                        match chunk {
+                            Ok(chunk) if !counted && chunk.windows(7).any(|w| w == b"content") => {
+                                counted = true;
+                                opened.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(_) => {}
+                            Err(error) => return failed(format!("body: {error}")),
                         }
                     }
+                    if !counted {
+                        failed("ended before any content".to_owned());
+                    }
                 });
-                // About 2,000 new streams a second: the listen backlog keeps up.
+                // About 1,000 new streams a second. At 2,000 a second the simulator's HTTP/2
+                // server reads the request bodies too slowly and its flood guard (h2's
+                // `too_many_data_frames`) closes the shared connection; the server retries,
+                // but some streams used up their attempts.
                 if i % 100 == 99 {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
+            // Until every stream shows content or has failed; failures are reported.
+            let failed = || {
+                failures
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .values()
+                    .sum::<usize>()
+            };
             let deadline = Instant::now() + Duration::from_secs(180);
-            while opened.load(std::sync::atomic::Ordering::Relaxed) < count && Instant::now() < deadline {
+            while opened.load(Ordering::Relaxed) + failed() < count && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             // Let the allocator settle with every stream flowing.
@@ -894,9 +943,10 @@ async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
         })
         .await;
     let (loaded_rss, peak_rss, sim_rss) = result?;
-    let opened = opened.load(std::sync::atomic::Ordering::Relaxed);
+    let opened = opened.load(Ordering::Relaxed);
+    let failures = failures.lock().unwrap_or_else(PoisonError::into_inner).clone();
     eprintln!(
-        "{opened}/{count} streams: idle {} MB, loaded {} MB, peak {} MB",
+        "{opened}/{count} streams: idle {} MB, loaded {} MB, peak {} MB; failed: {failures:?}",
         idle_rss / 1_000_000,
         loaded_rss / 1_000_000,
         peak_rss / 1_000_000
@@ -906,6 +956,7 @@ async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
     Ok(MemoryPoint {
         count,
         opened,
+        failures,
         idle_rss,
         loaded_rss,
         peak_rss,
@@ -1089,7 +1140,8 @@ impl Report {
                 "Each stream is its own HTTP/1.1 client connection and its own account; the simulator sends one character \
                  a second. The server reaches the simulator over HTTP/2 (`upstream.http2_prior_knowledge`), as it does the \
                  real HTTPS upstream, which negotiates HTTP/2. RSS is read from `/proc/<pid>/status` once every stream has \
-                 shown content.\n"
+                 shown content or failed (each answer lasts about 6 minutes, so none has ended by then). Peak RSS includes \
+                 the ramp-up, when requests still waiting for their first token hold larger state.\n"
             );
             let _ = writeln!(
                 out,
@@ -1109,6 +1161,9 @@ impl Report {
                     per_stream,
                     point.sim_rss as f64 / 1e6
                 );
+            }
+            for point in self.memory.iter().filter(|point| !point.failures.is_empty()) {
+                let _ = writeln!(out, "Failed of {}: {:?}", point.count, point.failures);
             }
             let _ = writeln!(out);
         }

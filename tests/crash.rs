@@ -1,6 +1,7 @@
 //! Crash safety with SQLite: the real server binary is killed (SIGKILL) right after an answer,
 //! restarted on the same database, and still deletes the conversation it had created, on the
-//! device it had registered. Also the binary's runtime setting (`server.worker_threads`).
+//! device it had registered. Also the binary's runtime: `server.worker_threads`, and its
+//! allocator (jemalloc, returning freed memory at once).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -177,4 +178,34 @@ async fn the_server_runs_on_as_many_worker_threads_as_configured() {
         .unwrap_or_else(|| panic!("no listening line in:\n{log}"));
     // Three: unlike the usual one per core, so the setting is what made it.
     assert_eq!(listening["fields"]["workers"], 3, "{listening}");
+}
+
+/// The binary allocates with jemalloc, built to return freed memory at once
+/// (`.cargo/config.toml`): asked to confirm its settings, jemalloc prints them at start.
+#[cfg(all(unix, not(target_env = "msvc")))]
+#[tokio::test]
+async fn the_server_allocates_with_jemalloc_returning_freed_memory_at_once() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut server = ServerProcess::start_with(
+        &sim,
+        &dir.path().join("hailuo.db"),
+        600,
+        log,
+        &[("_RJEM_MALLOC_CONF", "confirm_conf:true")],
+    );
+    let client = reqwest::Client::new();
+    server.wait_ready(&client).await;
+    let log = server.log();
+    let built_in = log
+        .lines()
+        .find(|line| line.starts_with("<jemalloc>: malloc_conf #1 (string specified via --with-malloc-conf)"))
+        .unwrap_or_else(|| panic!("jemalloc did not report its built-in settings:\n{log}"));
+    assert!(
+        built_in.ends_with("\"dirty_decay_ms:0,muzzy_decay_ms:0\""),
+        "{built_in}"
+    );
+    assert!(log.contains("<jemalloc>: -- Set conf value: dirty_decay_ms:0"), "{log}");
+    assert!(log.contains("<jemalloc>: -- Set conf value: muzzy_decay_ms:0"), "{log}");
 }

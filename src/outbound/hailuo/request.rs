@@ -190,8 +190,9 @@ pub fn check_token(token: &AccountToken) -> Result<(), ProviderError> {
 }
 
 /// Translates a reqwest failure: timeouts become [`ProviderError::Timeout`], anything else
-/// [`ProviderError::Unavailable`]. The message leaves out the URL (and never held the token,
-/// which travels in a header).
+/// [`ProviderError::Unavailable`]. The message gives the causes (reqwest's own text alone says
+/// only "error sending request") and leaves out the URL; it never held the token, which
+/// travels in a header.
 pub fn transport_error(error: reqwest::Error) -> ProviderError {
     if error.is_timeout() {
         return ProviderError::Timeout;
@@ -204,9 +205,14 @@ pub fn transport_error(error: reqwest::Error) -> ProviderError {
         "the request failed"
     };
     let error = error.without_url();
-    ProviderError::Unavailable {
-        message: format!("{what}: {error}"),
+    let mut message = format!("{what}: {error}");
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
     }
+    ProviderError::Unavailable { message }
 }
 
 /// The answer of a streaming endpoint (chat, voice), when it is an event stream. Anything
@@ -254,6 +260,31 @@ mod tests {
             device_id: "312345678901234567".into(),
             registered_at_ms: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_names_its_causes_but_not_the_url() {
+        // A port nobody listens on: bind one, note it, let it go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/secret-path?token=abc");
+        let error = reqwest::Client::new().get(&url).send().await.unwrap_err();
+        let ProviderError::Unavailable { message } = transport_error(error) else {
+            panic!("a refused connection is the upstream being unavailable");
+        };
+        assert!(
+            message.starts_with("cannot connect: error sending request"),
+            "{message}"
+        );
+        // reqwest's own text stops there; the causes say why.
+        assert!(message.to_ascii_lowercase().contains("connection refused"), "{message}");
+        assert!(
+            !message.contains("secret-path") && !message.contains("abc"),
+            "{message}"
+        );
     }
 
     #[test]
