@@ -882,7 +882,7 @@ async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
                             .entry(why)
                             .or_default() += 1
                     };
-                    // The answer repeats the prompt, one character a second: about 6 minutes,
+                    // The answer repeats the prompt, one character a second: about 5 minutes,
                     // longer than the measurement takes even when some streams fail.
                     let body =
                         json!({"stream": true, "messages": [{"role": "user", "content": SLOW_PROMPT.repeat(3)}]});
@@ -1140,7 +1140,7 @@ impl Report {
                 "Each stream is its own HTTP/1.1 client connection and its own account; the simulator sends one character \
                  a second. The server reaches the simulator over HTTP/2 (`upstream.http2_prior_knowledge`), as it does the \
                  real HTTPS upstream, which negotiates HTTP/2. RSS is read from `/proc/<pid>/status` once every stream has \
-                 shown content or failed (each answer lasts about 6 minutes, so none has ended by then). Peak RSS includes \
+                 shown content or failed (each answer lasts about 5 minutes, so none has ended by then). Peak RSS includes \
                  the ramp-up, when requests still waiting for their first token hold larger state.\n"
             );
             let _ = writeln!(

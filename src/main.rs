@@ -14,8 +14,8 @@ use hailuo_free_api::startup::Application;
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 /// jemalloc, configured at build time (`.cargo/config.toml`) to return freed memory at once.
-/// With glibc's allocator, 10,000 open streams took 220 to 290 MB, depending on how much
-/// freed memory it kept; with this, about 135 MB (`bench/RESULTS.md`).
+/// With glibc's allocator, 10,000 open streams took 220 to 280 MB, depending on how much
+/// freed memory it kept; with this, 94 to 153 MB (`bench/RESULTS.md`).
 #[cfg(all(not(feature = "dhat-heap"), not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
