@@ -102,6 +102,22 @@ async fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// A simulator, and the server started with `env` on a fresh SQLite database, answering
+/// `/ping`. The directory holds the database and the log; keep it alive with the server.
+async fn started_with(env: &[(&str, &str)]) -> (Simulator, tempfile::TempDir, ServerProcess) {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start_with(
+        &sim,
+        &dir.path().join("hailuo.db"),
+        600,
+        dir.path().join("server.log"),
+        env,
+    );
+    server.wait_ready(&reqwest::Client::new()).await;
+    (sim, dir, server)
+}
+
 #[tokio::test]
 async fn a_conversation_created_before_a_crash_is_deleted_after_the_restart_on_the_same_device() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
@@ -146,19 +162,9 @@ async fn a_conversation_created_before_a_crash_is_deleted_after_the_restart_on_t
 
 #[tokio::test]
 async fn the_server_runs_on_as_many_worker_threads_as_configured() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("server.log");
-    let mut server = ServerProcess::start_with(
-        &sim,
-        &dir.path().join("hailuo.db"),
-        600,
-        log,
-        &[("HAILUO_SERVER__WORKER_THREADS", "3"), ("HAILUO_LOG__FORMAT", "json")],
-    );
-    let client = reqwest::Client::new();
-    server.wait_ready(&client).await;
-    let answer = client
+    let (_sim, _dir, server) =
+        started_with(&[("HAILUO_SERVER__WORKER_THREADS", "3"), ("HAILUO_LOG__FORMAT", "json")]).await;
+    let answer = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", server.address))
         .bearer_auth("token-w")
         .json(&json!({"messages": [{"role": "user", "content": "hello"}]}))
@@ -185,18 +191,7 @@ async fn the_server_runs_on_as_many_worker_threads_as_configured() {
 #[cfg(all(unix, not(target_env = "msvc")))]
 #[tokio::test]
 async fn the_server_allocates_with_jemalloc_returning_freed_memory_at_once() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("server.log");
-    let mut server = ServerProcess::start_with(
-        &sim,
-        &dir.path().join("hailuo.db"),
-        600,
-        log,
-        &[("_RJEM_MALLOC_CONF", "confirm_conf:true")],
-    );
-    let client = reqwest::Client::new();
-    server.wait_ready(&client).await;
+    let (_sim, _dir, server) = started_with(&[("_RJEM_MALLOC_CONF", "confirm_conf:true")]).await;
     let log = server.log();
     let built_in = log
         .lines()

@@ -197,6 +197,23 @@ mod tests {
         Ok(answer)
     }
 
+    /// Starts the server, sends a request for `path`, and asks for shutdown while it is in
+    /// flight.
+    async fn shut_down_during(
+        path: &'static str,
+        grace: Duration,
+    ) -> io::Result<(
+        SocketAddr,
+        tokio::task::JoinHandle<io::Result<()>>,
+        tokio::task::JoinHandle<io::Result<String>>,
+    )> {
+        let (addr, stop, server) = start(grace).await?;
+        let in_flight = tokio::spawn(get_path(addr, path));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stop.send(());
+        Ok((addr, server, in_flight))
+    }
+
     #[tokio::test]
     async fn serves_the_endpoint_over_http_1_1() -> io::Result<()> {
         let (addr, stop, server) = start(Duration::from_secs(5)).await?;
@@ -212,10 +229,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_finishes_the_requests_in_flight_and_stops_accepting() -> io::Result<()> {
-        let (addr, stop, server) = start(Duration::from_secs(5)).await?;
-        let in_flight = tokio::spawn(get_path(addr, "/slow"));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let _ = stop.send(());
+        let (addr, server, in_flight) = shut_down_during("/slow", Duration::from_secs(5)).await?;
         server.await.map_err(io::Error::other)??;
         let answer = in_flight.await.map_err(io::Error::other)??;
         assert!(answer.ends_with("\r\n\r\nslow"), "{answer}");
@@ -228,10 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_closes_what_is_left_after_the_grace_period() -> io::Result<()> {
-        let (addr, stop, server) = start(Duration::from_millis(50)).await?;
-        let in_flight = tokio::spawn(get_path(addr, "/endless"));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let _ = stop.send(());
+        let (_, server, in_flight) = shut_down_during("/endless", Duration::from_millis(50)).await?;
         // The handler would take an hour: the server must give up on it after the grace.
         tokio::time::timeout(Duration::from_secs(20), server)
             .await

@@ -205,13 +205,10 @@ pub fn transport_error(error: reqwest::Error) -> ProviderError {
         "the request failed"
     };
     let error = error.without_url();
-    let mut message = format!("{what}: {error}");
-    let mut cause = std::error::Error::source(&error);
-    while let Some(inner) = cause {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
-        cause = inner.source();
-    }
+    let causes = std::iter::successors(std::error::Error::source(&error), |cause| cause.source());
+    let message = causes.fold(format!("{what}: {error}"), |message, cause| {
+        format!("{message}: {cause}")
+    });
     ProviderError::Unavailable { message }
 }
 
