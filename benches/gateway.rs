@@ -163,14 +163,19 @@ impl Proc {
 
     /// CPU time (user + system) used so far, from `/proc/<pid>/stat`.
     fn cpu(&self) -> BenchResult<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        let after = stat.rsplit(')').next().ok_or("odd /proc stat")?;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11).ok_or("odd stat")?.parse::<u64>()? + fields.get(12).ok_or("odd stat")?.parse::<u64>()?;
-        // USER_HZ is 100 on Linux.
-        Ok(Duration::from_millis(ticks * 10))
+        cpu_of(&self.pid().to_string())
     }
+}
+
+/// CPU time (user + system) a process (a pid, or `self`) has used so far.
+fn cpu_of(pid: &str) -> BenchResult<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit(')').next().ok_or("odd /proc stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 =
+        fields.get(11).ok_or("odd stat")?.parse::<u64>()? + fields.get(12).ok_or("odd stat")?.parse::<u64>()?;
+    // USER_HZ is 100 on Linux.
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 impl Drop for Proc {
@@ -579,6 +584,35 @@ struct LatencyPoint {
     rate: f64,
     direct: Recorder,
     proxy: Recorder,
+    /// CPU time per request of each process, on each side.
+    cpu: CpuPerRequest,
+}
+
+/// CPU time per answered request, in microseconds, by process and side: what each answer
+/// costs the machine's two cores (read from `/proc/<pid>/stat` around every turn, so the
+/// clock's 10 ms grain averages out over thousands of requests).
+#[derive(Default, Clone, Copy)]
+struct CpuPerRequest {
+    direct_client: f64,
+    direct_sim: f64,
+    proxy_client: f64,
+    proxy_server: f64,
+    proxy_sim: f64,
+}
+
+/// CPU time used so far by the benchmark itself, the server and the simulator.
+fn cpu_now(server: &Proc, sim: &Proc) -> [Duration; 3] {
+    [
+        cpu_of("self").unwrap_or_default(),
+        server.cpu().unwrap_or_default(),
+        sim.cpu().unwrap_or_default(),
+    ]
+}
+
+/// Microseconds per request between two `cpu_now` readings, for each process.
+fn cpu_delta(before: [Duration; 3], after: [Duration; 3], requests: u64) -> [f64; 3] {
+    let per = |i: usize| after[i].saturating_sub(before[i]).as_secs_f64() * 1e6 / requests.max(1) as f64;
+    [per(0), per(1), per(2)]
 }
 
 /// The number of distinct accounts the latency runs spread over (one answer per account).
@@ -623,14 +657,39 @@ async fn latency_runs(options: &Options) -> BenchResult<(Vec<LatencyPoint>, f64)
         let slice = duration / SLICES;
         let (mut direct_rec, mut proxy_rec) = (Recorder::new(), Recorder::new());
         let mut offered_sum = 0.0;
+        let (mut direct_cpu, mut proxy_cpu) = ([Duration::ZERO; 3], [Duration::ZERO; 3]);
+        let add = |sum: &mut [Duration; 3], before: [Duration; 3], after: [Duration; 3]| {
+            for i in 0..3 {
+                sum[i] += after[i].saturating_sub(before[i]);
+            }
+        };
         for _ in 0..SLICES {
+            let before = cpu_now(&server, &sim);
             let (part, _) = one_side(rate, slice, Side::Direct, &client, &url, &direct, &accounts).await;
+            add(&mut direct_cpu, before, cpu_now(&server, &sim));
             direct_rec.merge(&part);
+            let before = cpu_now(&server, &sim);
             let (part, offered) = one_side(rate, slice, Side::Proxy, &client, &url, &direct, &accounts).await;
+            add(&mut proxy_cpu, before, cpu_now(&server, &sim));
             proxy_rec.merge(&part);
             offered_sum += offered;
         }
         let offered = offered_sum / f64::from(SLICES);
+        let zero = [Duration::ZERO; 3];
+        let [direct_client, _, direct_sim] = cpu_delta(zero, direct_cpu, direct_rec.hist.len() + direct_rec.errors);
+        let [proxy_client, proxy_server, proxy_sim] =
+            cpu_delta(zero, proxy_cpu, proxy_rec.hist.len() + proxy_rec.errors);
+        let cpu = CpuPerRequest {
+            direct_client,
+            direct_sim,
+            proxy_client,
+            proxy_server,
+            proxy_sim,
+        };
+        eprintln!(
+            "{label}: CPU per request, direct: client {direct_client:.0} µs, sim {direct_sim:.0} µs; \
+             proxy: client {proxy_client:.0} µs, server {proxy_server:.0} µs, sim {proxy_sim:.0} µs"
+        );
         eprintln!(
             "{label}: offered {offered:.0}/s; direct p50 {:.3} p99 {:.3} ms; proxy p50 {:.3} p99 {:.3} ms",
             direct_rec.p(0.5),
@@ -643,6 +702,7 @@ async fn latency_runs(options: &Options) -> BenchResult<(Vec<LatencyPoint>, f64)
             rate: offered,
             direct: direct_rec,
             proxy: proxy_rec,
+            cpu,
         });
     }
     drop(server);
@@ -1088,6 +1148,25 @@ impl Report {
                     point.proxy.p(0.99) - point.direct.p(0.99),
                     point.direct.errors,
                     point.proxy.errors
+                );
+            }
+            let _ = writeln!(
+                out,
+                "\nCPU time per answer (user + system, from `/proc/<pid>/stat` around every turn), in µs: what each \
+                 process spends on one answer on each side. The proxy side's extra is the server's column plus the \
+                 difference in the other two.\n"
+            );
+            let _ = writeln!(
+                out,
+                "| rate | direct: client | direct: simulator | proxy: client | proxy: **server** | proxy: simulator |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---|---|");
+            for point in &self.latency {
+                let cpu = point.cpu;
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {:.0} | {:.0} | **{:.0}** | {:.0} |",
+                    point.label, cpu.direct_client, cpu.direct_sim, cpu.proxy_client, cpu.proxy_server, cpu.proxy_sim
                 );
             }
             if let Some(ceiling) = self.ceiling {

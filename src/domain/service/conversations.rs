@@ -17,11 +17,14 @@ use super::devices::{DeviceError, DeviceRegistry};
 use super::now_ms;
 
 /// The conversations answering right now (never deleted mid-answer), and the sweeper's
-/// wake-up call.
+/// wake-up calls.
 #[derive(Debug, Default)]
 pub struct ConversationTracker {
     answering: Mutex<HashMap<ConversationId, usize>>,
-    wake: Notify,
+    /// An answer ended: its conversation is due now if the idle time is 0.
+    ended: Notify,
+    /// A conversation is due now.
+    due: Notify,
 }
 
 impl ConversationTracker {
@@ -39,7 +42,8 @@ impl ConversationTracker {
         *self.answering().entry(conversation.clone()).or_default() += 1;
     }
 
-    /// Marks one answer of `conversation` as ended and wakes the sweeper.
+    /// Marks one answer of `conversation` as ended, and wakes the sweeper if it deletes
+    /// conversations as soon as their answer ends.
     pub fn end(&self, conversation: &ConversationId) {
         {
             let mut answering = self.answering();
@@ -50,12 +54,12 @@ impl ConversationTracker {
                 }
             }
         }
-        self.wake.notify_one();
+        self.ended.notify_one();
     }
 
     /// Wakes the sweeper (a conversation became due).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.due.notify_one();
     }
 
     /// Whether `conversation` is answering now.
@@ -118,8 +122,12 @@ impl ConversationSweeper {
         }
     }
 
-    /// Sweeps until the task is dropped.
+    /// Sweeps until the task is dropped: every `interval`, when a conversation becomes due,
+    /// and, when the idle time is 0, whenever an answer ends. With an idle time, the
+    /// conversation of an answer that just ended is not due yet, so sweeping then (up to
+    /// once per answer) would only make every answer pay for a look at the store.
     pub async fn run(self: Arc<Self>) {
+        let sweep_when_answers_end = self.idle_ttl.is_zero();
         loop {
             match self.sweep().await {
                 Ok(report) if report != SweepReport::default() => {
@@ -130,7 +138,8 @@ impl ConversationSweeper {
             }
             tokio::select! {
                 () = tokio::time::sleep(self.interval) => {}
-                () = self.tracker.wake.notified() => {}
+                () = self.tracker.due.notified() => {}
+                () = self.tracker.ended.notified(), if sweep_when_answers_end => {}
             }
         }
     }
@@ -219,4 +228,114 @@ enum Outcome {
     Deleted,
     Deferred,
     Abandoned,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::outbound::hailuo::HailuoClient;
+    use crate::outbound::store::{MemorySessionStore, MemoryTokenStore};
+
+    /// The memory store, counting the sweeper's looks.
+    #[derive(Default)]
+    struct CountingStore {
+        inner: MemorySessionStore,
+        looks: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl SessionStore for CountingStore {
+        async fn record(
+            &self,
+            conversation: &ConversationId,
+            token: &AccountToken,
+            now_ms: i64,
+        ) -> Result<(), StoreError> {
+            self.inner.record(conversation, token, now_ms).await
+        }
+        async fn find(&self, conversation: &ConversationId) -> Result<Option<Session>, StoreError> {
+            self.inner.find(conversation).await
+        }
+        async fn due(&self, idle_before_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<Session>, StoreError> {
+            self.looks.fetch_add(1, Ordering::SeqCst);
+            self.inner.due(idle_before_ms, now_ms, limit).await
+        }
+        async fn defer(&self, conversation: &ConversationId, retry_at_ms: i64) -> Result<(), StoreError> {
+            self.inner.defer(conversation, retry_at_ms).await
+        }
+        async fn remove(&self, conversation: &ConversationId) -> Result<(), StoreError> {
+            self.inner.remove(conversation).await
+        }
+        async fn pending(&self) -> Result<u64, StoreError> {
+            self.inner.pending().await
+        }
+    }
+
+    /// A sweeper looking only when woken (its interval is an hour), and its store.
+    fn sweeper(idle_ttl: Duration) -> (Arc<ConversationSweeper>, Arc<CountingStore>, Arc<ConversationTracker>) {
+        let mut upstream = Settings::defaults().unwrap().upstream;
+        // Nothing is due in these tests, so nothing is sent: the address only has to parse.
+        upstream.base_url = "http://127.0.0.1:9/".into();
+        let provider: Arc<dyn ChatProvider> = Arc::new(HailuoClient::new(&upstream).unwrap());
+        let devices = Arc::new(DeviceRegistry::new(
+            Arc::new(MemoryTokenStore::default()),
+            Arc::clone(&provider),
+            Duration::from_secs(3600),
+        ));
+        let store = Arc::new(CountingStore::default());
+        let tracker = ConversationTracker::new();
+        let sweeper = ConversationSweeper::new(
+            Arc::clone(&store) as Arc<dyn SessionStore>,
+            devices,
+            provider,
+            Arc::clone(&tracker),
+            idle_ttl,
+            Duration::from_secs(3600),
+        );
+        (Arc::new(sweeper), store, tracker)
+    }
+
+    /// Lets the sweeper's task run, then reads how often it looked.
+    async fn looks_after_a_pause(store: &CountingStore) -> usize {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store.looks.load(Ordering::SeqCst)
+    }
+
+    fn answered(tracker: &ConversationTracker, n: u64) {
+        let conversation = ConversationId::from_upstream(format!("{:018}", 243_600_000_000_000_000 + n));
+        tracker.begin(&conversation);
+        tracker.end(&conversation);
+    }
+
+    #[tokio::test]
+    async fn with_an_idle_time_ending_answers_do_not_wake_the_sweeper_but_a_due_conversation_does() {
+        let (sweeper, store, tracker) = sweeper(Duration::from_secs(600));
+        let task = tokio::spawn(Arc::clone(&sweeper).run());
+        assert_eq!(looks_after_a_pause(&store).await, 1, "one look at start");
+        for n in 0..100 {
+            answered(&tracker, n);
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(looks_after_a_pause(&store).await, 1, "100 answers ended, none due yet");
+        tracker.wake();
+        assert_eq!(looks_after_a_pause(&store).await, 2);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn with_no_idle_time_an_ending_answer_wakes_the_sweeper() {
+        let (sweeper, store, tracker) = sweeper(Duration::ZERO);
+        let task = tokio::spawn(Arc::clone(&sweeper).run());
+        assert_eq!(looks_after_a_pause(&store).await, 1, "one look at start");
+        answered(&tracker, 1);
+        assert_eq!(looks_after_a_pause(&store).await, 2);
+        tracker.wake();
+        assert_eq!(looks_after_a_pause(&store).await, 3);
+        task.abort();
+    }
 }

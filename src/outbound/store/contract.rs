@@ -85,11 +85,29 @@ pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Res
         .map(|s| s.conversation)
         .collect();
     assert_eq!(due, vec![b.clone()]);
+    let all: Vec<_> = store
+        .due(10_000, 10_000, 10)
+        .await?
+        .into_iter()
+        .map(|s| s.conversation)
+        .collect();
+    assert_eq!(
+        all,
+        vec![b.clone(), c.clone(), a.clone()],
+        "each once, by its latest use"
+    );
 
     store.remove(&b).await?;
     store.remove(&b).await?;
     assert_eq!(store.find(&b).await?, None);
     assert_eq!(store.pending().await?, 2);
+    let left: Vec<_> = store
+        .due(10_000, 10_000, 10)
+        .await?
+        .into_iter()
+        .map(|s| s.conversation)
+        .collect();
+    assert_eq!(left, vec![c.clone(), a.clone()]);
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! In-memory stores: fast, and forgotten at exit (the default `store.url = "memory"`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -35,16 +35,39 @@ impl TokenStore for MemoryTokenStore {
     }
 }
 
-/// Conversations awaiting deletion, in memory.
+/// Conversations awaiting deletion, in memory, with an index by last use: the sweeper asks
+/// for the idle ones several times a second, and a scan of every conversation kept (up to
+/// `session.idle_ttl_secs` of traffic: 600,000 at 1,000 answers a second) would cost more
+/// than the answers.
 #[derive(Debug, Default)]
 pub struct MemorySessionStore {
-    sessions: Mutex<HashMap<ConversationId, Session>>,
+    sessions: Mutex<Sessions>,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    by_id: HashMap<ConversationId, Session>,
+    /// `(last_used_ms, conversation)` of every entry of `by_id`, oldest first (the SQLite
+    /// store's `sessions_by_last_use` index).
+    by_last_use: BTreeSet<(i64, ConversationId)>,
+}
+
+impl Sessions {
+    fn remove(&mut self, conversation: &ConversationId) -> Option<Session> {
+        let session = self.by_id.remove(conversation)?;
+        self.by_last_use
+            .remove(&(session.last_used_ms, session.conversation.clone()));
+        Some(session)
+    }
 }
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
     async fn record(&self, conversation: &ConversationId, token: &AccountToken, now_ms: i64) -> Result<(), StoreError> {
-        lock(&self.sessions).insert(
+        let mut sessions = lock(&self.sessions);
+        sessions.remove(conversation);
+        sessions.by_last_use.insert((now_ms, conversation.clone()));
+        sessions.by_id.insert(
             conversation.clone(),
             Session {
                 conversation: conversation.clone(),
@@ -58,22 +81,25 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn find(&self, conversation: &ConversationId) -> Result<Option<Session>, StoreError> {
-        Ok(lock(&self.sessions).get(conversation).cloned())
+        Ok(lock(&self.sessions).by_id.get(conversation).cloned())
     }
 
     async fn due(&self, idle_before_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<Session>, StoreError> {
-        let mut due: Vec<Session> = lock(&self.sessions)
-            .values()
-            .filter(|s| s.last_used_ms <= idle_before_ms && s.retry_at_ms <= now_ms)
+        let sessions = lock(&self.sessions);
+        // Oldest first, up to the idle bound: what is not idle yet is never looked at.
+        Ok(sessions
+            .by_last_use
+            .iter()
+            .take_while(|(last_used_ms, _)| *last_used_ms <= idle_before_ms)
+            .filter_map(|(_, conversation)| sessions.by_id.get(conversation))
+            .filter(|session| session.retry_at_ms <= now_ms)
+            .take(limit)
             .cloned()
-            .collect();
-        due.sort_by_key(|s| s.last_used_ms);
-        due.truncate(limit);
-        Ok(due)
+            .collect())
     }
 
     async fn defer(&self, conversation: &ConversationId, retry_at_ms: i64) -> Result<(), StoreError> {
-        if let Some(session) = lock(&self.sessions).get_mut(conversation) {
+        if let Some(session) = lock(&self.sessions).by_id.get_mut(conversation) {
             session.failures = session.failures.saturating_add(1);
             session.retry_at_ms = retry_at_ms;
         }
@@ -86,6 +112,6 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn pending(&self) -> Result<u64, StoreError> {
-        Ok(lock(&self.sessions).len() as u64)
+        Ok(lock(&self.sessions).by_id.len() as u64)
     }
 }
