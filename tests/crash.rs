@@ -203,4 +203,7 @@ async fn the_server_allocates_with_jemalloc_returning_freed_memory_at_once() {
     );
     assert!(log.contains("<jemalloc>: -- Set conf value: dirty_decay_ms:0"), "{log}");
     assert!(log.contains("<jemalloc>: -- Set conf value: muzzy_decay_ms:0"), "{log}");
+    // The text log, written to a file, has no terminal colour codes.
+    assert!(log.contains("hailuo-free-api listening"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file:\n{log}");
 }

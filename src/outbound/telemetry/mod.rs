@@ -10,6 +10,8 @@
 
 mod metrics;
 
+use std::io::IsTerminal;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -101,7 +103,10 @@ pub fn init(settings: &LogSettings) -> TelemetryGuard {
     let logs: Box<dyn Layer<Registry> + Send + Sync> = if settings.format == "json" {
         tracing_subscriber::fmt::layer().json().boxed()
     } else {
-        tracing_subscriber::fmt::layer().boxed()
+        // Colours for a person at a terminal; plain text for a file, a pipe or `docker logs`.
+        tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stdout().is_terminal())
+            .boxed()
     };
     // Spans are exported whatever the log level, but only ours: the HTTP stacks' own
     // spans (hyper, h2, the exporter's client) would only add noise, or loop.
