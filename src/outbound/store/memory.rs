@@ -1,7 +1,7 @@
 //! In-memory stores: fast, and forgotten at exit (the default `store.url = "memory"`).
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
@@ -38,7 +38,7 @@ impl TokenStore for MemoryTokenStore {
 /// Conversations awaiting deletion, in memory, with an index by last use: the sweeper asks
 /// for the idle ones several times a second, and a scan of every conversation kept (up to
 /// `session.idle_ttl_secs` of traffic: 600,000 at 1,000 answers a second) would cost more
-/// than the answers.
+/// than the answers. The conversations of one account share one copy of its token.
 #[derive(Debug, Default)]
 pub struct MemorySessionStore {
     sessions: Mutex<Sessions>,
@@ -46,42 +46,81 @@ pub struct MemorySessionStore {
 
 #[derive(Debug, Default)]
 struct Sessions {
-    by_id: HashMap<ConversationId, Session>,
+    by_id: HashMap<ConversationId, Entry>,
     /// `(last_used_ms, conversation)` of every entry of `by_id`, oldest first (the SQLite
     /// store's `sessions_by_last_use` index).
     by_last_use: BTreeSet<(i64, ConversationId)>,
+    /// The tokens of the entries, one copy each.
+    tokens: HashSet<Arc<AccountToken>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    token: Arc<AccountToken>,
+    last_used_ms: i64,
+    retry_at_ms: i64,
+    failures: u32,
+}
+
+impl Entry {
+    fn session(&self, conversation: &ConversationId) -> Session {
+        Session {
+            conversation: conversation.clone(),
+            token: AccountToken::clone(&self.token),
+            last_used_ms: self.last_used_ms,
+            retry_at_ms: self.retry_at_ms,
+            failures: self.failures,
+        }
+    }
 }
 
 impl Sessions {
-    fn remove(&mut self, conversation: &ConversationId) -> Option<Session> {
-        let session = self.by_id.remove(conversation)?;
-        self.by_last_use
-            .remove(&(session.last_used_ms, session.conversation.clone()));
-        Some(session)
+    fn insert(&mut self, conversation: &ConversationId, token: &AccountToken, now_ms: i64) {
+        self.remove(conversation);
+        let token = match self.tokens.get(token) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared = Arc::new(token.clone());
+                self.tokens.insert(Arc::clone(&shared));
+                shared
+            }
+        };
+        self.by_last_use.insert((now_ms, conversation.clone()));
+        self.by_id.insert(
+            conversation.clone(),
+            Entry {
+                token,
+                last_used_ms: now_ms,
+                retry_at_ms: 0,
+                failures: 0,
+            },
+        );
+    }
+
+    fn remove(&mut self, conversation: &ConversationId) {
+        let Some((conversation, entry)) = self.by_id.remove_entry(conversation) else {
+            return;
+        };
+        // The set's copy and this entry's: the token's last conversation is gone.
+        if Arc::strong_count(&entry.token) == 2 {
+            self.tokens.remove(&entry.token);
+        }
+        self.by_last_use.remove(&(entry.last_used_ms, conversation));
     }
 }
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
     async fn record(&self, conversation: &ConversationId, token: &AccountToken, now_ms: i64) -> Result<(), StoreError> {
-        let mut sessions = lock(&self.sessions);
-        sessions.remove(conversation);
-        sessions.by_last_use.insert((now_ms, conversation.clone()));
-        sessions.by_id.insert(
-            conversation.clone(),
-            Session {
-                conversation: conversation.clone(),
-                token: token.clone(),
-                last_used_ms: now_ms,
-                retry_at_ms: 0,
-                failures: 0,
-            },
-        );
+        lock(&self.sessions).insert(conversation, token, now_ms);
         Ok(())
     }
 
     async fn find(&self, conversation: &ConversationId) -> Result<Option<Session>, StoreError> {
-        Ok(lock(&self.sessions).by_id.get(conversation).cloned())
+        Ok(lock(&self.sessions)
+            .by_id
+            .get(conversation)
+            .map(|entry| entry.session(conversation)))
     }
 
     async fn due(&self, idle_before_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<Session>, StoreError> {
@@ -91,17 +130,18 @@ impl SessionStore for MemorySessionStore {
             .by_last_use
             .iter()
             .take_while(|(last_used_ms, _)| *last_used_ms <= idle_before_ms)
-            .filter_map(|(_, conversation)| sessions.by_id.get(conversation))
-            .filter(|session| session.retry_at_ms <= now_ms)
+            .filter_map(|(_, conversation)| {
+                let entry = sessions.by_id.get(conversation)?;
+                (entry.retry_at_ms <= now_ms).then(|| entry.session(conversation))
+            })
             .take(limit)
-            .cloned()
             .collect())
     }
 
     async fn defer(&self, conversation: &ConversationId, retry_at_ms: i64) -> Result<(), StoreError> {
-        if let Some(session) = lock(&self.sessions).by_id.get_mut(conversation) {
-            session.failures = session.failures.saturating_add(1);
-            session.retry_at_ms = retry_at_ms;
+        if let Some(entry) = lock(&self.sessions).by_id.get_mut(conversation) {
+            entry.failures = entry.failures.saturating_add(1);
+            entry.retry_at_ms = retry_at_ms;
         }
         Ok(())
     }
@@ -113,5 +153,50 @@ impl SessionStore for MemorySessionStore {
 
     async fn pending(&self) -> Result<u64, StoreError> {
         Ok(lock(&self.sessions).by_id.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conversation(n: u64) -> ConversationId {
+        ConversationId::from_upstream(format!("{:018}", 243_600_000_000_000_000 + n))
+    }
+
+    #[tokio::test]
+    async fn the_conversations_of_an_account_share_one_copy_of_its_token() {
+        let store = MemorySessionStore::default();
+        let (a, b) = (AccountToken::new("account-a"), AccountToken::new("account-b"));
+        for n in 0..1_000 {
+            let token = if n % 2 == 0 { &a } else { &b };
+            store
+                .record(&conversation(n), token, 1_000 + i64::try_from(n).unwrap())
+                .await
+                .unwrap();
+        }
+        // Used again: still one entry and one token each.
+        store.record(&conversation(0), &a, 5_000).await.unwrap();
+        {
+            let sessions = lock(&store.sessions);
+            assert_eq!(sessions.by_id.len(), 1_000);
+            assert_eq!(sessions.by_last_use.len(), 1_000);
+            assert_eq!(sessions.tokens.len(), 2);
+            assert!(sessions.tokens.iter().all(|token| Arc::strong_count(token) == 501));
+        }
+        assert_eq!(
+            store.find(&conversation(1)).await.unwrap().map(|s| s.token),
+            Some(b.clone())
+        );
+
+        for n in (1..1_000).step_by(2) {
+            store.remove(&conversation(n)).await.unwrap();
+        }
+        assert_eq!(lock(&store.sessions).tokens.len(), 1, "b's last conversation is gone");
+        for n in (0..1_000).step_by(2) {
+            store.remove(&conversation(n)).await.unwrap();
+        }
+        let sessions = lock(&store.sessions);
+        assert!(sessions.by_id.is_empty() && sessions.by_last_use.is_empty() && sessions.tokens.is_empty());
     }
 }
