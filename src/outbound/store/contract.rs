@@ -33,6 +33,17 @@ pub async fn token_store_keeps_devices(store: &dyn TokenStore) -> Result<(), Sto
     Ok(())
 }
 
+/// The conversations `due()` gives, in its order.
+async fn due_ids(
+    store: &dyn SessionStore,
+    idle_before_ms: i64,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<ConversationId>, StoreError> {
+    let due = store.due(idle_before_ms, now_ms, limit).await?;
+    Ok(due.into_iter().map(|s| s.conversation).collect())
+}
+
 /// Sessions are recorded, refreshed, found due in order, deferred and removed.
 pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Result<(), StoreError> {
     let token = AccountToken::new("contract-token");
@@ -46,24 +57,14 @@ pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Res
     assert_eq!(found, Some((token.clone(), 2_000, 0)));
     assert_eq!(store.find(&conversation(99)).await?, None);
 
-    let due: Vec<_> = store
-        .due(2_000, 10_000, 10)
-        .await?
-        .into_iter()
-        .map(|s| s.conversation)
-        .collect();
+    let due = due_ids(store, 2_000, 10_000, 10).await?;
     assert_eq!(due, vec![a.clone(), b.clone()], "oldest first, idle ones only");
     let limited = store.due(10_000, 10_000, 1).await?;
     assert_eq!(limited.len(), 1);
 
     // A failed deletion waits for its retry time.
     store.defer(&a, 5_000).await?;
-    let due: Vec<_> = store
-        .due(2_000, 4_999, 10)
-        .await?
-        .into_iter()
-        .map(|s| s.conversation)
-        .collect();
+    let due = due_ids(store, 2_000, 4_999, 10).await?;
     assert_eq!(due, vec![b.clone()]);
     let retried = store.due(2_000, 5_000, 10).await?;
     assert_eq!(
@@ -78,19 +79,9 @@ pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Res
         .await?
         .map(|s| (s.last_used_ms, s.retry_at_ms, s.failures));
     assert_eq!(refreshed, Some((9_000, 0, 0)));
-    let due: Vec<_> = store
-        .due(2_000, 10_000, 10)
-        .await?
-        .into_iter()
-        .map(|s| s.conversation)
-        .collect();
+    let due = due_ids(store, 2_000, 10_000, 10).await?;
     assert_eq!(due, vec![b.clone()]);
-    let all: Vec<_> = store
-        .due(10_000, 10_000, 10)
-        .await?
-        .into_iter()
-        .map(|s| s.conversation)
-        .collect();
+    let all = due_ids(store, 10_000, 10_000, 10).await?;
     assert_eq!(
         all,
         vec![b.clone(), c.clone(), a.clone()],
@@ -101,12 +92,7 @@ pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Res
     store.remove(&b).await?;
     assert_eq!(store.find(&b).await?, None);
     assert_eq!(store.pending().await?, 2);
-    let left: Vec<_> = store
-        .due(10_000, 10_000, 10)
-        .await?
-        .into_iter()
-        .map(|s| s.conversation)
-        .collect();
+    let left = due_ids(store, 10_000, 10_000, 10).await?;
     assert_eq!(left, vec![c.clone(), a.clone()]);
     Ok(())
 }
