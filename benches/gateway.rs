@@ -328,8 +328,8 @@ impl Recorders {
     }
 }
 
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Recorders> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Runs `request(i, due)` at `rate` per second for `duration`, open loop, and waits for the
@@ -609,10 +609,16 @@ fn cpu_now(server: &Proc, sim: &Proc) -> [Duration; 3] {
     ]
 }
 
-/// Microseconds per request between two `cpu_now` readings, for each process.
-fn cpu_delta(before: [Duration; 3], after: [Duration; 3], requests: u64) -> [f64; 3] {
-    let per = |i: usize| after[i].saturating_sub(before[i]).as_secs_f64() * 1e6 / requests.max(1) as f64;
-    [per(0), per(1), per(2)]
+/// Adds what each process used between two `cpu_now` readings to `total`.
+fn add_cpu(total: &mut [Duration; 3], before: [Duration; 3], after: [Duration; 3]) {
+    for ((total, before), after) in total.iter_mut().zip(before).zip(after) {
+        *total += after.saturating_sub(before);
+    }
+}
+
+/// Microseconds per request of each process's `total`.
+fn per_request(total: [Duration; 3], requests: u64) -> [f64; 3] {
+    total.map(|used| used.as_secs_f64() * 1e6 / requests.max(1) as f64)
 }
 
 /// The number of distinct accounts the latency runs spread over (one answer per account).
@@ -658,27 +664,20 @@ async fn latency_runs(options: &Options) -> BenchResult<(Vec<LatencyPoint>, f64)
         let (mut direct_rec, mut proxy_rec) = (Recorder::new(), Recorder::new());
         let mut offered_sum = 0.0;
         let (mut direct_cpu, mut proxy_cpu) = ([Duration::ZERO; 3], [Duration::ZERO; 3]);
-        let add = |sum: &mut [Duration; 3], before: [Duration; 3], after: [Duration; 3]| {
-            for i in 0..3 {
-                sum[i] += after[i].saturating_sub(before[i]);
-            }
-        };
         for _ in 0..SLICES {
             let before = cpu_now(&server, &sim);
             let (part, _) = one_side(rate, slice, Side::Direct, &client, &url, &direct, &accounts).await;
-            add(&mut direct_cpu, before, cpu_now(&server, &sim));
+            add_cpu(&mut direct_cpu, before, cpu_now(&server, &sim));
             direct_rec.merge(&part);
             let before = cpu_now(&server, &sim);
             let (part, offered) = one_side(rate, slice, Side::Proxy, &client, &url, &direct, &accounts).await;
-            add(&mut proxy_cpu, before, cpu_now(&server, &sim));
+            add_cpu(&mut proxy_cpu, before, cpu_now(&server, &sim));
             proxy_rec.merge(&part);
             offered_sum += offered;
         }
         let offered = offered_sum / f64::from(SLICES);
-        let zero = [Duration::ZERO; 3];
-        let [direct_client, _, direct_sim] = cpu_delta(zero, direct_cpu, direct_rec.hist.len() + direct_rec.errors);
-        let [proxy_client, proxy_server, proxy_sim] =
-            cpu_delta(zero, proxy_cpu, proxy_rec.hist.len() + proxy_rec.errors);
+        let [direct_client, _, direct_sim] = per_request(direct_cpu, direct_rec.hist.len() + direct_rec.errors);
+        let [proxy_client, proxy_server, proxy_sim] = per_request(proxy_cpu, proxy_rec.hist.len() + proxy_rec.errors);
         let cpu = CpuPerRequest {
             direct_client,
             direct_sim,
@@ -935,13 +934,7 @@ async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
                 let opened = Arc::clone(&opened);
                 let failures = Arc::clone(&failures);
                 streams.spawn_local(async move {
-                    let failed = |why: String| {
-                        *failures
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .entry(why)
-                            .or_default() += 1
-                    };
+                    let failed = |why: String| *lock(&failures).entry(why).or_default() += 1;
                     // The answer repeats the prompt, one character a second: about 5 minutes,
                     // longer than the measurement takes even when some streams fail.
                     let body =
@@ -982,13 +975,7 @@ async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
                 }
             }
             // Until every stream shows content or has failed; failures are reported.
-            let failed = || {
-                failures
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .values()
-                    .sum::<usize>()
-            };
+            let failed = || lock(&failures).values().sum::<usize>();
             let deadline = Instant::now() + Duration::from_secs(180);
             while opened.load(Ordering::Relaxed) + failed() < count && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1004,7 +991,7 @@ async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
         .await;
     let (loaded_rss, peak_rss, sim_rss) = result?;
     let opened = opened.load(Ordering::Relaxed);
-    let failures = failures.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let failures = lock(&failures).clone();
     eprintln!(
         "{opened}/{count} streams: idle {} MB, loaded {} MB, peak {} MB; failed: {failures:?}",
         idle_rss / 1_000_000,

@@ -93,6 +93,12 @@ impl ConversationId {
         Self(id.into())
     }
 
+    /// The `n`th of a run of well-formed ids, for tests.
+    #[cfg(test)]
+    pub(crate) fn nth(n: u64) -> Self {
+        Self(format!("{:018}", 243_600_000_000_000_000 + n))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

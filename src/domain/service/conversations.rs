@@ -307,7 +307,7 @@ mod tests {
     }
 
     fn answered(tracker: &ConversationTracker, n: u64) {
-        let conversation = ConversationId::from_upstream(format!("{:018}", 243_600_000_000_000_000 + n));
+        let conversation = ConversationId::nth(n);
         tracker.begin(&conversation);
         tracker.end(&conversation);
     }

@@ -3,10 +3,6 @@
 use crate::domain::chat::{AccountToken, ConversationId};
 use crate::domain::ports::{Device, SessionStore, StoreError, TokenStore};
 
-fn conversation(n: u64) -> ConversationId {
-    ConversationId::from_upstream(format!("{:018}", 243_600_000_000_000_000 + n))
-}
-
 /// A device is kept per token, replaced, and forgotten.
 pub async fn token_store_keeps_devices(store: &dyn TokenStore) -> Result<(), StoreError> {
     let token = AccountToken::new("contract-token");
@@ -47,7 +43,7 @@ async fn due_ids(
 /// Sessions are recorded, refreshed, found due in order, deferred and removed.
 pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Result<(), StoreError> {
     let token = AccountToken::new("contract-token");
-    let (a, b, c) = (conversation(1), conversation(2), conversation(3));
+    let (a, b, c) = (ConversationId::nth(1), ConversationId::nth(2), ConversationId::nth(3));
     store.record(&a, &token, 1_000).await?;
     store.record(&b, &token, 2_000).await?;
     store.record(&c, &token, 3_000).await?;
@@ -55,7 +51,7 @@ pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Res
 
     let found = store.find(&b).await?.map(|s| (s.token, s.last_used_ms, s.failures));
     assert_eq!(found, Some((token.clone(), 2_000, 0)));
-    assert_eq!(store.find(&conversation(99)).await?, None);
+    assert_eq!(store.find(&ConversationId::nth(99)).await?, None);
 
     let due = due_ids(store, 2_000, 10_000, 10).await?;
     assert_eq!(due, vec![a.clone(), b.clone()], "oldest first, idle ones only");
@@ -161,13 +157,13 @@ mod sqlite {
         {
             let stores = open(&path, &key_file(&path)).await?;
             stores.tokens.save_device(&token, &device).await?;
-            stores.sessions.record(&conversation(1), &token, 2_000).await?;
-            stores.sessions.defer(&conversation(1), 3_000).await?;
+            stores.sessions.record(&ConversationId::nth(1), &token, 2_000).await?;
+            stores.sessions.defer(&ConversationId::nth(1), 3_000).await?;
             stores.close().await;
         }
         let stores = open(&path, &key_file(&path)).await?;
         assert_eq!(stores.tokens.device(&token).await?, Some(device));
-        let session = stores.sessions.find(&conversation(1)).await?.unwrap();
+        let session = stores.sessions.find(&ConversationId::nth(1)).await?.unwrap();
         assert_eq!(
             (
                 session.token,
@@ -188,12 +184,12 @@ mod sqlite {
         let right = KeySource::Secret("the right secret".into());
         {
             let stores = open(&path, &right).await?;
-            stores.sessions.record(&conversation(1), &token, 1_000).await?;
+            stores.sessions.record(&ConversationId::nth(1), &token, 1_000).await?;
             stores.close().await;
         }
         let stores = open(&path, &right).await?;
         assert_eq!(
-            stores.sessions.find(&conversation(1)).await?.map(|s| s.token),
+            stores.sessions.find(&ConversationId::nth(1)).await?.map(|s| s.token),
             Some(token)
         );
         stores.close().await;
@@ -240,7 +236,7 @@ mod sqlite {
             registered_at_ms: 1_000,
         };
         stores.tokens.save_device(&account, &device).await?;
-        stores.sessions.record(&conversation(1), &account, 1_000).await?;
+        stores.sessions.record(&ConversationId::nth(1), &account, 1_000).await?;
         assert_eq!(stores.tokens.device(&account).await?, Some(device));
         // Look in the database, its WAL and anything else SQLite wrote, open and after closing.
         let leaks = || {

@@ -160,10 +160,6 @@ impl SessionStore for MemorySessionStore {
 mod tests {
     use super::*;
 
-    fn conversation(n: u64) -> ConversationId {
-        ConversationId::from_upstream(format!("{:018}", 243_600_000_000_000_000 + n))
-    }
-
     #[tokio::test]
     async fn the_conversations_of_an_account_share_one_copy_of_its_token() {
         let store = MemorySessionStore::default();
@@ -171,12 +167,12 @@ mod tests {
         for n in 0..1_000 {
             let token = if n % 2 == 0 { &a } else { &b };
             store
-                .record(&conversation(n), token, 1_000 + i64::try_from(n).unwrap())
+                .record(&ConversationId::nth(n), token, 1_000 + i64::try_from(n).unwrap())
                 .await
                 .unwrap();
         }
         // Used again: still one entry and one token each.
-        store.record(&conversation(0), &a, 5_000).await.unwrap();
+        store.record(&ConversationId::nth(0), &a, 5_000).await.unwrap();
         {
             let sessions = lock(&store.sessions);
             assert_eq!(sessions.by_id.len(), 1_000);
@@ -185,16 +181,16 @@ mod tests {
             assert!(sessions.tokens.iter().all(|token| Arc::strong_count(token) == 501));
         }
         assert_eq!(
-            store.find(&conversation(1)).await.unwrap().map(|s| s.token),
+            store.find(&ConversationId::nth(1)).await.unwrap().map(|s| s.token),
             Some(b.clone())
         );
 
         for n in (1..1_000).step_by(2) {
-            store.remove(&conversation(n)).await.unwrap();
+            store.remove(&ConversationId::nth(n)).await.unwrap();
         }
         assert_eq!(lock(&store.sessions).tokens.len(), 1, "b's last conversation is gone");
         for n in (0..1_000).step_by(2) {
-            store.remove(&conversation(n)).await.unwrap();
+            store.remove(&ConversationId::nth(n)).await.unwrap();
         }
         let sessions = lock(&store.sessions);
         assert!(sessions.by_id.is_empty() && sessions.by_last_use.is_empty() && sessions.tokens.is_empty());
