@@ -40,6 +40,14 @@ use self::request::{CallFailure, Caller};
 /// The headers [`HailuoClient::request`] sets on each call (lowercase), which the profile's
 /// fingerprint headers must not duplicate.
 const PER_CALL_HEADERS: [&str; 7] = ["token", "yy", "referer", "origin", "baggage", "sentry-trace", "accept"];
+/// `Token`: the account token.
+const TOKEN: HeaderName = HeaderName::from_static("token");
+/// `Yy`: the request signature.
+const YY: HeaderName = HeaderName::from_static("yy");
+/// `Baggage`: Sentry's tracing context.
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+/// `Sentry-Trace`: Sentry's trace and span ids.
+const SENTRY_TRACE: HeaderName = HeaderName::from_static("sentry-trace");
 
 /// What a call accepts in return.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,28 +223,43 @@ impl HailuoClient {
     /// with [`request::check_token`].
     pub fn request(&self, call: &UpstreamCall, token: &AccountToken, signature: &str) -> reqwest::RequestBuilder {
         let profile = &self.inner.profile;
-        let (baggage, sentry_trace) = request::sentry_headers(profile);
         let url = format!("{}{}", self.inner.base_url, call.full_uri);
-        let builder = self
-            .inner
-            .http
-            .request(call.method.clone(), url)
-            .headers(self.inner.fingerprint.clone());
-        // Sensitive: a logged request shows no token.
-        let builder = match HeaderValue::from_str(token.expose()) {
-            Ok(mut value) => {
-                value.set_sensitive(true);
-                builder.header("Token", value)
-            }
-            Err(_) => builder.header("Token", token.expose()),
+        let Ok(parsed) = reqwest::Url::parse(&url) else {
+            // reqwest reports the malformed URL when the request is sent.
+            return self.inner.http.request(call.method.clone(), url);
         };
-        builder
-            .header("Yy", signature)
-            .header(REFERER, request::referer(&profile.origin, call.conversation.as_deref()))
-            .header(ORIGIN, profile.origin.as_str())
-            .header("Baggage", baggage)
-            .header("Sentry-Trace", sentry_trace)
-            .header(ACCEPT, call.accept.header_value())
+        let (baggage, sentry_trace) = request::sentry_headers(profile);
+        let referer = request::referer(&profile.origin, call.conversation.as_deref());
+        // One header map filled in place: this runs on every upstream call, and the
+        // builder's `header()` would parse each name and merge map into map.
+        let mut headers = self.inner.fingerprint.clone();
+        let mut invalid = Vec::new();
+        let per_call = [
+            (TOKEN, token.expose()),
+            (YY, signature),
+            (REFERER, referer.as_str()),
+            (ORIGIN, profile.origin.as_str()),
+            (BAGGAGE, baggage.as_str()),
+            (SENTRY_TRACE, sentry_trace.as_str()),
+            (ACCEPT, call.accept.header_value()),
+        ];
+        for (name, value) in per_call {
+            match HeaderValue::from_str(value) {
+                Ok(mut value) => {
+                    // Sensitive: a logged request shows no token.
+                    value.set_sensitive(name == TOKEN);
+                    headers.insert(name, value);
+                }
+                Err(_) => invalid.push((name, value)),
+            }
+        }
+        let mut request = reqwest::Request::new(call.method.clone(), parsed);
+        *request.headers_mut() = headers;
+        let builder = reqwest::RequestBuilder::from_parts(self.inner.http.clone(), request);
+        // A value no header can carry fails the call when sent, with reqwest's own error.
+        invalid
+            .into_iter()
+            .fold(builder, |builder, (name, value)| builder.header(name, value))
     }
 
     /// Sends `builder`, the request of `call` on `token`'s account, in an `upstream call`
@@ -468,6 +491,27 @@ mod tests {
         let request = client.request(&call, &AccountToken::new("t"), "s").build().unwrap();
         let accepts: Vec<_> = request.headers().get_all("accept").iter().collect();
         assert_eq!(accepts, ["*/*"]);
+    }
+
+    #[test]
+    fn only_the_token_is_sensitive_and_a_value_no_header_can_carry_fails_the_call() {
+        let good = client("http://127.0.0.1:9");
+        let call = good.call(Method::GET, "/v1/api/user/info", Caller::Device(&device()));
+        let request = good.request(&call, &AccountToken::new("t"), "s").build().unwrap();
+        let sensitive: Vec<_> = request
+            .headers()
+            .iter()
+            .filter(|(_, value)| value.is_sensitive())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(sensitive, ["token"]);
+
+        let mut settings = Settings::defaults().unwrap().upstream;
+        settings.profile.origin = "https://hailuoai.com\n".into();
+        let bad_origin = HailuoClient::new(&settings).unwrap();
+        assert!(bad_origin.request(&call, &AccountToken::new("t"), "s").build().is_err());
+        let bad_base = client("http://[::1");
+        assert!(bad_base.request(&call, &AccountToken::new("t"), "s").build().is_err());
     }
 
     #[test]

@@ -59,25 +59,41 @@ pub fn full_uri(path: &str, profile: &Profile, caller: Caller<'_>, unix: &str) -
         ("screen_height", &profile.screen_height),
         ("unix", unix),
     ]);
-    let query = pairs
+    // One buffer for the whole URI: this runs on every upstream call.
+    let length = pairs
         .iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let separator = if path.contains('?') { '&' } else { '?' };
-    format!("{path}{separator}{query}")
+        .map(|(key, value)| key.len() + value.len() + 2)
+        .sum::<usize>();
+    let mut uri = String::with_capacity(path.len() + length);
+    uri.push_str(path);
+    let mut separator = if path.contains('?') { '&' } else { '?' };
+    for (key, value) in pairs {
+        uri.push(separator);
+        uri.push_str(key);
+        uri.push('=');
+        uri.push_str(value);
+        separator = '&';
+    }
+    uri
 }
 
 /// The Sentry tracing headers of one request: `(Baggage, Sentry-Trace)`, with a fresh
 /// 32-hex trace id and 16-hex span id.
 pub fn sentry_headers(profile: &Profile) -> (String, String) {
-    let trace_id = format!("{:032x}", rand::random::<u128>());
-    let span_id = format!("{:016x}", rand::random::<u64>());
-    let baggage = format!(
-        "sentry-environment={},sentry-release={},sentry-public_key={},sentry-trace_id={trace_id}",
+    use std::fmt::Write as _;
+    let (trace_id, span_id) = (rand::random::<u128>(), rand::random::<u64>());
+    let mut baggage = String::with_capacity(
+        96 + profile.sentry_environment.len() + profile.sentry_release.len() + profile.sentry_public_key.len(),
+    );
+    let mut sentry_trace = String::with_capacity(51);
+    // Writing into a String cannot fail.
+    let _ = write!(
+        baggage,
+        "sentry-environment={},sentry-release={},sentry-public_key={},sentry-trace_id={trace_id:032x}",
         profile.sentry_environment, profile.sentry_release, profile.sentry_public_key
     );
-    (baggage, format!("{trace_id}-{span_id}-0"))
+    let _ = write!(sentry_trace, "{trace_id:032x}-{span_id:016x}-0");
+    (baggage, sentry_trace)
 }
 
 /// `Referer` for a call: the origin's root, or the conversation's page when continuing one.
