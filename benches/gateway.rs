@@ -55,6 +55,22 @@ fn main() -> BenchResult<()> {
     runtime.block_on(run(options, nofile))
 }
 
+/// What the results say of the simulator's pause inside torn events.
+fn tear_note(tear_pause_us: u64) -> String {
+    if tear_pause_us == 0 {
+        "The simulator answers the latency and stream runs without timers: the two halves of a torn event go \
+         out back to back (`--tear-pause-us 0`), since a timer there fires on the simulator's millisecond tick \
+         and would round the time a request took to arrive to whole milliseconds (section 6, session 7)."
+            .to_owned()
+    } else {
+        format!(
+            "The simulator pauses {tear_pause_us} µs inside every torn event (`--tear-pause-us {tear_pause_us}`): its \
+             timer fires on a millisecond tick, so the added latency below is rounded to whole milliseconds, by how \
+             the requests' arrival meets that tick (section 6, session 7)."
+        )
+    }
+}
+
 /// Command-line options (after cargo's own `--bench`).
 #[derive(Debug, Clone)]
 struct Options {
@@ -65,6 +81,12 @@ struct Options {
     stream_counts: Vec<usize>,
     /// Skip phases: `latency`, `streams`, `memory`, `cold`.
     only: Option<String>,
+    /// The simulator's pause inside a torn event, in µs. 0 (the default) only yields between
+    /// the two writes: a timer there fires on the simulator's millisecond tick, which rounds
+    /// the time a request took to arrive to whole milliseconds, and with requests exactly
+    /// `1/rate` apart every request meets the tick at the same phase (`bench/RESULTS.md`,
+    /// section 6, session 7). 1000 is the simulator's own default, as the tests use it.
+    tear_pause_us: u64,
 }
 
 impl Options {
@@ -74,6 +96,7 @@ impl Options {
             seconds: 10,
             stream_counts: vec![1_000, 10_000],
             only: None,
+            tear_pause_us: 0,
         };
         let mut iter = args.iter().skip(1);
         while let Some(arg) = iter.next() {
@@ -89,6 +112,9 @@ impl Options {
                         .collect::<Result<_, _>>()?;
                 }
                 "--only" => options.only = Some(iter.next().ok_or("--only needs a phase")?.clone()),
+                "--tear-pause-us" => {
+                    options.tear_pause_us = iter.next().ok_or("--tear-pause-us needs a number")?.parse()?;
+                }
                 _ => {}
             }
         }
@@ -190,13 +216,14 @@ fn free_port() -> BenchResult<u16> {
 }
 
 /// Starts `hailuo-sim` on a free port with answers of `chunk_chars` characters per event,
-/// `chunk_delay_ms` apart.
-async fn start_sim(chunk_delay_ms: u64, chunk_chars: usize) -> BenchResult<(Proc, String)> {
+/// `chunk_delay_ms` apart, and `tear_pause_us` inside each torn event.
+async fn start_sim(chunk_delay_ms: u64, chunk_chars: usize, tear_pause_us: u64) -> BenchResult<(Proc, String)> {
     let port = free_port()?;
     let child = Command::new(env!("CARGO_BIN_EXE_hailuo-sim"))
         .args(["--port", &port.to_string()])
         .args(["--chunk-delay-ms", &chunk_delay_ms.to_string()])
         .args(["--chunk-chars", &chunk_chars.to_string()])
+        .args(["--tear-pause-us", &tear_pause_us.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -625,7 +652,7 @@ fn per_request(total: [Duration; 3], requests: u64) -> [f64; 3] {
 const ACCOUNTS: usize = 256;
 
 async fn latency_runs(options: &Options) -> BenchResult<(Vec<LatencyPoint>, f64)> {
-    let (sim, upstream) = start_sim(0, 3).await?;
+    let (sim, upstream) = start_sim(0, 3, options.tear_pause_us).await?;
     let (server, base) = start_server(&upstream, &[]).await?;
     let url = format!("{base}/v1/chat/completions");
     let client = http_client()?;
@@ -828,7 +855,7 @@ const STREAM_PROMPT: &str = "stream me an answer of about sixty characters, plea
 
 async fn stream_run(options: &Options) -> BenchResult<StreamPoint> {
     let chunk_delay_ms = 5;
-    let (sim, upstream) = start_sim(chunk_delay_ms, 3).await?;
+    let (sim, upstream) = start_sim(chunk_delay_ms, 3, options.tear_pause_us).await?;
     let (server, base) = start_server(&upstream, &[]).await?;
     let url = format!("{base}/v1/chat/completions");
     let client = http_client()?;
@@ -913,7 +940,7 @@ const SLOW_PROMPT: &str = "a slow answer, one character a second, for as long as
 
 async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
     // One character a second: the streams stay open for minutes.
-    let (sim, upstream) = start_sim(1_000, 1).await?;
+    let (sim, upstream) = start_sim(1_000, 1, 1_000).await?;
     // HTTP/2 upstream (as with the real HTTPS upstream, which negotiates it): thousands of
     // streams share a few connections instead of needing a descriptor each.
     let (server, base) = start_server(&upstream, &[("HAILUO_UPSTREAM__HTTP2_PRIOR_KNOWLEDGE", "true")]).await?;
@@ -1092,19 +1119,24 @@ impl Report {
         let _ = writeln!(out, "- open files (soft limit after raising): {}", self.nofile);
         let _ = writeln!(
             out,
-            "- run: `cargo bench --bench gateway -- --seconds {}{}`\n",
+            "- run: `cargo bench --bench gateway -- --seconds {}{}{}`\n",
             self.options.seconds,
             self.options
                 .only
                 .as_ref()
                 .map(|only| format!(" --only {only}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match self.options.tear_pause_us {
+                0 => String::new(),
+                us => format!(" --tear-pause-us {us}"),
+            }
         );
         let _ = writeln!(
             out,
             "The load generator is single-threaded and open-loop (latency counts from when a request was due). \
              The server runs with its embedded defaults (info logs, metrics on) pointed at `hailuo-sim` in open mode; \
-             all three processes share the machine's cores.\n"
+             all three processes share the machine's cores. {}\n",
+            tear_note(self.options.tear_pause_us)
         );
         if !self.latency.is_empty() {
             let _ = writeln!(out, "## 1. Non-streamed chat: latency added by the proxy\n");

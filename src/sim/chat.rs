@@ -23,8 +23,6 @@ use super::{ChatRecord, Fault, RESET_PAUSE, Simulator};
 
 /// How long a [`Fault::Hang`] stream stays silent.
 const HANG_FOR: Duration = Duration::from_secs(3600);
-/// Pause between the two halves of a torn event, so they leave in separate writes.
-const TEAR_PAUSE: Duration = Duration::from_millis(1);
 
 /// The fields of a chat request, as sent.
 struct ChatFields {
@@ -163,6 +161,7 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         answer: Simulator::answer_for(&fields.msg_content),
         chunk_chars: state.config.chunk_chars.max(1),
         delay,
+        tear_pause: state.config.tear_pause,
         fault,
         reset: peer.map(|peer| (Arc::clone(state), peer)),
     };
@@ -291,7 +290,7 @@ fn single_error_stream(guard: StreamGuard, code: i64, message: &'static str) -> 
     tokio::spawn(async move {
         let _guard = guard;
         let data = json!({"type": 2, "statusInfo": {"code": code, "message": message}, "data": {}});
-        let _ = writer.event("message_result", &data.to_string(), false).await;
+        let _ = writer.event("message_result", &data.to_string()).await;
     });
     event_stream_response(body)
 }
@@ -348,20 +347,22 @@ impl EventWriter {
         }
     }
 
-    /// Writes one event; `tear` sends it in two writes split inside a multi-byte character
-    /// when it has one (else in the middle).
-    pub(crate) async fn event(&mut self, name: &str, data: &str, tear: bool) -> Result<(), ClientGone> {
+    /// Writes one event, whole.
+    pub(crate) async fn event(&mut self, name: &str, data: &str) -> Result<(), ClientGone> {
+        self.write(format!("event: {name}\ndata: {data}\n\n")).await
+    }
+
+    /// Writes one event in two writes `pause` apart, split inside a multi-byte character when
+    /// it has one (else in the middle). A zero pause only yields between the two writes.
+    pub(crate) async fn torn_event(&mut self, name: &str, data: &str, pause: Duration) -> Result<(), ClientGone> {
         let text = format!("event: {name}\ndata: {data}\n\n");
-        if !tear {
-            return self.write(text).await;
-        }
         let split_at = text
             .char_indices()
             .find(|(_, c)| c.len_utf8() > 1)
             .map_or(text.len() / 2, |(index, _)| index + 1);
         let bytes = Bytes::from(text);
         self.write(bytes.slice(..split_at)).await?;
-        self.pause(TEAR_PAUSE).await?;
+        self.pause(pause).await?;
         self.write(bytes.slice(split_at..)).await
     }
 
@@ -388,6 +389,8 @@ struct AnswerPlan {
     answer: String,
     chunk_chars: usize,
     delay: Duration,
+    /// The pause inside a torn event.
+    tear_pause: Duration,
     fault: Option<Fault>,
     /// The connection to reset for a [`Fault::ResetStream`].
     reset: Option<(Arc<SimState>, SocketAddr)>,
@@ -407,7 +410,7 @@ impl AnswerPlan {
             "statusInfo": {"code": 0, "message": ""},
             "data": {"sendResult": {"chatID": self.chat_id, "msgID": self.user_msg_id, "isNewChat": true}}
         });
-        writer.event("send_result", &sent.to_string(), false).await?;
+        writer.event("send_result", &sent.to_string()).await?;
 
         let chars: Vec<char> = self.answer.chars().collect();
         let mut shown = 0;
@@ -415,7 +418,7 @@ impl AnswerPlan {
         while shown < chars.len() {
             match self.fault {
                 Some(Fault::ContentFiltered { after_events }) if events == after_events => {
-                    return writer.event("message_result", &content_filtered(), false).await;
+                    return writer.event("message_result", &content_filtered()).await;
                 }
                 Some(Fault::CutStream { after_events }) if events == after_events => {
                     writer.cut().await;
@@ -450,13 +453,17 @@ impl AnswerPlan {
                     "extra": {}
                 }}
             });
-            writer
-                .event("message_result", &data.to_string(), events % 2 == 1)
-                .await?;
+            if events % 2 == 1 {
+                writer
+                    .torn_event("message_result", &data.to_string(), self.tear_pause)
+                    .await?;
+            } else {
+                writer.event("message_result", &data.to_string()).await?;
+            }
             shown = next;
             if events % 3 == 0 {
                 let heartbeat = json!({"type": 3, "statusInfo": {"code": 1_200_010, "message": "心跳"}, "data": {}});
-                writer.event("message_result", &heartbeat.to_string(), false).await?;
+                writer.event("message_result", &heartbeat.to_string()).await?;
             }
         }
         match self.fault {
@@ -466,12 +473,12 @@ impl AnswerPlan {
             }
             Some(Fault::ResetStream { .. }) => return self.reset(&writer).await,
             Some(Fault::ContentFiltered { .. }) => {
-                return writer.event("message_result", &content_filtered(), false).await;
+                return writer.event("message_result", &content_filtered()).await;
             }
             _ => {}
         }
         let end = json!({"type": 8, "statusInfo": {"code": 0, "message": ""}, "data": {}});
-        writer.event("close_chunk", &end.to_string(), false).await
+        writer.event("close_chunk", &end.to_string()).await
     }
 }
 

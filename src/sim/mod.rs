@@ -51,6 +51,12 @@ pub struct SimConfig {
     pub chunk_chars: usize,
     /// Pause between answer events.
     pub chunk_delay: Duration,
+    /// Pause between the two writes of a torn event (every other answer event is torn, so
+    /// that clients meet events split across reads); 1 ms by default. Zero only yields between
+    /// the writes: the benchmark's setting, since a tokio timer fires on a millisecond tick and
+    /// would round whatever the client added before it to whole milliseconds
+    /// (`bench/RESULTS.md`, section 6, session 7).
+    pub tear_pause: Duration,
     /// Accept any non-empty token except killed ones; when `false`, only tokens passed to
     /// [`Simulator::revive_token`] are logged in.
     pub open: bool,
@@ -67,6 +73,7 @@ impl Default for SimConfig {
             profile: default_profile(),
             chunk_chars: 3,
             chunk_delay: Duration::from_millis(1),
+            tear_pause: Duration::from_millis(1),
             open: true,
             fault_rate: 0.0,
             fault_seed: None,

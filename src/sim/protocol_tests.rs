@@ -212,6 +212,31 @@ async fn a_clean_client_registers_chats_and_deletes_without_violations() {
 }
 
 #[tokio::test]
+async fn with_no_tear_pause_the_answer_is_the_same_events() {
+    let prompt = "你好，海螺！\nhello";
+    let kinds = |body: &str| -> Vec<Value> { events(body).iter().map(|event| event["type"].clone()).collect() };
+    let paused = Simulator::start(SimConfig::default()).await.unwrap();
+    let paused_body = registered(&paused, "token-a").await.chat(prompt, "0").await;
+
+    let sim = Simulator::start(SimConfig {
+        tear_pause: Duration::ZERO,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let body = registered(&sim, "token-a").await.chat(prompt, "0").await;
+    assert_eq!(
+        final_answer(&body).as_deref(),
+        Some(Simulator::answer_for(prompt).as_str()),
+        "{body}"
+    );
+    // The torn events still arrive and parse: only the pause between their halves is gone.
+    assert!(body.contains('\u{FFFD}'), "a torn character is expected: {body}");
+    assert_eq!(kinds(&body), kinds(&paused_body), "{body}\n{paused_body}");
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test]
 async fn an_unregistered_device_and_a_bad_signature_are_violations() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let mut browser = Browser::new(&sim, "token-b");

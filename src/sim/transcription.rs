@@ -121,7 +121,7 @@ pub(crate) async fn phone_msg(state: &Arc<SimState>, req: Request) -> Response {
 /// The transcript, then the spoken reply spread over about three seconds.
 async fn play_reply(mut writer: EventWriter, transcript: &str) -> Result<(), ClientGone> {
     let asr = json!({"status_code": 0, "err_message": "", "data": {"text": transcript, "is_final": true}});
-    writer.event(ASR_EVENT, &asr.to_string(), false).await?;
+    writer.event(ASR_EVENT, &asr.to_string()).await?;
     for index in 0..REPLY_CHUNKS {
         writer.pause(REPLY_GAP).await?;
         let chunk = json!({
@@ -129,7 +129,7 @@ async fn play_reply(mut writer: EventWriter, transcript: &str) -> Result<(), Cli
             "err_message": "",
             "data": {"audio": format!("fffb{index:04x}"), "index": index, "is_end": index + 1 == REPLY_CHUNKS}
         });
-        writer.event(AUDIO_EVENT, &chunk.to_string(), false).await?;
+        writer.event(AUDIO_EVENT, &chunk.to_string()).await?;
     }
     Ok(())
 }
@@ -140,7 +140,7 @@ fn single_event(guard: StreamGuard, code: i64, message: &'static str) -> Respons
     tokio::spawn(async move {
         let _guard = guard;
         let data = json!({"status_code": code, "err_message": message, "data": {}});
-        let _ = writer.event(ASR_EVENT, &data.to_string(), false).await;
+        let _ = writer.event(ASR_EVENT, &data.to_string()).await;
     });
     event_stream_response(body)
 }

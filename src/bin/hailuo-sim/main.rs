@@ -1,5 +1,5 @@
-//! `hailuo-sim [--host 127.0.0.1] [--port 8100] [--chunk-delay-ms N] [--chunk-chars N]`: serves the simulated
-//! Hailuo upstream in open mode until Ctrl-C.
+//! `hailuo-sim [--host 127.0.0.1] [--port 8100] [--chunk-delay-ms N] [--chunk-chars N]
+//! [--tear-pause-us N]`: serves the simulated Hailuo upstream in open mode until Ctrl-C.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -20,9 +20,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--port" => port = value.parse()?,
             "--chunk-delay-ms" => config.chunk_delay = Duration::from_millis(value.parse()?),
             "--chunk-chars" => config.chunk_chars = value.parse()?,
+            "--tear-pause-us" => config.tear_pause = Duration::from_micros(value.parse()?),
             other => {
                 return Err(format!(
-                    "unknown flag {other}; usage: hailuo-sim [--host H] [--port P] [--chunk-delay-ms N] [--chunk-chars N]"
+                    "unknown flag {other}; usage: hailuo-sim [--host H] [--port P] [--chunk-delay-ms N] [--chunk-chars N] [--tear-pause-us N]"
                 )
                 .into());
             }
