@@ -28,11 +28,15 @@ fn main() -> anyhow::Result<()> {
     if settings.server.worker_threads > 0 {
         runtime.worker_threads(settings.server.worker_threads);
     }
-    runtime
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(serve(settings))
+    let runtime = runtime.enable_all().build().context("starting the async runtime")?;
+    // On a worker, not on this thread: `block_on` would run the accept loop here, so that each
+    // new connection woke this thread from a worker and its task was handed back to a worker
+    // through the runtime's shared queue (two wake-ups between threads per connection).
+    runtime.block_on(async {
+        tokio::spawn(serve(settings))
+            .await
+            .context("the server's task failed")?
+    })
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

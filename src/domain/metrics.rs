@@ -20,7 +20,8 @@ const LATENCY_BUCKETS: [f64; 15] = [
 pub struct Instruments {
     /// HTTP requests answered, by `http.route`, `http.request.method`, `http.response.status_code`.
     pub requests: Counter<u64>,
-    /// HTTP request latency until the response head (seconds), by the same labels.
+    /// HTTP request latency (seconds), by the same labels: until the answer is ready, for a
+    /// stream until its end.
     pub request_duration: Histogram<f64>,
     /// Upstream call latency until the response head (seconds), by `url.path` and status.
     pub upstream_duration: Histogram<f64>,
@@ -71,7 +72,7 @@ pub fn instruments() -> &'static Instruments {
                 .build(),
             request_duration: latency(
                 "http.server.request.duration",
-                "HTTP request latency until the response head",
+                "HTTP request latency: until the answer is ready, for a stream until its end",
             ),
             upstream_duration: latency(
                 "hailuo.upstream.duration",

@@ -1,14 +1,16 @@
 //! Observability of the HTTP surface: [`RequestTelemetry`] gives every request a server span
-//! (continuing the caller's W3C `traceparent`), one log line and its metrics; [`serve_metrics`]
+//! (continuing the caller's W3C `traceparent`), one log line and its metrics, once it is
+//! answered (a stream once it ends); [`serve_metrics`]
 //! serves the metrics as Prometheus text at `GET /metrics`.
 
 use std::time::Instant;
 
+use futures::StreamExt;
 use opentelemetry::KeyValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use poem::http::HeaderMap;
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response, handler};
+use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, handler};
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -80,32 +82,180 @@ impl<E: Endpoint> Endpoint for RequestTelemetryEndpoint<E> {
             Ok(response) => response.into_response(),
             Err(error) => error.into_response(),
         };
-        let latency = started.elapsed();
-        let status = response.status().as_u16();
+        let record = RequestRecord {
+            span,
+            method,
+            path,
+            status: response.status().as_u16(),
+            started,
+        };
+        if !is_event_stream(&response) {
+            drop(record);
+            return Ok(response);
+        }
+        // A stream is recorded when its body ends or the client leaves: its latency is then the
+        // whole answer's, and the log line is not written in front of the first token.
+        let (parts, body) = response.into_parts();
+        let body = body.into_bytes_stream().map(move |chunk| {
+            let _ = &record;
+            chunk
+        });
+        Ok(Response::from_parts(parts, Body::from_bytes_stream(body)))
+    }
+}
+
+/// Whether a response is server-sent events.
+fn is_event_stream(response: &Response) -> bool {
+    response
+        .headers()
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"))
+}
+
+/// What is known of a request once it is answered: dropped, it completes the span and writes
+/// the metrics and the log line.
+struct RequestRecord {
+    span: tracing::Span,
+    method: String,
+    path: String,
+    status: u16,
+    started: Instant,
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        let latency = self.started.elapsed();
+        let status = self.status;
         // Unmatched paths share one label, so scanners cannot blow up the series count.
-        let route = if status == 404 { "unmatched" } else { path.as_str() };
-        span.record("http.route", route);
-        span.record("http.response.status_code", status);
+        let route = if status == 404 { "unmatched" } else { self.path.as_str() };
+        self.span.record("http.route", route);
+        self.span.record("http.response.status_code", status);
         if status >= 500 {
-            span.record("otel.status_code", "ERROR");
+            self.span.record("otel.status_code", "ERROR");
         }
         let labels = [
-            KeyValue::new("http.request.method", method.clone()),
+            KeyValue::new("http.request.method", self.method.clone()),
             KeyValue::new("http.route", route.to_owned()),
             KeyValue::new("http.response.status_code", i64::from(status)),
         ];
         let metrics = instruments();
         metrics.requests.add(1, &labels);
         metrics.request_duration.record(latency.as_secs_f64(), &labels);
-        span.in_scope(|| {
+        self.span.in_scope(|| {
             tracing::info!(
-                method = %method,
-                path = %path,
+                method = %self.method,
+                path = %self.path,
                 status,
                 latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
                 "request"
             );
         });
-        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::fmt::Write as _;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use poem::http::Uri;
+    use poem::{EndpointExt, Route, get};
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::*;
+
+    /// The fields of every event logged, one string each.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<String>>>);
+
+    struct Fields<'a>(&'a mut String);
+
+    impl tracing::field::Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            let _ = write!(self.0, "{}={:?} ", field.name(), value);
+        }
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Lines {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut fields = String::new();
+            event.record(&mut Fields(&mut fields));
+            self.0.lock().unwrap().push(fields);
+        }
+    }
+
+    impl Lines {
+        fn requests(&self) -> Vec<String> {
+            let lines = self.0.lock().unwrap();
+            lines
+                .iter()
+                .filter(|line| line.contains("message=request"))
+                .cloned()
+                .collect()
+        }
+    }
+
+    #[handler]
+    fn events() -> Response {
+        let chunks = futures::stream::iter(["data: a\n\n", "data: b\n\n"])
+            .map(|chunk| Ok::<_, std::io::Error>(Bytes::from_static(chunk.as_bytes())));
+        Response::builder()
+            .content_type("text/event-stream")
+            .body(Body::from_bytes_stream(chunks))
+    }
+
+    #[handler]
+    fn document() -> &'static str {
+        "{}"
+    }
+
+    fn get_request(path: &'static str) -> Request {
+        Request::builder().uri(Uri::from_static(path)).finish()
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_logged_at_once_and_a_stream_when_its_body_ends() {
+        let lines = Lines::default();
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
+        let app = Route::new()
+            .at("/events", get(events))
+            .at("/document", get(document))
+            .with(RequestTelemetry);
+
+        let answer = app.call(get_request("/document")).await.unwrap();
+        assert_eq!(lines.requests().len(), 1, "{:?}", lines.requests());
+        assert_eq!(answer.into_body().into_string().await.unwrap(), "{}");
+
+        let stream = app.call(get_request("/events")).await.unwrap();
+        assert_eq!(
+            lines.requests().len(),
+            1,
+            "logged before the stream ended: {:?}",
+            lines.requests()
+        );
+        let body = stream.into_body().into_string().await.unwrap();
+        assert_eq!(body, "data: a\n\ndata: b\n\n");
+        let logged = lines.requests();
+        assert_eq!(logged.len(), 2, "{logged:?}");
+        assert!(
+            logged[1].contains("path=/events") && logged[1].contains("status=200"),
+            "{logged:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_left_by_its_client_is_logged_when_dropped() {
+        let lines = Lines::default();
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
+        let app = Route::new().at("/events", get(events)).with(RequestTelemetry);
+        let stream = app.call(get_request("/events")).await.unwrap();
+        assert!(lines.requests().is_empty());
+        drop(stream);
+        assert_eq!(lines.requests().len(), 1, "{:?}", lines.requests());
     }
 }
