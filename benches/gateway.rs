@@ -81,11 +81,8 @@ struct Options {
     stream_counts: Vec<usize>,
     /// Skip phases: `latency`, `streams`, `memory`, `cold`.
     only: Option<String>,
-    /// The simulator's pause inside a torn event, in µs. 0 (the default) only yields between
-    /// the two writes: a timer there fires on the simulator's millisecond tick, which rounds
-    /// the time a request took to arrive to whole milliseconds, and with requests exactly
-    /// `1/rate` apart every request meets the tick at the same phase (`bench/RESULTS.md`,
-    /// section 6, session 7). 1000 is the simulator's own default, as the tests use it.
+    /// The simulator's pause inside a torn event, in µs, for the latency and stream phases:
+    /// 0 by default, 1000 is the simulator's own (why: [`tear_note`]).
     tear_pause_us: u64,
 }
 
@@ -939,7 +936,8 @@ struct MemoryPoint {
 const SLOW_PROMPT: &str = "a slow answer, one character a second, for as long as the benchmark needs it to stay open. ";
 
 async fn memory_run(count: usize) -> BenchResult<MemoryPoint> {
-    // One character a second: the streams stay open for minutes.
+    // One character a second: the streams stay open for minutes. At one event a second the
+    // tear pause does not matter: the simulator's own 1 ms.
     let (sim, upstream) = start_sim(1_000, 1, 1_000).await?;
     // HTTP/2 upstream (as with the real HTTPS upstream, which negotiates it): thousands of
     // streams share a few connections instead of needing a descriptor each.

@@ -319,6 +319,11 @@ fn hanging_stream(state: &Arc<SimState>, peer: Option<SocketAddr>, guard: Stream
 /// The client closed the stream.
 pub(crate) struct ClientGone;
 
+/// One SSE event as the upstream writes it.
+fn event_text(name: &str, data: &str) -> String {
+    format!("event: {name}\ndata: {data}\n\n")
+}
+
 /// Writes SSE bytes into the response body, one real write per chunk.
 pub(crate) struct EventWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,
@@ -349,13 +354,13 @@ impl EventWriter {
 
     /// Writes one event, whole.
     pub(crate) async fn event(&mut self, name: &str, data: &str) -> Result<(), ClientGone> {
-        self.write(format!("event: {name}\ndata: {data}\n\n")).await
+        self.write(event_text(name, data)).await
     }
 
     /// Writes one event in two writes `pause` apart, split inside a multi-byte character when
     /// it has one (else in the middle). A zero pause only yields between the two writes.
     pub(crate) async fn torn_event(&mut self, name: &str, data: &str, pause: Duration) -> Result<(), ClientGone> {
-        let text = format!("event: {name}\ndata: {data}\n\n");
+        let text = event_text(name, data);
         let split_at = text
             .char_indices()
             .find(|(_, c)| c.len_utf8() > 1)
@@ -453,17 +458,15 @@ impl AnswerPlan {
                     "extra": {}
                 }}
             });
+            let data = data.to_string();
             if events % 2 == 1 {
-                writer
-                    .torn_event("message_result", &data.to_string(), self.tear_pause)
-                    .await?;
+                writer.torn_event("message_result", &data, self.tear_pause).await?;
             } else {
-                writer.event("message_result", &data.to_string()).await?;
+                writer.event("message_result", &data).await?;
             }
             shown = next;
             if events % 3 == 0 {
-                let heartbeat = json!({"type": 3, "statusInfo": {"code": 1_200_010, "message": "心跳"}, "data": {}});
-                writer.event("message_result", &heartbeat.to_string()).await?;
+                writer.event("message_result", &heartbeat()).await?;
             }
         }
         match self.fault {
@@ -489,10 +492,7 @@ impl AnswerPlan {
         writer.pause(RESET_PAUSE).await?;
         match &self.reset {
             Some((state, peer)) if state.connections.reset(*peer) => {
-                let heartbeat = json!({"type": 3, "statusInfo": {"code": 1_200_010, "message": "心跳"}, "data": {}});
-                writer
-                    .write(format!("event: message_result\ndata: {heartbeat}\n\n"))
-                    .await
+                writer.write(event_text("message_result", &heartbeat())).await
             }
             // No connection to reset (not over TCP): break it as a cut does.
             _ => {
@@ -501,6 +501,11 @@ impl AnswerPlan {
             }
         }
     }
+}
+
+/// A heartbeat event's data.
+fn heartbeat() -> String {
+    json!({"type": 3, "statusInfo": {"code": 1_200_010, "message": "心跳"}, "data": {}}).to_string()
 }
 
 /// The error event of a filtered answer.
