@@ -15,7 +15,7 @@ use crate::domain::metrics::instruments;
 use crate::domain::ports::{Account, ProviderError};
 
 use super::accounts::{AccountHealth, AccountLease, AccountPool, CooldownPolicy};
-use super::admission::Admission;
+use super::admission::{Admission, AdmissionPermit};
 use super::devices::{DeviceError, DeviceRegistry};
 
 /// Why a use case that runs on an upstream account (chat, speech, transcription) failed, as
@@ -190,8 +190,38 @@ impl AccountRunner {
     /// busy past the wait, [`GatewayError::AccountsRejected`] when the upstream refuses them
     /// all (or all rest), the transient failure once the retries are spent, or the
     /// attempt's own final error.
-    pub async fn run<T, F, Fut>(
+    pub async fn run<T, F, Fut>(&self, tokens: &[AccountToken], attempt: F) -> Result<(T, AccountLease), GatewayError>
+    where
+        F: FnMut(Account) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        if tokens.is_empty() {
+            return Err(GatewayError::NoAccounts);
+        }
+        let admitted = self.admit().await?;
+        self.run_admitted(admitted, tokens, attempt).await
+    }
+
+    /// Takes a slot of the [`Admission`] gate, waiting at most the busy wait. For work that
+    /// must be counted by the gate before it runs on an account (downloads, decoding); hand
+    /// the permit to [`Self::run_admitted`] afterwards.
+    ///
+    /// # Errors
+    /// [`GatewayError::Overloaded`] when the gate turns the request away.
+    pub async fn admit(&self) -> Result<AdmissionPermit, GatewayError> {
+        self.admission.admit(self.policy.busy_wait).await.map_err(|overloaded| {
+            tracing::warn!(%overloaded, "request turned away");
+            GatewayError::Overloaded
+        })
+    }
+
+    /// As [`Self::run`], on a request already admitted (see [`Self::admit`]).
+    ///
+    /// # Errors
+    /// As [`Self::run`], but for [`GatewayError::Overloaded`].
+    pub async fn run_admitted<T, F, Fut>(
         &self,
+        admitted: AdmissionPermit,
         tokens: &[AccountToken],
         mut attempt: F,
     ) -> Result<(T, AccountLease), GatewayError>
@@ -208,14 +238,6 @@ impl AccountRunner {
         }
         let offset = rand::rng().random_range(0..candidates.len());
         candidates.rotate_left(offset);
-        let admitted = self
-            .admission
-            .admit(self.policy.busy_wait)
-            .await
-            .map_err(|overloaded| {
-                tracing::warn!(%overloaded, "request turned away");
-                GatewayError::Overloaded
-            })?;
 
         let mut failures = 0;
         let mut attempts = 0;

@@ -1,0 +1,7 @@
+//! Hostile input against the real server binary: each case sends a small crafted request
+//! and checks the answer's status, a bound on the server's peak resident memory (read from
+//! `/proc`), and that `/ping` keeps answering. One binary (modules below) so it links once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod server;
