@@ -67,6 +67,9 @@ pub struct UpstreamSettings {
     pub first_byte_timeout_secs: u64,
     /// Idle timeout: no byte for this long ends a call.
     pub idle_timeout_secs: u64,
+    /// After a chat's response head timed out, how long the request is still listened to in
+    /// the background, so that a conversation the upstream makes late is learnt and deleted.
+    pub late_answer_wait_secs: u64,
     /// The former name of `idle_timeout_secs`, still accepted: when set (not 0) it wins.
     #[serde(default)]
     pub timeout_secs: u64,

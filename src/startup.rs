@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::domain::ports::{AttachmentSource, AudioCodec, ChatProvider, SpeechProvider, TranscriptionProvider};
 use crate::domain::service::{
     AccountPool, AccountRunner, Admission, ChatService, ConversationSweeper, ConversationTracker, CooldownPolicy,
-    DeviceRegistry, RunPolicy, SpeechService, TranscriptionService,
+    DeviceRegistry, LateConversationRecorder, RunPolicy, SpeechService, TranscriptionService,
 };
 use crate::inbound::http::{self, HttpState};
 use crate::inbound::server;
@@ -40,22 +40,26 @@ impl Application {
         crate::outbound::telemetry::install_metrics();
         // Before any token is labelled: stable across restarts when the server has a secret.
         crate::domain::chat::init_fingerprint_key(settings.store.secret.as_deref());
+        let (tokens, sessions) = settings.store.connect().await.context("opening the stores")?;
+        let tracker = ConversationTracker::new();
         let hailuo = Arc::new(
             HailuoClient::new(&settings.upstream)
                 .context("building the upstream HTTP client")?
                 .with_speech_timing(SpeechTiming {
                     timeout: Duration::from_secs(settings.audio.tts_timeout_secs),
                     poll_interval: Duration::from_millis(settings.audio.tts_poll_interval_ms),
-                }),
+                })
+                .with_late_conversations(
+                    LateConversationRecorder::new(Arc::clone(&sessions), Arc::clone(&tracker)),
+                    Duration::from_secs(settings.upstream.late_answer_wait_secs),
+                ),
         );
         let provider: Arc<dyn ChatProvider> = Arc::clone(&hailuo) as Arc<dyn ChatProvider>;
-        let (tokens, sessions) = settings.store.connect().await.context("opening the stores")?;
         let devices = Arc::new(DeviceRegistry::new(
             tokens,
             Arc::clone(&provider),
             Duration::from_secs(settings.upstream.device_ttl_secs),
         ));
-        let tracker = ConversationTracker::new();
         let attachments: Arc<dyn AttachmentSource> =
             Arc::new(AttachmentFetcher::new(&settings.files).context("building the attachment fetcher")?);
         let runner = Arc::new(AccountRunner::new(

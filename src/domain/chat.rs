@@ -77,6 +77,24 @@ impl fmt::Display for AccountToken {
     }
 }
 
+/// Who a request comes from, for scoping what it may continue: with API keys on, an opaque
+/// label of the API key presented (a digest, never the key); without keys, none (the client's
+/// own account tokens scope it then).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+impl ClientId {
+    /// Wraps a label made by the authentication adapter (or read back from a store).
+    pub fn new(label: impl Into<String>) -> Self {
+        Self(label.into())
+    }
+
+    /// The label.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The upstream's id of a conversation (Hailuo `chatID`): 18 or more ASCII digits.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationId(String);
@@ -170,6 +188,9 @@ pub struct ChatPrompt {
     pub conversation: Option<ConversationId>,
     /// The files attached to the last message, fetched, in the order given.
     pub attachments: Vec<Attachment>,
+    /// Who asks (with API keys on): a conversation is continued only by the client that
+    /// created it.
+    pub client: Option<ClientId>,
 }
 
 impl ChatPrompt {
@@ -179,6 +200,7 @@ impl ChatPrompt {
             messages,
             conversation: None,
             attachments: Vec::new(),
+            client: None,
         }
     }
 

@@ -49,6 +49,9 @@ pub struct Instruments {
     pub conversations_pending: Gauge<u64>,
     /// Upstream conversation deletions that failed (deferred or abandoned).
     pub deletions_failed: Counter<u64>,
+    /// Stored conversations set aside because their record cannot be read (damaged, or
+    /// written under another store key): never deleted upstream by this server.
+    pub sessions_unreadable: Counter<u64>,
 }
 
 /// The instruments, created on first use from the global meter provider. Install the
@@ -119,6 +122,10 @@ pub fn instruments() -> &'static Instruments {
             deletions_failed: meter
                 .u64_counter("hailuo.conversations.deletions_failed")
                 .with_description("Upstream conversation deletions that failed")
+                .build(),
+            sessions_unreadable: meter
+                .u64_counter("hailuo.conversations.unreadable")
+                .with_description("Stored conversations set aside because their record cannot be read")
                 .build(),
         }
     })

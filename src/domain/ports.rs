@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use super::audio::{AudioError, PreparedAudio, SpeechFormat, SpeechRequest};
-use super::chat::{AccountToken, AnswerDelta, Attachment, AttachmentError, ChatPrompt, ConversationId};
+use super::chat::{AccountToken, AnswerDelta, Attachment, AttachmentError, ChatPrompt, ClientId, ConversationId};
 
 /// A device registered upstream for one account token (protocol §3).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +56,20 @@ pub enum ProviderError {
     #[error("the upstream did not finish in time: {message}")]
     GaveUp {
         /// What did not finish.
+        message: String,
+    },
+    /// The upstream no longer knows the account's device (it forgot the registration):
+    /// register a new device and try again at once; the account itself is fine.
+    #[error("the upstream no longer knows this account's device: {message}")]
+    DeviceUnknown {
+        /// The upstream's reason.
+        message: String,
+    },
+    /// The conversation named does not exist upstream (never made, or deleted): to a client
+    /// continuing it, an unknown conversation; to the sweeper, a deletion already done.
+    #[error("the conversation does not exist upstream: {message}")]
+    ConversationNotFound {
+        /// The upstream's reason.
         message: String,
     },
     /// The upstream answered something that does not follow the protocol.
@@ -173,6 +187,13 @@ pub trait AudioCodec: Send + Sync {
 #[error("store failure: {0}")]
 pub struct StoreError(pub String);
 
+/// Where an adapter reports a conversation it learnt of only after giving up on the request
+/// that made it (an upstream that hung, then answered), so that it is deleted like the others.
+pub trait LateConversations: Send + Sync {
+    /// `conversation` was made upstream in `token`'s account by a request already given up.
+    fn made(&self, token: &AccountToken, conversation: &ConversationId);
+}
+
 /// Where each account token's registered device is kept (reused for hours, across restarts
 /// with a persistent adapter).
 #[async_trait]
@@ -203,6 +224,8 @@ pub struct Session {
     pub conversation: ConversationId,
     /// The account it lives in (needed to delete it).
     pub token: AccountToken,
+    /// The client that created it, when API keys are on: only it may continue it.
+    pub owner: Option<ClientId>,
     /// When it was last used, in Unix milliseconds.
     pub last_used_ms: i64,
     /// Not to be tried for deletion before this time (after a failed delete), Unix ms.
@@ -214,12 +237,18 @@ pub struct Session {
 /// Where the conversations awaiting deletion are kept.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Records a conversation as used now: inserts it, or refreshes its last use and clears
-    /// its retry state.
+    /// Records a conversation of `token`, created by `owner` (with API keys on), as used now:
+    /// inserts it, or refreshes its last use and clears its retry state.
     ///
     /// # Errors
     /// [`StoreError`] when the store cannot be written.
-    async fn record(&self, conversation: &ConversationId, token: &AccountToken, now_ms: i64) -> Result<(), StoreError>;
+    async fn record(
+        &self,
+        conversation: &ConversationId,
+        token: &AccountToken,
+        owner: Option<&ClientId>,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 
     /// The session of `conversation`, if the proxy created it and has not deleted it.
     ///

@@ -110,6 +110,9 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         _ => {}
     }
 
+    if let Some(Fault::LateAnswer(delay)) = fault {
+        tokio::time::sleep(delay).await;
+    }
     let (guard, already_open) = state.open_stream(&token);
     if already_open > 0 {
         state.ledger().chats.push(record(&fields.chat_id));

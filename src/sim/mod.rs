@@ -204,6 +204,9 @@ pub enum Fault {
         /// Answer events sent before the reset.
         after_events: usize,
     },
+    /// An upstream that hangs, then answers: nothing for this long after the request was
+    /// read (no head, no conversation), then the conversation is made and answered as usual.
+    LateAnswer(Duration),
     /// HTTP 200 `application/json` whose body is an envelope cut short (`{"statusInfo":`),
     /// instead of a stream; no conversation is made.
     MalformedEnvelope,
@@ -226,6 +229,7 @@ impl Fault {
             Fault::ResetBeforeResponse => "ResetBeforeResponse",
             Fault::ResetStream { .. } => "ResetStream",
             Fault::MalformedEnvelope => "MalformedEnvelope",
+            Fault::LateAnswer(_) => "LateAnswer",
         }
     }
 
@@ -453,6 +457,19 @@ impl Simulator {
         ledger.dead_tokens.insert(token.to_owned());
     }
 
+    /// Forgets every device registered for `token`, as the upstream does when it drops a
+    /// registration: requests on them are answered `设备未注册` (code 1003) until the token
+    /// registers a new device.
+    pub fn forget_devices(&self, token: &str) {
+        let mut ledger = self.state().ledger();
+        let devices = ledger.devices.remove(token).unwrap_or_default();
+        ledger
+            .forgotten_devices
+            .entry(token.to_owned())
+            .or_default()
+            .extend(devices);
+    }
+
     /// Logs `token` back in (in the closed mode, lets it in at all).
     pub fn revive_token(&self, token: &str) {
         let mut ledger = self.state().ledger();
@@ -489,6 +506,17 @@ impl Simulator {
         ledger.messages = std::collections::HashMap::new();
         ledger.tts_jobs = std::collections::HashMap::new();
         ledger.tts_requests = Vec::new();
+    }
+
+    /// Deletes conversation `chat_id` as its user would in the web app: from then on the
+    /// upstream answers `对话不存在` for it, to a DELETE too.
+    pub fn delete_in_web_app(&self, chat_id: &str) {
+        self.state().ledger().conversations.retain(|(id, _)| id != chat_id);
+    }
+
+    /// How many DELETEs of a conversation passed the protocol checks (answered or not).
+    pub fn delete_requests(&self) -> usize {
+        self.state().ledger().delete_requests
     }
 
     /// Makes the next `n` accepted DELETEs answer HTTP 500.

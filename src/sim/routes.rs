@@ -111,11 +111,19 @@ pub(crate) fn admit(state: &SimState, req: &Request, expect: &Expectation<'_>) -
         }
         None => {
             let device = (query.uuid.clone(), query.device_id.clone().unwrap_or_default());
-            let known = state
-                .ledger()
+            let ledger = state.ledger();
+            let known = ledger
                 .devices
                 .get(&token)
                 .is_some_and(|devices| devices.contains(&device));
+            let forgotten = ledger
+                .forgotten_devices
+                .get(&token)
+                .is_some_and(|devices| devices.contains(&device));
+            drop(ledger);
+            if forgotten {
+                return Err(Rejection::device_forgotten());
+            }
             if !known {
                 return Err(Rejection::unknown_device(format!(
                     "uuid {} / device_id {} was never registered for this token",
@@ -270,6 +278,7 @@ async fn delete_conversation(state: &Arc<SimState>, mut req: Request) -> Respons
         Err(rejection) => return refuse(state, &req, rejection),
     };
     let mut ledger = state.ledger();
+    ledger.delete_requests += 1;
     if ledger.failing_deletes > 0 {
         ledger.failing_deletes -= 1;
         return Response::builder()

@@ -63,6 +63,9 @@ pub(crate) struct Ledger {
     pub registrations: HashMap<String, usize>,
     /// Registered devices per token: `(uuid, device_id)`.
     pub devices: HashMap<String, HashSet<(String, String)>>,
+    /// Devices the upstream forgot (see `Simulator::forget_devices`), per token: a request
+    /// on one is answered `设备未注册` as the real upstream would, not recorded as a violation.
+    pub forgotten_devices: HashMap<String, HashSet<(String, String)>>,
     /// `user/info` calls per token.
     pub user_info_calls: HashMap<String, usize>,
     /// Accepted chat requests, in order.
@@ -91,6 +94,8 @@ pub(crate) struct Ledger {
     pub faults_played: BTreeMap<String, usize>,
     /// DELETEs still to fail with HTTP 500.
     pub failing_deletes: usize,
+    /// DELETEs of a conversation that passed the protocol checks, answered or not.
+    pub delete_requests: usize,
     /// Sentry trace ids seen, which must be fresh per request.
     pub trace_ids: HashSet<String>,
     /// `request_policy` calls per token.

@@ -49,6 +49,15 @@ impl Rejection {
         Self::violation(1003, "设备未注册", what)
     }
 
+    /// A device the upstream itself forgot: the legitimate `设备未注册`, not a violation.
+    pub fn device_forgotten() -> Self {
+        Self {
+            code: 1003,
+            message: "设备未注册",
+            violation: None,
+        }
+    }
+
     /// A dead token: the legitimate "logged out" answer, not a violation.
     pub fn logged_out() -> Self {
         Self {

@@ -375,3 +375,85 @@ async fn with_every_request_faulted_each_one_ends_and_nothing_is_left() -> TestR
     assert_recovered(&app, tokens).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_non_streamed_answer_cut_mid_way_is_asked_for_again_and_both_conversations_are_deleted() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    // Content has come, but nothing has reached the client: worth another try.
+    app.sim.inject(Fault::CutStream { after_events: 2 });
+    let completion = app.chat_ok("token-a", &ask("an answer cut off mid-way")).await;
+    assert_eq!(
+        content(&completion),
+        Simulator::answer_for("an answer cut off mid-way\n")
+    );
+    assert_eq!(
+        app.sim.created_conversations().len(),
+        2,
+        "the cut attempt and the retry"
+    );
+    assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
+    app.sim.inject(Fault::ResetStream { after_events: 2 });
+    let completion = app.chat_ok("token-a", &ask("an answer reset mid-way")).await;
+    assert_eq!(content(&completion), Simulator::answer_for("an answer reset mid-way\n"));
+    assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_device_the_upstream_forgot_is_registered_again_and_the_request_answered() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.chat_ok("token-a", &ask("hi")).await;
+    assert_eq!(app.sim.registrations("token-a"), 1);
+    app.sim.forget_devices("token-a");
+    let completion = app.chat_ok("token-a", &ask("again")).await;
+    assert_eq!(content(&completion), Simulator::answer_for("again\n"));
+    assert_eq!(app.sim.registrations("token-a"), 2, "one new registration");
+    // Not counted as a refusal of the token: it is not resting.
+    let check = app.check_token("token-a").await;
+    assert_eq!(check.json::<Value>().await?["live"], json!(true));
+    assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_requests_on_a_forgotten_device_share_one_new_registration() -> TestResult {
+    let app = spawn_app_with(delete_at_once).await;
+    app.chat_ok("token-a,token-b", &ask("hi")).await;
+    for token in ["token-a", "token-b"] {
+        app.sim.forget_devices(token);
+    }
+    let (one, two) = (ask("one"), ask("two"));
+    let (first, second) = tokio::join!(app.chat("token-a,token-b", &one), app.chat("token-a,token-b", &two));
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    for token in ["token-a", "token-b"] {
+        // At most the first registration and one new one, however many requests met the loss.
+        let registered = app.sim.registrations(token);
+        assert!(registered <= 2, "{token}: {registered} registrations");
+    }
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_conversation_made_by_an_upstream_that_answered_after_we_gave_up_is_deleted() -> TestResult {
+    let app = spawn_app_with(|settings| {
+        delete_at_once(settings);
+        settings.upstream.first_byte_timeout_secs = 1;
+    })
+    .await;
+    // The first attempt times out; the upstream answers it later, the retry at once.
+    app.sim.inject(Fault::LateAnswer(Duration::from_millis(1_500)));
+    let completion = app.chat_ok("token-a", &ask("hi")).await;
+    assert_eq!(content(&completion), Simulator::answer_for("hi\n"));
+    let both_made = eventually(Duration::from_secs(5), || async {
+        app.sim.created_conversations().len() == 2
+    })
+    .await;
+    assert!(both_made, "the late attempt never made its conversation");
+    assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
+    assert_eq!(app.sim.deleted_conversations().len(), 2, "the late one too");
+    app.assert_protocol_clean();
+    Ok(())
+}

@@ -94,3 +94,81 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
     assert_eq!(app.sim.deleted_conversations().len(), 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_conversation_already_deleted_upstream_is_done_not_retried() -> TestResult {
+    let app = spawn_app_with(|s| s.session.idle_ttl_secs = 1).await;
+    let completion = app.chat_ok("token-a", &ask("hi")).await;
+    let id = completion["id"].as_str().expect("an id").to_owned();
+    // Its user deletes it in the web app before the sweeper does.
+    app.sim.delete_in_web_app(&id);
+    let asked = eventually(Duration::from_secs(5), || async { app.sim.delete_requests() >= 1 }).await;
+    assert!(asked, "the sweeper never asked");
+    // A failed deletion is retried 1 s later, then 2 s: past both, it was asked once.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(app.sim.delete_requests(), 1, "asked once, not retried");
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_device_the_upstream_forgot_is_registered_again_to_delete_a_conversation() -> TestResult {
+    let app = spawn_app_with(|s| s.session.idle_ttl_secs = 1).await;
+    app.chat_ok("token-a", &ask("hi")).await;
+    app.sim.forget_devices("token-a");
+    assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
+    assert_eq!(app.sim.registrations("token-a"), 2);
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+/// A continuation is the business of the client that started the conversation.
+mod ownership {
+    use super::*;
+
+    fn with_keys(settings: &mut hailuo_free_api::config::Settings) {
+        settings.auth.api_keys = vec!["sk-alice".into(), "sk-bob".into()];
+        settings.auth.tokens = vec!["pool-1".into()];
+    }
+
+    fn again(id: &serde_json::Value) -> serde_json::Value {
+        json!({"conversation_id": id, "messages": [{"role": "user", "content": "again"}]})
+    }
+
+    #[tokio::test]
+    async fn another_key_cannot_continue_a_conversation_and_is_told_it_does_not_exist() -> TestResult {
+        let app = spawn_app_with(with_keys).await;
+        let first = app.chat_ok("sk-alice", &ask("hi")).await;
+        let stolen = assert_openai_error(app.chat("sk-bob", &again(&first["id"])).await, 404).await;
+        assert_eq!(stolen["code"], "conversation_not_found");
+        assert_eq!(stolen["param"], "conversation_id");
+        let unknown = assert_openai_error(app.chat("sk-bob", &again(&json!("243600000000000042"))).await, 404).await;
+        assert_eq!(unknown["message"], stolen["message"], "the same answer");
+        // Its owner still can, and only one chat reached the upstream for the refusals: none.
+        let continued = app.chat_ok("sk-alice", &again(&first["id"])).await;
+        assert_eq!(continued["id"], first["id"]);
+        assert_eq!(app.sim.chats().len(), 2);
+        app.assert_protocol_clean();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn without_keys_a_conversation_is_continued_only_with_its_account_token() -> TestResult {
+        let app = spawn_app().await;
+        let first = app.chat_ok("token-a", &ask("hi")).await;
+        let other = assert_openai_error(app.chat("token-b", &again(&first["id"])).await, 404).await;
+        assert_eq!(other["code"], "conversation_not_found");
+        let continued = app.chat_ok("token-b,token-a", &again(&first["id"])).await;
+        assert_eq!(continued["id"], first["id"]);
+        app.assert_protocol_clean();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn without_keys_an_id_the_upstream_does_not_know_is_404_not_502() -> TestResult {
+        let app = spawn_app().await;
+        let error = assert_openai_error(app.chat("token-a", &again(&json!("243600000000000042"))).await, 404).await;
+        assert_eq!(error["code"], "conversation_not_found");
+        Ok(())
+    }
+}

@@ -36,6 +36,12 @@ impl Server {
     /// The server with `env` settings added, against a simulator built from `sim_config`.
     pub async fn start_with(sim_config: SimConfig, env: &[(&str, &str)]) -> Self {
         let sim = Simulator::start(sim_config).await.unwrap();
+        Self::start_against(sim, env).await
+    }
+
+    /// The server with `env` settings added, against `sim` (a clone of a simulator that may
+    /// outlive this server, for restarts).
+    pub async fn start_against(sim: Simulator, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
         // A free port: bind one, note it, let it go.
@@ -44,20 +50,7 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hailuo-free-api"))
-            .env_remove("HAILUO_CONFIG")
-            .env("HAILUO_SERVER__HOST", "127.0.0.1")
-            .env("HAILUO_SERVER__PORT", port.to_string())
-            .env("HAILUO_UPSTREAM__BASE_URL", sim.base_url())
-            .env("HAILUO_UPSTREAM__RETRY_DELAY_MS", "20")
-            .env("HAILUO_SESSION__SWEEP_INTERVAL_MS", "50")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap();
+        let child = command(&sim, port, env, &log).spawn().unwrap();
         let mut server = Self {
             child,
             address: format!("http://127.0.0.1:{port}"),
@@ -94,7 +87,11 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("the server exited ({status}):\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "the server never answered /ping:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "the server never answered /ping:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -140,7 +137,10 @@ impl Server {
         match answer {
             Ok(Ok(response)) => assert_eq!(response.status(), 200, "{case}: /ping answered {}", response.status()),
             Ok(Err(error)) => panic!("{case}: /ping failed: {error}\n{}", self.log()),
-            Err(_) => panic!("{case}: /ping did not answer within {within:?} ({:?})", started.elapsed()),
+            Err(_) => panic!(
+                "{case}: /ping did not answer within {within:?} ({:?})",
+                started.elapsed()
+            ),
         }
     }
 }
@@ -149,6 +149,47 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.sim.shutdown();
     }
+}
+
+/// The server binary's command: loopback, port `port`, upstream `sim`, quick retries and
+/// sweeps, `env` on top, its output to `log`.
+fn command(sim: &Simulator, port: u16, env: &[(&str, &str)], log: &std::path::Path) -> Command {
+    let log_file = std::fs::File::create(log).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hailuo-free-api"));
+    command
+        .env_remove("HAILUO_CONFIG")
+        .env("HAILUO_SERVER__HOST", "127.0.0.1")
+        .env("HAILUO_SERVER__PORT", port.to_string())
+        .env("HAILUO_UPSTREAM__BASE_URL", sim.base_url())
+        .env("HAILUO_UPSTREAM__RETRY_DELAY_MS", "20")
+        .env("HAILUO_SESSION__SWEEP_INTERVAL_MS", "50")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file);
+    command
+}
+
+/// Runs the server binary with `env` against `sim` until it exits by itself (within 30 s),
+/// for settings it must refuse at start; returns whether it succeeded and what it printed.
+pub fn run_to_exit(sim: &Simulator, env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut child = command(sim, 0, env, &log).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the server did not exit:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.success(), std::fs::read_to_string(&log).unwrap_or_default())
 }

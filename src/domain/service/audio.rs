@@ -96,7 +96,7 @@ impl SpeechService {
                 let outcome = provider.speak(&account, request).await;
                 if let Some(conversation) = &outcome.conversation {
                     // Due at once: nobody continues a speech conversation.
-                    if let Err(error) = sessions.record(conversation, &account.token, 0).await {
+                    if let Err(error) = sessions.record(conversation, &account.token, None, 0).await {
                         tracing::error!(%error, %conversation, "could not record a conversation; it may stay upstream");
                     }
                     tracker.wake();

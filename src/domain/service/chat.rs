@@ -8,13 +8,16 @@ use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
 
-use crate::domain::chat::{AccountToken, AnswerDelta, Attachment, AttachmentError, ChatPrompt, ConversationId};
-use crate::domain::ports::{AnswerStream, AttachmentSource, ChatProvider, ProviderError, SessionStore};
+use crate::domain::chat::{
+    AccountToken, AnswerDelta, Attachment, AttachmentError, ChatPrompt, ClientId, ConversationId,
+};
+use crate::domain::ports::{AnswerStream, AttachmentSource, ChatProvider, ProviderError, Session, SessionStore};
 
 use super::accounts::AccountLease;
 use super::conversations::ConversationTracker;
 use super::now_ms;
 use super::runner::{AccountRunner, GatewayError};
+use crate::domain::metrics::instruments;
 
 /// The chat use case.
 pub struct ChatService {
@@ -75,13 +78,13 @@ impl ChatService {
         // A continued conversation lives in one account: use it when the client gave it us.
         let continuing = match &prompt.conversation {
             Some(conversation) => {
-                let guard = Activity::begin(self, conversation.clone(), None);
-                let owner = self.sessions.find(conversation).await.map_err(|error| {
+                let guard = Activity::begin(self, conversation.clone(), None, prompt.client.clone());
+                let session = self.sessions.find(conversation).await.map_err(|error| {
                     tracing::error!(%error, "session store failed");
                     GatewayError::Internal
                 })?;
-                if let Some(owner) = owner.filter(|session| candidates.contains(&session.token)) {
-                    candidates = vec![owner.token];
+                if let Some(token) = continuable(session, prompt.client.as_ref(), tokens)? {
+                    candidates = vec![token];
                 }
                 Some(guard)
             }
@@ -101,7 +104,10 @@ impl ChatService {
                     match stream.next().await {
                         Some(Ok(piece)) if piece.text.is_empty() && !piece.finished => {
                             if opened.is_none() {
-                                opened = Some(self.opened(&piece.conversation, &account.token).await);
+                                opened = Some(
+                                    self.opened(&piece.conversation, &account.token, prompt.client.as_ref())
+                                        .await,
+                                );
                             }
                         }
                         Some(Ok(first)) => return Ok((first, stream, opened)),
@@ -120,14 +126,45 @@ impl ChatService {
             (Some(opened), None) => Some(opened),
             (_, continued) => continued,
         };
-        Ok(self.answer(lease, first, rest, continuing).await)
+        Ok(self
+            .answer(lease, first, rest, continuing, prompt.client.as_ref())
+            .await)
+    }
+
+    /// Answers `prompt` on one of `tokens` and reads the whole answer. Nothing reaches the
+    /// client before the answer is complete, so an answer that breaks off mid-way (the
+    /// upstream failed or went silent) is asked for again, as a failure before the first piece
+    /// is, up to the runner's retries; the broken attempt's conversation is recorded for
+    /// deletion like any other.
+    ///
+    /// # Errors
+    /// As [`Self::chat`], and the answer's own error once the retries are spent.
+    pub async fn complete(&self, tokens: &[AccountToken], prompt: ChatPrompt) -> Result<Completion, GatewayError> {
+        let policy = *self.runner.policy();
+        let mut failures = 0;
+        loop {
+            let answer = self.chat(tokens, prompt.clone()).await?;
+            let conversation = answer.conversation().clone();
+            match answer.collect_text().await {
+                Ok(text) => return Ok(Completion { conversation, text }),
+                Err(error @ (GatewayError::Unavailable { .. } | GatewayError::Timeout))
+                    if failures < policy.retries =>
+                {
+                    failures += 1;
+                    tracing::warn!(%error, attempt = failures, "an answer broke off before it was complete; asking again");
+                    instruments().retries.add(1, &[]);
+                    tokio::time::sleep(policy.retry_delay).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Records a conversation just made upstream and marks it answering; dropping the
     /// returned activity hands it to the sweeper.
-    async fn opened(&self, conversation: &ConversationId, token: &AccountToken) -> Activity {
-        let activity = Activity::begin(self, conversation.clone(), Some(token.clone()));
-        if let Err(error) = self.sessions.record(conversation, token, now_ms()).await {
+    async fn opened(&self, conversation: &ConversationId, token: &AccountToken, client: Option<&ClientId>) -> Activity {
+        let activity = Activity::begin(self, conversation.clone(), Some(token.clone()), client.cloned());
+        if let Err(error) = self.sessions.record(conversation, token, client, now_ms()).await {
             tracing::error!(%error, %conversation, "could not record a conversation; it may stay upstream");
         }
         activity
@@ -155,6 +192,7 @@ impl ChatService {
         first: AnswerDelta,
         rest: AnswerStream,
         continuing: Option<Activity>,
+        client: Option<&ClientId>,
     ) -> Answer {
         let conversation = first.conversation.clone();
         let token = lease.token().clone();
@@ -162,12 +200,12 @@ impl ChatService {
         let recorded = continuing
             .as_ref()
             .is_some_and(|activity| activity.conversation == conversation && activity.token.as_ref() == Some(&token));
-        if !recorded && let Err(error) = self.sessions.record(&conversation, &token, now_ms()).await {
+        if !recorded && let Err(error) = self.sessions.record(&conversation, &token, client, now_ms()).await {
             tracing::error!(%error, %conversation, "could not record a conversation; it may stay upstream");
         }
         let activity = match continuing {
             Some(activity) if activity.conversation == conversation => activity.with_token(token),
-            _ => Activity::begin(self, conversation.clone(), Some(token)),
+            _ => Activity::begin(self, conversation.clone(), Some(token), client.cloned()),
         };
         let done = first.finished;
         let mut answer = Answer {
@@ -186,21 +224,62 @@ impl ChatService {
     }
 }
 
+/// The account a conversation given as `conversation_id` is continued on (`None`: any of the
+/// caller's, the upstream decides), for a caller
+/// `client` (with API keys on) holding `tokens`: a conversation this server made is continued
+/// only by the client that made it (with keys), or with its account among the tokens given
+/// (without); one it does not know is refused with keys on (their pool is shared, so only what
+/// a key made is its own) and otherwise left to the upstream, which knows its accounts'
+/// conversations. Every refusal is the same [`GatewayError::ConversationNotFound`], so that
+/// nobody learns whether another client's conversation exists.
+fn continuable(
+    session: Option<Session>,
+    client: Option<&ClientId>,
+    tokens: &[AccountToken],
+) -> Result<Option<AccountToken>, GatewayError> {
+    let allowed = match (&session, client) {
+        (Some(session), Some(client)) => session.owner.as_ref() == Some(client) && tokens.contains(&session.token),
+        (Some(session), None) => tokens.contains(&session.token),
+        (None, Some(_)) => false,
+        (None, None) => true,
+    };
+    match session {
+        _ if !allowed => Err(GatewayError::ConversationNotFound),
+        session => Ok(session.map(|session| session.token)),
+    }
+}
+
+/// A whole answer, read to its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The upstream conversation that answered.
+    pub conversation: ConversationId,
+    /// The answer's text.
+    pub text: String,
+}
+
 /// A conversation answering now: tracked so the sweeper leaves it alone, and on drop
 /// recorded as used and released to the sweeper.
 struct Activity {
     conversation: ConversationId,
     token: Option<AccountToken>,
+    client: Option<ClientId>,
     sessions: Arc<dyn SessionStore>,
     tracker: Arc<ConversationTracker>,
 }
 
 impl Activity {
-    fn begin(service: &ChatService, conversation: ConversationId, token: Option<AccountToken>) -> Self {
+    fn begin(
+        service: &ChatService,
+        conversation: ConversationId,
+        token: Option<AccountToken>,
+        client: Option<ClientId>,
+    ) -> Self {
         service.tracker.begin(&conversation);
         Self {
             conversation,
             token,
+            client,
             sessions: Arc::clone(&service.sessions),
             tracker: Arc::clone(&service.tracker),
         }
@@ -221,9 +300,10 @@ impl Drop for Activity {
             return;
         };
         let sessions = Arc::clone(&self.sessions);
+        let client = self.client.take();
         // The idle time counts from the answer's end: refresh it before the sweeper may look.
         runtime.spawn(async move {
-            if let Err(error) = sessions.record(&conversation, &token, now_ms()).await {
+            if let Err(error) = sessions.record(&conversation, &token, client.as_ref(), now_ms()).await {
                 tracing::warn!(%error, %conversation, "could not refresh a conversation's last use");
             }
             tracker.end(&conversation);

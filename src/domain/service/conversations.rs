@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use crate::domain::chat::{AccountToken, ConversationId};
 use crate::domain::metrics::instruments;
-use crate::domain::ports::{ChatProvider, ProviderError, Session, SessionStore, StoreError};
+use crate::domain::ports::{ChatProvider, LateConversations, ProviderError, Session, SessionStore, StoreError};
 
 use super::devices::{DeviceError, DeviceRegistry};
 use super::now_ms;
@@ -179,16 +179,17 @@ impl ConversationSweeper {
 
     async fn delete(&self, session: Session) -> Outcome {
         let conversation = &session.conversation;
-        let result = match self.devices.account(&session.token).await {
-            Ok(account) => self
-                .provider
-                .delete_conversation(&account, conversation)
-                .await
-                .map_err(DeviceError::Provider),
-            Err(error) => Err(error),
-        };
+        let provider = &self.provider;
+        let result = self
+            .devices
+            .with_account(&session.token, |account| async move {
+                provider.delete_conversation(&account, conversation).await
+            })
+            .await;
         let outcome = match result {
             Ok(()) => Outcome::Deleted,
+            // Gone already (deleted in the web app, or by an earlier try whose answer was lost).
+            Err(DeviceError::Provider(ProviderError::ConversationNotFound { .. })) => Outcome::Deleted,
             Err(DeviceError::Provider(ProviderError::AccountRejected { message })) => {
                 tracing::warn!(%conversation, account = %session.token, %message,
                     "the account is refused: its conversation cannot be deleted");
@@ -214,13 +215,38 @@ impl ConversationSweeper {
         }
         outcome
     }
+}
 
-    /// Records `conversation` of `token` as used now.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be written.
-    pub async fn touch(&self, conversation: &ConversationId, token: &AccountToken) -> Result<(), StoreError> {
-        self.sessions.record(conversation, token, now_ms()).await
+/// Records the conversations adapters learn of late (see [`LateConversations`]) as due for
+/// deletion at once, and wakes the sweeper.
+pub struct LateConversationRecorder {
+    sessions: Arc<dyn SessionStore>,
+    tracker: Arc<ConversationTracker>,
+}
+
+impl LateConversationRecorder {
+    /// A recorder into `sessions`, waking `tracker`'s sweeper.
+    pub fn new(sessions: Arc<dyn SessionStore>, tracker: Arc<ConversationTracker>) -> Arc<Self> {
+        Arc::new(Self { sessions, tracker })
+    }
+}
+
+impl LateConversations for LateConversationRecorder {
+    fn made(&self, token: &AccountToken, conversation: &ConversationId) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(%conversation, "no runtime to record a late conversation; it may stay upstream");
+            return;
+        };
+        let (sessions, tracker) = (Arc::clone(&self.sessions), Arc::clone(&self.tracker));
+        let (token, conversation) = (token.clone(), conversation.clone());
+        runtime.spawn(async move {
+            tracing::warn!(%conversation, account = %token, "the upstream answered a request given up; deleting its conversation");
+            // Due at once: nobody received this answer.
+            if let Err(error) = sessions.record(&conversation, &token, None, 0).await {
+                tracing::error!(%error, %conversation, "could not record a conversation; it may stay upstream");
+            }
+            tracker.wake();
+        });
     }
 }
 
@@ -238,6 +264,7 @@ mod tests {
 
     use super::*;
     use crate::config::Settings;
+    use crate::domain::chat::ClientId;
     use crate::outbound::hailuo::HailuoClient;
     use crate::outbound::store::{MemorySessionStore, MemoryTokenStore};
 
@@ -254,9 +281,10 @@ mod tests {
             &self,
             conversation: &ConversationId,
             token: &AccountToken,
+            owner: Option<&ClientId>,
             now_ms: i64,
         ) -> Result<(), StoreError> {
-            self.inner.record(conversation, token, now_ms).await
+            self.inner.record(conversation, token, owner, now_ms).await
         }
         async fn find(&self, conversation: &ConversationId) -> Result<Option<Session>, StoreError> {
             self.inner.find(conversation).await

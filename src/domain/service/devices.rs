@@ -106,18 +106,58 @@ impl DeviceRegistry {
         self.store.forget_device(token).await
     }
 
+    /// Drops `account`'s device when the upstream says it no longer knows it, unless another
+    /// request has already replaced it: concurrent requests that all met the forgotten device
+    /// then share the one new registration.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub async fn forget_stale(&self, account: &Account) -> Result<(), StoreError> {
+        match self.store.device(&account.token).await? {
+            Some(stored) if stored == account.device => {
+                tracing::info!(account = %account.token, "the upstream forgot a device; registering a new one");
+                self.store.forget_device(&account.token).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs `call` on the account of `token`, registering a new device and calling once
+    /// more when the upstream no longer knows the device.
+    ///
+    /// # Errors
+    /// As [`Self::account`], and `call`'s own error.
+    pub async fn with_account<T, F, Fut>(&self, token: &AccountToken, mut call: F) -> Result<T, DeviceError>
+    where
+        F: FnMut(Account) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let account = self.account(token).await?;
+        match call(account.clone()).await {
+            Err(ProviderError::DeviceUnknown { .. }) => {
+                self.forget_stale(&account).await?;
+                let account = self.account(token).await?;
+                Ok(call(account).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
     /// Whether the account of `token` is alive (protocol §4); a refused account is `false`
     /// and its device is forgotten.
     ///
     /// # Errors
     /// Transient upstream failures and store failures.
     pub async fn is_alive(&self, token: &AccountToken) -> Result<bool, DeviceError> {
-        let account = match self.account(token).await {
-            Ok(account) => account,
+        let provider = &self.provider;
+        let alive = match self
+            .with_account(token, |account| async move { provider.is_alive(&account).await })
+            .await
+        {
+            Ok(alive) => alive,
             Err(DeviceError::Provider(ProviderError::AccountRejected { .. })) => return Ok(false),
             Err(other) => return Err(other),
         };
-        let alive = self.provider.is_alive(&account).await?;
         if !alive {
             self.forget(token).await?;
         }

@@ -13,7 +13,7 @@ pub use accounts::{AccountHealth, AccountLease, AccountPool, CooldownPolicy};
 pub use admission::{Admission, AdmissionPermit, Overloaded};
 pub use audio::{SpeechOrder, SpeechService, TranscriptionService};
 pub use chat::{Answer, ChatService};
-pub use conversations::{ConversationSweeper, ConversationTracker};
+pub use conversations::{ConversationSweeper, ConversationTracker, LateConversationRecorder};
 pub use devices::{DeviceError, DeviceRegistry};
 pub use runner::{AccountRunner, GatewayError, RunPolicy};
 

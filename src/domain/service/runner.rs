@@ -50,6 +50,13 @@ pub enum GatewayError {
     /// An uploaded file is not audio we can decode.
     #[error("{0}")]
     InvalidAudio(String),
+    /// The conversation to continue does not exist, or is not the caller's (the same answer
+    /// for both, so that one client cannot learn another's conversation ids).
+    #[error(
+        "the conversation given as `conversation_id` was not found for this caller: start a new \
+         one by leaving `conversation_id` out"
+    )]
+    ConversationNotFound,
     /// The upstream refused the request (content filtered, rate limited, ...).
     #[error("the upstream refused the request: {message}")]
     Refused {
@@ -79,6 +86,9 @@ impl From<ProviderError> for GatewayError {
                 GatewayError::Unavailable { message }
             }
             ProviderError::Timeout | ProviderError::GaveUp { .. } => GatewayError::Timeout,
+            // Reached only when registering again did not help.
+            ProviderError::DeviceUnknown { message } => GatewayError::Unavailable { message },
+            ProviderError::ConversationNotFound { .. } => GatewayError::ConversationNotFound,
         }
     }
 }
@@ -112,6 +122,8 @@ enum AttemptError {
     Rejected(String),
     /// Worth retrying.
     Transient(ProviderError),
+    /// The upstream forgot the account's device: register again and retry at once.
+    DeviceUnknown(Account, ProviderError),
     /// Final: hand it to the client.
     Final(GatewayError),
 }
@@ -167,6 +179,11 @@ impl AccountRunner {
     /// The tokens resting after repeated refusals.
     pub fn health(&self) -> &AccountHealth {
         &self.health
+    }
+
+    /// How hard it tries.
+    pub fn policy(&self) -> &RunPolicy {
+        &self.policy
     }
 
     /// The device registry.
@@ -240,6 +257,7 @@ impl AccountRunner {
         candidates.rotate_left(offset);
 
         let mut failures = 0;
+        let mut reregistered = 0;
         let mut attempts = 0;
         let mut last_failed: Option<AccountToken> = None;
         let mut last_rejection: Option<String> = None;
@@ -262,7 +280,10 @@ impl AccountRunner {
             let outcome = ATTEMPT
                 .scope(attempts, async {
                     match self.devices.account(&token).await {
-                        Ok(account) => attempt(account).await.map_err(AttemptError::from),
+                        Ok(account) => attempt(account.clone()).await.map_err(|error| match error {
+                            error @ ProviderError::DeviceUnknown { .. } => AttemptError::DeviceUnknown(account, error),
+                            error => AttemptError::from(error),
+                        }),
                         Err(error) => Err(AttemptError::from(error)),
                     }
                 })
@@ -290,6 +311,16 @@ impl AccountRunner {
                     candidates.retain(|candidate| candidate != &token);
                     last_rejection = Some(message);
                 }
+                AttemptError::DeviceUnknown(account, error) => {
+                    reregistered += 1;
+                    if reregistered > MAX_REREGISTRATIONS {
+                        return Err(error.into());
+                    }
+                    if let Err(error) = self.devices.forget_stale(&account).await {
+                        tracing::error!(%error, "token store failed");
+                        return Err(GatewayError::Internal);
+                    }
+                }
                 AttemptError::Transient(error) => {
                     failures += 1;
                     if failures > self.policy.retries {
@@ -305,6 +336,9 @@ impl AccountRunner {
         }
     }
 }
+
+/// How many times one run registers a new device for an account the upstream forgot.
+const MAX_REREGISTRATIONS: u32 = 2;
 
 /// The answer when every token given rests after repeated refusals.
 fn all_resting() -> GatewayError {

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use super::error::ApiError;
-use crate::domain::chat::AccountToken;
+use crate::domain::chat::{AccountToken, ClientId};
 
 /// A presented API key matched none of the server's keys. The message never repeats it.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -83,12 +83,18 @@ impl ClientAuth {
     ///
     /// # Errors
     /// [`InvalidApiKey`] when keys are required and `bearer` is none of them.
-    pub fn accounts(&self, bearer: &str) -> Result<Vec<AccountToken>, InvalidApiKey> {
+    pub fn accounts(&self, bearer: &str) -> Result<Caller, InvalidApiKey> {
         if !self.requires_key() {
-            return Ok(AccountToken::parse_list(bearer));
+            return Ok(Caller {
+                tokens: AccountToken::parse_list(bearer),
+                client: None,
+            });
         }
         if self.is_key(bearer) {
-            Ok(self.pool.clone())
+            Ok(Caller {
+                tokens: self.pool.clone(),
+                client: Some(client_id(bearer.trim())),
+            })
         } else {
             Err(InvalidApiKey)
         }
@@ -113,6 +119,22 @@ fn digest(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
 }
 
+/// The label a store keeps for the client of an API key: 128 bits of a labelled SHA-256 of
+/// the key, which does not give the key back (API keys are random secrets).
+fn client_id(key: &str) -> ClientId {
+    let digest = Sha256::digest(format!("hailuo-free-api/client-id/v1:{key}").as_bytes());
+    ClientId::new(format!("key:{}", hex::encode(&digest[..16])))
+}
+
+/// Who calls, and on which accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The accounts the request may run on.
+    pub tokens: Vec<AccountToken>,
+    /// With API keys on, the label of the key presented.
+    pub client: Option<ClientId>,
+}
+
 /// The value of `Authorization: Bearer VALUE` (scheme case-insensitive).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
@@ -130,17 +152,22 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Hailuo token given here is refused with 401.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", checker = "resolve_accounts")]
-pub struct HailuoTokens(pub Vec<AccountToken>);
+pub struct HailuoTokens(pub Caller);
 
 impl HailuoTokens {
     /// The tokens the request runs on, trimmed, without empties or duplicates.
     pub fn tokens(&self) -> Vec<AccountToken> {
-        self.0.clone()
+        self.0.tokens.clone()
+    }
+
+    /// With API keys on, the label of the key presented.
+    pub fn client(&self) -> Option<ClientId> {
+        self.0.client.clone()
     }
 }
 
 /// The checker of [`HailuoTokens`]: the bearer value resolved by the server's [`ClientAuth`].
-async fn resolve_accounts(request: &Request, bearer: Bearer) -> poem::Result<Vec<AccountToken>> {
+async fn resolve_accounts(request: &Request, bearer: Bearer) -> poem::Result<Caller> {
     match request.data::<Arc<ClientAuth>>() {
         Some(auth) => auth.accounts(&bearer.token).map_err(poem::Error::from),
         // Not wired: refuse rather than guess.
@@ -214,7 +241,10 @@ mod tests {
         assert!(!auth.requires_key());
         assert_eq!(
             auth.accounts(" a, b ,a").ok(),
-            Some(vec![AccountToken::new("a"), AccountToken::new("b")])
+            Some(Caller {
+                tokens: vec![AccountToken::new("a"), AccountToken::new("b")],
+                client: None
+            })
         );
     }
 
@@ -222,8 +252,18 @@ mod tests {
     fn a_valid_key_gives_the_pool_and_anything_else_is_refused() {
         let auth = keys(&["sk-one", "sk-two"], &["pool-1", "pool-2"]);
         let pool = vec![AccountToken::new("pool-1"), AccountToken::new("pool-2")];
-        assert_eq!(auth.accounts("sk-two").ok(), Some(pool.clone()));
-        assert_eq!(auth.accounts(" sk-one ").ok(), Some(pool));
+        let one = auth.accounts(" sk-one ").unwrap();
+        let two = auth.accounts("sk-two").unwrap();
+        assert_eq!((&one.tokens, &two.tokens), (&pool, &pool));
+        // Each key is its own client, the same whatever the spaces around it, and its label
+        // does not hold the key.
+        assert_eq!(one.client, auth.accounts("sk-one").unwrap().client);
+        assert_ne!(one.client, two.client);
+        assert!(
+            one.client
+                .as_ref()
+                .is_some_and(|client| !client.as_str().contains("sk-one"))
+        );
         for wrong in ["", "sk-on", "sk-one2", "SK-ONE", "pool-1", "sk-one,sk-two"] {
             assert!(auth.accounts(wrong).is_err(), "{wrong:?} was accepted");
         }

@@ -189,9 +189,8 @@ impl ChatCompletionRequest {
             self.stream,
             include_usage,
             ChatPrompt {
-                messages,
                 conversation,
-                attachments: Vec::new(),
+                ..ChatPrompt::new(messages)
             },
         ))
     }
@@ -376,7 +375,8 @@ impl ChatApi {
 impl ChatApi {
     async fn answer(&self, auth: HailuoTokens, request: ChatCompletionRequest) -> Result<ChatResponse, ApiError> {
         let started = std::time::Instant::now();
-        let (model, stream, include_usage, prompt) = request.into_prompt()?;
+        let (model, stream, include_usage, mut prompt) = request.into_prompt()?;
+        prompt.client = auth.client();
         let span = tracing::Span::current();
         span.record("gen_ai.request.model", model.as_str());
         span.record("stream", stream);
@@ -386,10 +386,10 @@ impl ChatApi {
         } else {
             usage::prompt_tokens(&prompt.messages)
         };
-        let answer = self.chat.chat(&auth.tokens(), prompt).await?;
-        let id = answer.conversation().to_string();
         let created = unix_seconds();
         if stream {
+            let answer = self.chat.chat(&auth.tokens(), prompt).await?;
+            let id = answer.conversation().to_string();
             let chunks = CompletionChunks {
                 id,
                 created,
@@ -401,7 +401,8 @@ impl ChatApi {
             };
             return Ok(ChatResponse::Stream(Body::from_bytes_stream(chunks.stream(answer))));
         }
-        let content = answer.collect_text().await?;
+        let completion = self.chat.complete(&auth.tokens(), prompt).await?;
+        let (id, content) = (completion.conversation.to_string(), completion.text);
         let usage = usage::usage(prompt_tokens, &content);
         Ok(ChatResponse::Completion(ChatCompletion {
             id,

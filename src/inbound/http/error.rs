@@ -155,6 +155,11 @@ impl ApiError {
                  for `accounts.cooldown_secs` after repeated refusals).",
             ),
             (
+                404,
+                "`conversation_id` names no conversation of this caller (none by that id, or one \
+                 another key or token created).",
+            ),
+            (
                 413,
                 "The request body is larger than `server.max_body_bytes`, or an attachment is larger than `files.max_bytes`.",
             ),
@@ -235,6 +240,13 @@ impl From<GatewayError> for ApiError {
                 "accounts_busy",
                 message,
             ),
+            GatewayError::ConversationNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "conversation_not_found",
+                message,
+            )
+            .with_param("conversation_id"),
             GatewayError::Refused { .. } => {
                 Self::new(StatusCode::BAD_GATEWAY, "upstream_error", "upstream_refused", message)
             }

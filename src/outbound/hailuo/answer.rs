@@ -125,7 +125,8 @@ impl AnswerDecoder {
                 Some(message) if !message.is_empty() => message.to_owned(),
                 _ => format!("upstream error code {}", status.code),
             };
-            return Err(ProviderError::Refused { message });
+            return Err(super::request::known_refusal(&code_text(&status.code), &message)
+                .unwrap_or(ProviderError::Refused { message }));
         }
 
         let ends_stream = parsed.kind == Some(END_TYPE);
@@ -206,6 +207,14 @@ impl AnswerDecoder {
 }
 
 /// Whether an upstream status code is success (`0`, as a number or as text).
+/// A code as text: `1003` and `"1003"` alike.
+fn code_text(code: &Value) -> String {
+    match code {
+        Value::String(text) => text.trim().to_owned(),
+        other => other.to_string(),
+    }
+}
+
 fn is_zero_code(code: &Value) -> bool {
     match code {
         Value::Number(number) => number.as_i64() == Some(0) || number.as_u64() == Some(0),

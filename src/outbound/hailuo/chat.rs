@@ -101,7 +101,7 @@ impl HailuoClient {
         let request = self
             .request(&call, &account.token, &signature)
             .multipart(fields.multipart());
-        let response = self.send_timed(&call, &account.token, request).await?;
+        let response = self.send_chat_timed(&call, &account.token, request).await?;
 
         let response = request::expect_event_stream(response, "the chat").await?;
         Ok(decode_answer(self.timed_body(response), std::convert::identity))

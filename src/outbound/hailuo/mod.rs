@@ -32,7 +32,7 @@ use tracing::Instrument;
 use crate::config::{Profile, UpstreamSettings};
 use crate::domain::chat::{AccountToken, ChatPrompt, ConversationId};
 use crate::domain::metrics::instruments;
-use crate::domain::ports::{Account, AnswerStream, ChatProvider, Device, ProviderError};
+use crate::domain::ports::{Account, AnswerStream, ChatProvider, Device, LateConversations, ProviderError};
 use crate::domain::service::runner::current_attempt;
 
 use self::request::{CallFailure, Caller};
@@ -138,7 +138,19 @@ struct FirstByteDeadline(tokio::time::Instant);
 pub struct HailuoClient {
     inner: Arc<ClientInner>,
     speech: speech::SpeechTiming,
+    late: Option<LateWatch>,
 }
+
+/// Where a chat given up before its response head is still listened to.
+#[derive(Clone)]
+struct LateWatch {
+    sink: Arc<dyn LateConversations>,
+    wait: Duration,
+}
+
+/// The response of a request still under way.
+type PendingResponse =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<reqwest::Response, reqwest::Error>> + Send>>;
 
 struct ClientInner {
     http: reqwest::Client,
@@ -185,7 +197,16 @@ impl HailuoClient {
                 fingerprint,
             }),
             speech: speech::SpeechTiming::default(),
+            late: None,
         })
+    }
+
+    /// Listens, for up to `wait`, to each chat request whose response head did not come in
+    /// time, and reports to `sink` the conversation its late answer names (`wait` zero: off).
+    #[must_use]
+    pub fn with_late_conversations(mut self, sink: Arc<dyn LateConversations>, wait: Duration) -> Self {
+        self.late = (!wait.is_zero()).then_some(LateWatch { sink, wait });
+        self
     }
 
     /// How long speech waits for the upstream's audio, and how often it asks.
@@ -327,8 +348,23 @@ impl HailuoClient {
         token: &AccountToken,
         builder: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ProviderError> {
+        self.send_timed_then(call, token, builder, drop).await
+    }
+
+    /// As [`Self::send_timed`], handing a request whose head did not come in time, still
+    /// under way, to `given_up` instead of dropping it.
+    async fn send_timed_then(
+        &self,
+        call: &UpstreamCall,
+        token: &AccountToken,
+        builder: reqwest::RequestBuilder,
+        given_up: impl FnOnce(PendingResponse),
+    ) -> Result<reqwest::Response, ProviderError> {
         let deadline = tokio::time::Instant::now() + self.inner.first_byte_timeout;
-        match tokio::time::timeout_at(deadline, self.send_traced(call, token, builder)).await {
+        let (client, owned_call, owned_token) = (self.clone(), call.clone(), token.clone());
+        let mut pending: PendingResponse =
+            Box::pin(async move { client.send_traced(&owned_call, &owned_token, builder).await });
+        match tokio::time::timeout_at(deadline, &mut pending).await {
             Ok(Ok(mut response)) => {
                 response.extensions_mut().insert(FirstByteDeadline(deadline));
                 Ok(response)
@@ -336,9 +372,35 @@ impl HailuoClient {
             Ok(Err(error)) => Err(request::transport_error(error)),
             Err(_) => {
                 tracing::warn!(path = %call.path(), account = %token, "no response head in time");
+                given_up(pending);
                 Err(ProviderError::Timeout)
             }
         }
+    }
+
+    /// Sends a chat message: as [`Self::send_timed`], but a request whose head did not come
+    /// in time is still listened to in the background (see [`Self::with_late_conversations`]):
+    /// an upstream that hung may yet make the conversation, which must not stay behind.
+    ///
+    /// # Errors
+    /// As [`Self::send_timed`].
+    pub async fn send_chat_timed(
+        &self,
+        call: &UpstreamCall,
+        token: &AccountToken,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let Some(late) = self.late.clone() else {
+            return self.send_timed(call, token, builder).await;
+        };
+        let token_for_watch = token.clone();
+        self.send_timed_then(call, token, builder, move |pending| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            runtime.spawn(watch_late_answer(pending, token_for_watch, late));
+        })
+        .await
     }
 
     /// The body of a streamed answer, held to the timeouts: its first chunk must arrive by
@@ -421,6 +483,25 @@ impl ChatProvider for HailuoClient {
 
     async fn delete_conversation(&self, account: &Account, conversation: &ConversationId) -> Result<(), ProviderError> {
         self.delete(account, conversation).await
+    }
+}
+
+/// Waits, for at most `late.wait`, for a chat request given up to answer, and reports the
+/// conversation its answer names; the answer itself is dropped (nobody is waiting for it).
+async fn watch_late_answer(pending: PendingResponse, token: AccountToken, late: LateWatch) {
+    let named = tokio::time::timeout(late.wait, async move {
+        let response = pending.await.ok()?;
+        let response = request::expect_event_stream(response, "a late chat").await.ok()?;
+        let mut answer = answer::decode_answer(response.bytes_stream(), request::transport_error);
+        // The first delta names the conversation (an empty opening one, or the first piece).
+        match answer.next().await {
+            Some(Ok(delta)) => Some(delta.conversation),
+            _ => None,
+        }
+    })
+    .await;
+    if let Ok(Some(conversation)) = named {
+        late.sink.made(&token, &conversation);
     }
 }
 

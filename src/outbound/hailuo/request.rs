@@ -143,7 +143,9 @@ impl CallFailure {
 
     fn into_provider_error(self, refusal: impl FnOnce(String) -> ProviderError) -> ProviderError {
         match self {
-            CallFailure::Envelope { message, .. } => refusal(message),
+            CallFailure::Envelope { code, message } => {
+                known_refusal(&code, &message).unwrap_or_else(|| refusal(message))
+            }
             CallFailure::Status { status, message } if status >= 500 => ProviderError::Unavailable {
                 message: format!("HTTP {status}: {message}"),
             },
@@ -151,6 +153,28 @@ impl CallFailure {
             CallFailure::Transport(error) => error,
         }
     }
+}
+
+/// The upstream's code for a `uuid`/`device_id` pair it does not know (`设备未注册`).
+pub const DEVICE_UNKNOWN_CODE: &str = "1003";
+/// The upstream's code for a conversation that does not exist (`对话不存在`).
+pub const CONVERSATION_NOT_FOUND_CODE: &str = "1200002";
+
+/// The refusals whose meaning is known whatever the call: a forgotten device and a missing
+/// conversation. Recognised by code or by the upstream's text, since neither is documented
+/// and either may change alone.
+pub fn known_refusal(code: &str, message: &str) -> Option<ProviderError> {
+    if code == DEVICE_UNKNOWN_CODE || message.contains("设备未注册") {
+        return Some(ProviderError::DeviceUnknown {
+            message: message.to_owned(),
+        });
+    }
+    if code == CONVERSATION_NOT_FOUND_CODE || message.contains("对话不存在") {
+        return Some(ProviderError::ConversationNotFound {
+            message: message.to_owned(),
+        });
+    }
+    None
 }
 
 /// Reads a JSON response body by the envelope rule: `{"statusInfo":{"code":0},"data":P}`

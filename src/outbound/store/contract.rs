@@ -1,6 +1,6 @@
 //! The contract every store adapter keeps: the same tests run against each of them.
 
-use crate::domain::chat::{AccountToken, ConversationId};
+use crate::domain::chat::{AccountToken, ClientId, ConversationId};
 use crate::domain::ports::{Device, SessionStore, StoreError, TokenStore};
 
 /// A device is kept per token, replaced, and forgotten.
@@ -44,9 +44,9 @@ async fn due_ids(
 pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Result<(), StoreError> {
     let token = AccountToken::new("contract-token");
     let (a, b, c) = (ConversationId::nth(1), ConversationId::nth(2), ConversationId::nth(3));
-    store.record(&a, &token, 1_000).await?;
-    store.record(&b, &token, 2_000).await?;
-    store.record(&c, &token, 3_000).await?;
+    store.record(&a, &token, None, 1_000).await?;
+    store.record(&b, &token, None, 2_000).await?;
+    store.record(&c, &token, None, 3_000).await?;
     assert_eq!(store.pending().await?, 3);
 
     let found = store.find(&b).await?.map(|s| (s.token, s.last_used_ms, s.failures));
@@ -69,7 +69,7 @@ pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Res
     );
 
     // Using a conversation again refreshes it and clears its retry state.
-    store.record(&a, &token, 9_000).await?;
+    store.record(&a, &token, None, 9_000).await?;
     let refreshed = store
         .find(&a)
         .await?
@@ -83,6 +83,19 @@ pub async fn session_store_tracks_conversations(store: &dyn SessionStore) -> Res
         vec![b.clone(), c.clone(), a.clone()],
         "each once, by its latest use"
     );
+
+    // The client that made a conversation is kept with it, and follows its refreshes.
+    let owner = ClientId::new("client-1");
+    let d = ConversationId::nth(4);
+    store.record(&d, &token, Some(&owner), 1_500).await?;
+    assert_eq!(store.find(&d).await?.and_then(|s| s.owner), Some(owner.clone()));
+    store.record(&d, &token, Some(&owner), 9_500).await?;
+    assert_eq!(
+        store.find(&d).await?.map(|s| (s.owner, s.last_used_ms)),
+        Some((Some(owner), 9_500))
+    );
+    assert_eq!(store.find(&a).await?.and_then(|s| s.owner), None);
+    store.remove(&d).await?;
 
     store.remove(&b).await?;
     store.remove(&b).await?;
@@ -157,7 +170,10 @@ mod sqlite {
         {
             let stores = open(&path, &key_file(&path)).await?;
             stores.tokens.save_device(&token, &device).await?;
-            stores.sessions.record(&ConversationId::nth(1), &token, 2_000).await?;
+            stores
+                .sessions
+                .record(&ConversationId::nth(1), &token, None, 2_000)
+                .await?;
             stores.sessions.defer(&ConversationId::nth(1), 3_000).await?;
             stores.close().await;
         }
@@ -184,7 +200,10 @@ mod sqlite {
         let right = KeySource::Secret("the right secret".into());
         {
             let stores = open(&path, &right).await?;
-            stores.sessions.record(&ConversationId::nth(1), &token, 1_000).await?;
+            stores
+                .sessions
+                .record(&ConversationId::nth(1), &token, None, 1_000)
+                .await?;
             stores.close().await;
         }
         let stores = open(&path, &right).await?;
@@ -194,13 +213,17 @@ mod sqlite {
         );
         stores.close().await;
 
-        for wrong in [KeySource::Secret("a wrong secret".into()), key_file(&path)] {
-            let Err(error) = open(&path, &wrong).await else {
-                panic!("a wrong key must be refused");
-            };
-            assert!(error.0.contains("another store key"), "{error}");
-            assert!(!error.0.contains("secret-guarded-token"), "{error}");
-        }
+        let Err(error) = open(&path, &KeySource::Secret("a wrong secret".into())).await else {
+            panic!("a wrong key must be refused");
+        };
+        assert!(error.0.contains("another store key"), "{error}");
+        assert!(!error.0.contains("secret-guarded-token"), "{error}");
+        // Without the secret, no key file is made up for a database that exists.
+        let Err(error) = open(&path, &key_file(&path)).await else {
+            panic!("a missing key must be refused");
+        };
+        assert!(error.0.contains("is missing"), "{error}");
+        assert!(!KeySource::key_file_for(&path).exists(), "a wrong key file was written");
         Ok(())
     }
 
@@ -236,7 +259,10 @@ mod sqlite {
             registered_at_ms: 1_000,
         };
         stores.tokens.save_device(&account, &device).await?;
-        stores.sessions.record(&ConversationId::nth(1), &account, 1_000).await?;
+        stores
+            .sessions
+            .record(&ConversationId::nth(1), &account, None, 1_000)
+            .await?;
         assert_eq!(stores.tokens.device(&account).await?, Some(device));
         // Look in the database, its WAL and anything else SQLite wrote, open and after closing.
         let leaks = || {

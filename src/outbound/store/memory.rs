@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::domain::chat::{AccountToken, ConversationId};
+use crate::domain::chat::{AccountToken, ClientId, ConversationId};
 use crate::domain::ports::{Device, Session, SessionStore, StoreError, TokenStore};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -57,6 +57,7 @@ struct Sessions {
 #[derive(Debug)]
 struct Entry {
     token: Arc<AccountToken>,
+    owner: Option<ClientId>,
     last_used_ms: i64,
     retry_at_ms: i64,
     failures: u32,
@@ -67,6 +68,7 @@ impl Entry {
         Session {
             conversation: conversation.clone(),
             token: AccountToken::clone(&self.token),
+            owner: self.owner.clone(),
             last_used_ms: self.last_used_ms,
             retry_at_ms: self.retry_at_ms,
             failures: self.failures,
@@ -75,7 +77,7 @@ impl Entry {
 }
 
 impl Sessions {
-    fn insert(&mut self, conversation: &ConversationId, token: &AccountToken, now_ms: i64) {
+    fn insert(&mut self, conversation: &ConversationId, token: &AccountToken, owner: Option<&ClientId>, now_ms: i64) {
         self.remove(conversation);
         let token = match self.tokens.get(token) {
             Some(shared) => Arc::clone(shared),
@@ -90,6 +92,7 @@ impl Sessions {
             conversation.clone(),
             Entry {
                 token,
+                owner: owner.cloned(),
                 last_used_ms: now_ms,
                 retry_at_ms: 0,
                 failures: 0,
@@ -111,8 +114,14 @@ impl Sessions {
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
-    async fn record(&self, conversation: &ConversationId, token: &AccountToken, now_ms: i64) -> Result<(), StoreError> {
-        lock(&self.sessions).insert(conversation, token, now_ms);
+    async fn record(
+        &self,
+        conversation: &ConversationId,
+        token: &AccountToken,
+        owner: Option<&ClientId>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        lock(&self.sessions).insert(conversation, token, owner, now_ms);
         Ok(())
     }
 
@@ -167,12 +176,12 @@ mod tests {
         for n in 0..1_000 {
             let token = if n % 2 == 0 { &a } else { &b };
             store
-                .record(&ConversationId::nth(n), token, 1_000 + i64::try_from(n).unwrap())
+                .record(&ConversationId::nth(n), token, None, 1_000 + i64::try_from(n).unwrap())
                 .await
                 .unwrap();
         }
         // Used again: still one entry and one token each.
-        store.record(&ConversationId::nth(0), &a, 5_000).await.unwrap();
+        store.record(&ConversationId::nth(0), &a, None, 5_000).await.unwrap();
         {
             let sessions = lock(&store.sessions);
             assert_eq!(sessions.by_id.len(), 1_000);

@@ -34,9 +34,12 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 
-use crate::domain::chat::{AccountToken, ConversationId};
+use crate::domain::chat::{AccountToken, ClientId, ConversationId};
 use crate::domain::ports::{Device, Session, SessionStore, StoreError, TokenStore};
 
 const HASH_LABEL: &[u8] = b"hailuo-free-api/store/token-hash/v1";
@@ -84,16 +87,62 @@ impl KeySource {
     /// # Errors
     /// [`StoreError`] when the key file cannot be read or created, or does not hold a key.
     pub fn load(&self) -> Result<[u8; 32], StoreError> {
+        self.load_for(false)
+    }
+
+    /// As [`Self::load`], but a missing key file is created only for a new database: the key
+    /// of an existing one is never replaced by a new, wrong one.
+    fn load_for(&self, database_exists: bool) -> Result<[u8; 32], StoreError> {
         match self {
             KeySource::Secret(secret) => Ok(Sha256::digest(secret.as_bytes()).into()),
-            KeySource::KeyFile(path) => load_or_create_key_file(path),
+            KeySource::KeyFile(path) => {
+                if database_exists && !path.exists() {
+                    return Err(StoreError(format!(
+                        "the database exists but its key file {} is missing: restore the key file, or set \
+                         store.secret to the secret the database was created with; without its key the \
+                         rows cannot be read (no new key was written)",
+                        path.display()
+                    )));
+                }
+                load_or_create_key_file(path)
+            }
         }
+    }
+}
+
+/// Warns when `path` can be read by others than its owner (unix): it holds secrets.
+fn warn_if_shared(path: &Path, what: &str) {
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"),
+                "the {what} can be read by other users; restrict it with chmod 600");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+}
+
+/// Creates an empty database file readable by its owner only (unix), unless one exists:
+/// SQLite gives its WAL and shared-memory files the database's mode.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError(format!("creating the database {}: {error}", path.display()))),
     }
 }
 
 fn load_or_create_key_file(path: &Path) -> Result<[u8; 32], StoreError> {
     use std::io::Write;
 
+    warn_if_shared(path, "store key file");
     let shown = path.display();
     let key: [u8; 32] = rand::random();
     let mut options = std::fs::OpenOptions::new();
@@ -213,7 +262,21 @@ impl SqliteStores {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError(format!("creating the folder of the database {shown}: {e}")))?;
         }
-        let keys = Arc::new(StoreKeys::derive(&key.load()?));
+        let size = std::fs::metadata(path).map(|metadata| metadata.len()).ok();
+        if size == Some(0)
+            && let KeySource::KeyFile(key_file) = key
+            && key_file.exists()
+        {
+            return Err(StoreError(format!(
+                "the database {shown} is empty (0 bytes) but its key file {} exists: the database was \
+                 emptied or truncated, and starting afresh would lose the conversations it had to delete. \
+                 Restore the database, or remove the key file too to start with a new one",
+                key_file.display()
+            )));
+        }
+        let keys = Arc::new(StoreKeys::derive(&key.load_for(size.is_some_and(|size| size > 0))?));
+        create_private(path)?;
+        warn_if_shared(path, "database");
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -315,45 +378,119 @@ impl TokenStore for SqliteTokenStore {
 #[derive(Clone)]
 pub struct SqliteSessionStore(Database);
 
-type SessionRow = (String, Vec<u8>, Vec<u8>, i64, i64, i64);
-
-/// The columns a [`SessionRow`] reads (a macro, so queries stay `&'static str` literals).
+/// The columns a session is read from (a macro, so queries stay `&'static str` literals).
 macro_rules! session_columns {
     () => {
-        "conversation, token_nonce, token_sealed, last_used_ms, retry_at_ms, failures"
+        "conversation, token_nonce, token_sealed, last_used_ms, retry_at_ms, failures, owner"
     };
 }
 
 impl SqliteSessionStore {
-    fn session(&self, row: SessionRow) -> Result<Session, StoreError> {
-        let (conversation, nonce, sealed, last_used_ms, retry_at_ms, failures) = row;
-        let token = self.0.keys.open(&conversation, &nonce, &sealed)?;
+    /// A row as a session; `Err` holds the row's conversation id (when even that cannot be
+    /// read, `None`) and why the row cannot be used.
+    fn session(&self, row: &SqliteRow) -> Result<Session, (Option<String>, String)> {
+        let conversation: String = row
+            .try_get("conversation")
+            .map_err(|error| (None, format!("the conversation id does not read: {error}")))?;
+        let unreadable = |error: sqlx::Error| (Some(conversation.clone()), format!("a column does not read: {error}"));
+        let nonce: Vec<u8> = row.try_get("token_nonce").map_err(unreadable)?;
+        let sealed: Vec<u8> = row.try_get("token_sealed").map_err(unreadable)?;
+        let last_used_ms: i64 = row.try_get("last_used_ms").map_err(unreadable)?;
+        let retry_at_ms: i64 = row.try_get("retry_at_ms").map_err(unreadable)?;
+        let failures: i64 = row.try_get("failures").map_err(unreadable)?;
+        let owner: Option<String> = row.try_get("owner").map_err(unreadable)?;
+        let token = self
+            .0
+            .keys
+            .open(&conversation, &nonce, &sealed)
+            .map_err(|error| (Some(conversation.clone()), error.0))?;
         Ok(Session {
             conversation: ConversationId::from_upstream(conversation),
             token,
+            owner: owner.map(ClientId::new),
             last_used_ms,
             retry_at_ms,
             failures: u32::try_from(failures).unwrap_or(u32::MAX),
         })
     }
+
+    /// The sessions of `rows`; a row that cannot be read is set aside (moved to
+    /// `sessions_unreadable`, logged and counted once), so that one damaged row never stops
+    /// the others from being found and deleted.
+    async fn readable(&self, rows: Vec<SqliteRow>) -> Result<Vec<Session>, StoreError> {
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match self.session(row) {
+                Ok(session) => sessions.push(session),
+                Err((conversation, reason)) => self.set_aside(conversation.as_deref(), &reason).await?,
+            }
+        }
+        Ok(sessions)
+    }
+
+    async fn set_aside(&self, conversation: Option<&str>, reason: &str) -> Result<(), StoreError> {
+        let Some(conversation) = conversation else {
+            // Without its id the row cannot be addressed; its key column is the id, so a row
+            // whose id does not read as text cannot come out of a query by id either.
+            tracing::error!(%reason, "a stored conversation cannot be read, nor addressed");
+            return Ok(());
+        };
+        let mut transaction = self
+            .0
+            .pool
+            .begin()
+            .await
+            .map_err(failed("setting aside a conversation"))?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO sessions_unreadable (conversation, token_hash, token_nonce, token_sealed, \
+             last_used_ms, owner, set_aside_at_ms, reason) SELECT conversation, token_hash, token_nonce, \
+             token_sealed, last_used_ms, owner, ?, ? FROM sessions WHERE conversation = ?",
+        )
+        .bind(crate::domain::service::now_ms())
+        .bind(reason)
+        .bind(conversation)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed("setting aside a conversation"))?;
+        sqlx::query("DELETE FROM sessions WHERE conversation = ?")
+            .bind(conversation)
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed("setting aside a conversation"))?;
+        transaction
+            .commit()
+            .await
+            .map_err(failed("setting aside a conversation"))?;
+        crate::domain::metrics::instruments().sessions_unreadable.add(1, &[]);
+        tracing::error!(%conversation, %reason,
+            "set aside a stored conversation that cannot be read (table sessions_unreadable); it stays upstream");
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl SessionStore for SqliteSessionStore {
-    async fn record(&self, conversation: &ConversationId, token: &AccountToken, now_ms: i64) -> Result<(), StoreError> {
+    async fn record(
+        &self,
+        conversation: &ConversationId,
+        token: &AccountToken,
+        owner: Option<&ClientId>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let (nonce, sealed) = self.0.keys.seal(token, conversation)?;
         sqlx::query(
             "INSERT INTO sessions (conversation, token_hash, token_nonce, token_sealed, last_used_ms, \
-             retry_at_ms, failures) VALUES (?, ?, ?, ?, ?, 0, 0) \
+             retry_at_ms, failures, owner) VALUES (?, ?, ?, ?, ?, 0, 0, ?) \
              ON CONFLICT (conversation) DO UPDATE SET token_hash = excluded.token_hash, \
              token_nonce = excluded.token_nonce, token_sealed = excluded.token_sealed, \
-             last_used_ms = excluded.last_used_ms, retry_at_ms = 0, failures = 0",
+             last_used_ms = excluded.last_used_ms, retry_at_ms = 0, failures = 0, owner = excluded.owner",
         )
         .bind(conversation.as_str())
         .bind(self.0.keys.token_hash(token))
         .bind(nonce)
         .bind(sealed)
         .bind(now_ms)
+        .bind(owner.map(ClientId::as_str))
         .execute(&self.0.pool)
         .await
         .map_err(failed("recording a conversation"))?;
@@ -361,20 +498,20 @@ impl SessionStore for SqliteSessionStore {
     }
 
     async fn find(&self, conversation: &ConversationId) -> Result<Option<Session>, StoreError> {
-        let row: Option<SessionRow> = sqlx::query_as(concat!(
+        let rows = sqlx::query(concat!(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE conversation = ?"
         ))
         .bind(conversation.as_str())
-        .fetch_optional(&self.0.pool)
+        .fetch_all(&self.0.pool)
         .await
         .map_err(failed("finding a conversation"))?;
-        row.map(|row| self.session(row)).transpose()
+        Ok(self.readable(rows).await?.into_iter().next())
     }
 
     async fn due(&self, idle_before_ms: i64, now_ms: i64, limit: usize) -> Result<Vec<Session>, StoreError> {
-        let rows: Vec<SessionRow> = sqlx::query_as(concat!(
+        let rows = sqlx::query(concat!(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE last_used_ms <= ? AND retry_at_ms <= ? ORDER BY last_used_ms LIMIT ?"
@@ -385,7 +522,7 @@ impl SessionStore for SqliteSessionStore {
         .fetch_all(&self.0.pool)
         .await
         .map_err(failed("listing the conversations due for deletion"))?;
-        rows.into_iter().map(|row| self.session(row)).collect()
+        self.readable(rows).await
     }
 
     async fn defer(&self, conversation: &ConversationId, retry_at_ms: i64) -> Result<(), StoreError> {
