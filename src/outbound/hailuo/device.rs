@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::HailuoClient;
-use super::request::{CallFailure, Caller};
+use super::request::{self, CallFailure, Caller};
 use crate::domain::chat::{AccountToken, ConversationId};
 use crate::domain::ports::{Account, Device, ProviderError};
 
@@ -58,7 +58,11 @@ impl HailuoClient {
         let call = self.call(Method::GET, USER_INFO_PATH, Caller::Device(&account.device));
         match self.call_json(call, &account.token, None).await {
             Ok(payload) => Ok(payload.get("userInfo").is_some_and(Value::is_object)),
-            Err(CallFailure::Envelope { .. }) => Ok(false),
+            // A forgotten device says nothing about the account: register again and ask again.
+            Err(CallFailure::Envelope { code, message }) => match request::known_refusal(&code, &message) {
+                Some(error @ ProviderError::DeviceUnknown { .. }) => Err(error),
+                _ => Ok(false),
+            },
             Err(CallFailure::Status { status, .. }) if status < 500 => Ok(false),
             Err(failure) => Err(failure.into_refused()),
         }
@@ -67,8 +71,9 @@ impl HailuoClient {
     /// Deletes `conversation` from the account's history.
     ///
     /// # Errors
-    /// [`ProviderError::Refused`] for an error status below 500 or a non-zero code, transient
-    /// errors otherwise.
+    /// [`ProviderError::Refused`] for an error status below 500 or a non-zero code (but the
+    /// known refusals: a logged-out account, a forgotten device, a conversation already gone),
+    /// transient errors otherwise.
     pub async fn delete(&self, account: &Account, conversation: &ConversationId) -> Result<(), ProviderError> {
         let path = format!("{HISTORY_PATH}/{}", conversation.as_str());
         let call = self.call(Method::DELETE, &path, Caller::Device(&account.device));

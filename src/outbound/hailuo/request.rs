@@ -160,10 +160,19 @@ pub const DEVICE_UNKNOWN_CODE: &str = "1003";
 /// The upstream's code for a conversation that does not exist (`对话不存在`).
 pub const CONVERSATION_NOT_FOUND_CODE: &str = "1200002";
 
-/// The refusals whose meaning is known whatever the call: a forgotten device and a missing
-/// conversation. Recognised by code or by the upstream's text, since neither is documented
-/// and either may change alone.
+/// The upstream's codes for an account that is not logged in (`用户未登录`) or whose login
+/// expired (`登录已失效，请重新登录`).
+pub const LOGGED_OUT_CODES: [&str; 2] = ["1001", "1004"];
+
+/// The refusals whose meaning is known whatever the call: a logged-out account, a forgotten
+/// device and a missing conversation. Recognised by code or by the upstream's text, since
+/// none is documented and either may change alone.
 pub fn known_refusal(code: &str, message: &str) -> Option<ProviderError> {
+    if LOGGED_OUT_CODES.contains(&code) || message.contains("未登录") || message.contains("登录已失效") {
+        return Some(ProviderError::AccountRejected {
+            message: message.to_owned(),
+        });
+    }
     if code == DEVICE_UNKNOWN_CODE || message.contains("设备未注册") {
         return Some(ProviderError::DeviceUnknown {
             message: message.to_owned(),
