@@ -48,6 +48,13 @@ pub struct ServerSettings {
     pub port: u16,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// A request body must have arrived whole within this many seconds of its head.
+    pub body_timeout_secs: u64,
+    /// After `body_rate_grace_secs`, a body arriving slower than this on average (bytes per
+    /// second since its head) is cut off; 0 checks no rate.
+    pub min_body_bytes_per_sec: u64,
+    /// Seconds a body may take before its rate is checked.
+    pub body_rate_grace_secs: u64,
     /// How long a shutdown lets requests in flight finish.
     pub shutdown_grace_secs: u64,
     /// Upstream work items running at once.
@@ -85,6 +92,31 @@ pub struct UpstreamSettings {
     pub http2_prior_knowledge: bool,
     /// The browser profile the upstream is told it talks to.
     pub profile: Profile,
+}
+
+impl ServerSettings {
+    /// The limits a request body is read under.
+    pub fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
+            max_bytes: self.max_body_bytes,
+            timeout: Duration::from_secs(self.body_timeout_secs),
+            min_bytes_per_sec: self.min_body_bytes_per_sec,
+            rate_grace: Duration::from_secs(self.body_rate_grace_secs),
+        }
+    }
+}
+
+/// How much of a request body is read, and how fast it must arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Largest body accepted, in bytes.
+    pub max_bytes: usize,
+    /// The whole body must have arrived within this of its head.
+    pub timeout: Duration,
+    /// The least average rate, in bytes per second, once `rate_grace` has passed; 0: none.
+    pub min_bytes_per_sec: u64,
+    /// How long a body may take before its rate is checked.
+    pub rate_grace: Duration,
 }
 
 impl UpstreamSettings {
@@ -180,6 +212,8 @@ pub struct AccountSettings {
     pub cooldown_after: u32,
     /// How long a refused token rests.
     pub cooldown_secs: u64,
+    /// The most Hailuo tokens one client request may name in `Authorization`.
+    pub max_tokens_per_request: usize,
 }
 
 /// Client API keys and the server's own Hailuo token pool. Its `Debug` shows counts only.
@@ -237,6 +271,12 @@ pub enum InvalidSettings {
     /// A zero bound would refuse every request.
     #[error("`server.max_in_flight` must be at least 1")]
     NoInFlight,
+    /// A zero deadline would refuse every request body.
+    #[error("`server.body_timeout_secs` must be at least 1")]
+    NoBodyTime,
+    /// A zero cap would refuse every client's token list.
+    #[error("`accounts.max_tokens_per_request` must be at least 1")]
+    NoClientTokens,
 }
 
 /// Upstream conversation cleanup.
@@ -388,6 +428,12 @@ impl Settings {
         if self.server.max_in_flight == 0 {
             return Err(InvalidSettings::NoInFlight);
         }
+        if self.server.body_timeout_secs == 0 {
+            return Err(InvalidSettings::NoBodyTime);
+        }
+        if self.accounts.max_tokens_per_request == 0 {
+            return Err(InvalidSettings::NoClientTokens);
+        }
         Ok(())
     }
 
@@ -416,6 +462,23 @@ mod tests {
         assert!(settings.upstream.profile.headers.contains_key("User-Agent"));
         assert_eq!(settings.store.url, "memory");
         assert_eq!(settings.store.secret, None);
+        assert_eq!(settings.accounts.max_tokens_per_request, 64);
+        let body = settings.server.body_limits();
+        assert_eq!(body.max_bytes, 104_857_600);
+        assert_eq!(body.timeout, Duration::from_secs(300));
+        assert_eq!(body.min_bytes_per_sec, 1024);
+        assert_eq!(body.rate_grace, Duration::from_secs(10));
+        Ok(())
+    }
+
+    #[test]
+    fn a_zero_body_deadline_or_token_cap_is_refused() -> Result<(), Box<figment::Error>> {
+        let mut settings = Settings::defaults()?;
+        settings.server.body_timeout_secs = 0;
+        assert_eq!(settings.validate(), Err(InvalidSettings::NoBodyTime));
+        let mut settings = Settings::defaults()?;
+        settings.accounts.max_tokens_per_request = 0;
+        assert_eq!(settings.validate(), Err(InvalidSettings::NoClientTokens));
         Ok(())
     }
 

@@ -111,10 +111,11 @@ impl Application {
             speech,
             transcription,
             max_upload_bytes: settings.audio.max_upload_bytes,
-            max_body_bytes: settings.server.max_body_bytes,
+            body_limits: settings.server.body_limits(),
             auth: Arc::new(http::auth::ClientAuth::new(
                 &settings.auth.api_keys,
                 &settings.auth.tokens,
+                settings.accounts.max_tokens_per_request,
             )),
         };
         let bind = format!("{}:{}", settings.server.host, settings.server.port);

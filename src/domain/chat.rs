@@ -1,6 +1,7 @@
 //! The project's own chat model: what a client asks for and what an account answers,
 //! independent of both OpenAI's and Hailuo's wire formats.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -52,17 +53,43 @@ impl AccountToken {
     }
 
     /// Parses an `Authorization: Bearer T1,T2` value into its tokens: split on commas,
-    /// trimmed, empties dropped, duplicates removed (order kept).
+    /// trimmed, empties dropped, duplicates removed (order kept). For a list the server was
+    /// configured with; a client's list goes through [`AccountToken::parse_client_list`].
     pub fn parse_list(bearer: &str) -> Vec<AccountToken> {
+        // A configured list is the operator's own: no cap, still linear.
+        Self::parse_client_list(bearer, usize::MAX).unwrap_or_default()
+    }
+
+    /// [`AccountToken::parse_list`] for a list a client sent, which may name at most `max`
+    /// tokens (counted before duplicates are removed). Linear in the header's length, and it
+    /// stops at the first token past `max`: a huge header costs no more than its scan.
+    ///
+    /// # Errors
+    /// [`TooManyTokens`] when the list names more than `max` tokens.
+    pub fn parse_client_list(bearer: &str, max: usize) -> Result<Vec<AccountToken>, TooManyTokens> {
+        let mut seen: HashSet<&str> = HashSet::new();
         let mut tokens: Vec<AccountToken> = Vec::new();
-        for part in bearer.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let token = AccountToken::new(part);
-            if !tokens.contains(&token) {
-                tokens.push(token);
+        for (count, part) in bearer.split(',').map(str::trim).filter(|t| !t.is_empty()).enumerate() {
+            if count >= max {
+                return Err(TooManyTokens { max });
+            }
+            if seen.insert(part) {
+                tokens.push(AccountToken::new(part));
             }
         }
-        tokens
+        Ok(tokens)
     }
+}
+
+/// A client's token list named more tokens than one request may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "too many tokens: `Authorization: Bearer TOKEN1,TOKEN2,...` may name at most {max} Hailuo tokens \
+     per request (`accounts.max_tokens_per_request`)"
+)]
+pub struct TooManyTokens {
+    /// The most a request may name.
+    pub max: usize,
 }
 
 impl fmt::Debug for AccountToken {

@@ -68,6 +68,24 @@ proptest! {
     }
 
     #[test]
+    fn a_client_list_is_refused_exactly_when_it_names_more_than_the_cap(
+        bearer in "[ab, ]{0,40}",
+        max in 0usize..12,
+    ) {
+        let named = bearer.split(',').filter(|piece| !piece.trim().is_empty()).count();
+        match AccountToken::parse_client_list(&bearer, max) {
+            Ok(tokens) => {
+                prop_assert!(named <= max, "{named} tokens passed a cap of {max}");
+                prop_assert_eq!(exposed(&tokens), expected(&bearer));
+            }
+            Err(error) => {
+                prop_assert!(named > max, "{named} tokens refused under a cap of {max}");
+                prop_assert_eq!(error.max, max);
+            }
+        }
+    }
+
+    #[test]
     fn a_fingerprint_never_shows_the_token(token in "[A-Za-z0-9._-]{13,64}") {
         let token = AccountToken::new(token);
         let shown = format!("{token:?} {token}");

@@ -503,10 +503,41 @@ fn other_cases() -> Vec<Case> {
     let get = reqwest::Method::GET;
     let post = reqwest::Method::POST;
     cases.extend([
-        Case::new("models: POST", post.clone(), "/v1/models", b"{}".to_vec(), 405),
+        Case::new("models: POST", post.clone(), "/v1/models", Vec::new(), 405),
         Case::new("models: DELETE", reqwest::Method::DELETE, "/v1/models", Vec::new(), 405),
-        Case::new("ping: POST", post.clone(), "/ping", b"garbage\xff".to_vec(), 405),
+        Case::new("ping: POST", post.clone(), "/ping", Vec::new(), 405),
         Case::new("ping: PUT", reqwest::Method::PUT, "/ping", Vec::new(), 405),
+        // A body where no operation takes one is refused unread, whatever the method.
+        Case::new(
+            "models: POST with a body",
+            post.clone(),
+            "/v1/models",
+            b"{}".to_vec(),
+            413,
+        ),
+        Case::new(
+            "ping: POST with a body",
+            post.clone(),
+            "/ping",
+            b"garbage\xff".to_vec(),
+            413,
+        ),
+        Case::new("ping: GET with a body", get.clone(), "/ping", b"hello".to_vec(), 413),
+        Case::new(
+            "metrics: GET with a body",
+            get.clone(),
+            "/metrics",
+            b"hello".to_vec(),
+            413,
+        ),
+        Case::new("docs: GET with a body", get.clone(), "/docs", b"hello".to_vec(), 413),
+        Case::new(
+            "an unknown route with a body",
+            post.clone(),
+            "/nowhere",
+            b"{}".to_vec(),
+            413,
+        ),
         Case::new("chat: GET", get.clone(), "/v1/chat/completions", Vec::new(), 405),
         Case::new("speech: GET", get.clone(), "/v1/audio/speech", Vec::new(), 405),
         Case::new(
@@ -519,14 +550,16 @@ fn other_cases() -> Vec<Case> {
         Case::new("token check: GET", get.clone(), "/token/check", Vec::new(), 405),
         Case::new("an unknown route", get.clone(), "/v1/nothing/here", Vec::new(), 404),
         // Not UTF-8 once decoded: poem refuses the path itself.
-        Case::new(
-            "an undecodable route",
-            post,
-            "/v1/%ff%fe/..%2f..",
-            b"\xff\xfe".to_vec(),
-            400,
-        ),
+        Case::new("an undecodable route", post, "/v1/%ff%fe/..%2f..", Vec::new(), 400),
     ]);
+    let too_many = (0..65).map(|i| format!("token-{i}")).collect::<Vec<_>>().join(",");
+    cases.push(
+        chat(
+            "65 tokens in Authorization",
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .header("authorization", format!("Bearer {too_many}")),
+    );
     cases
 }
 

@@ -70,3 +70,28 @@ async fn the_committed_openapi_spec_is_what_the_server_serves() -> TestResult {
     assert!(served["paths"]["/v1/chat/completions"]["post"].is_object());
     Ok(())
 }
+
+#[tokio::test]
+async fn the_operations_with_a_request_body_are_the_ones_the_server_reads_a_body_for() -> TestResult {
+    let app = spawn_app().await;
+    let served: Value = app.get("/openapi.json").await.json().await?;
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, operations) in served["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().expect("operations") {
+            if operation.get("requestBody").is_some() {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let mut read: Vec<(String, String)> = hailuo_free_api::inbound::http::limits::BODY_ROUTES
+        .iter()
+        .map(|(method, path)| (method.to_string(), (*path).to_owned()))
+        .collect();
+    documented.sort();
+    read.sort();
+    assert_eq!(
+        documented, read,
+        "limits::BODY_ROUTES must list the operations that take a body"
+    );
+    Ok(())
+}

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use super::error::ApiError;
-use crate::domain::chat::{AccountToken, ClientId};
+use crate::domain::chat::{AccountToken, ClientId, TooManyTokens};
 
 /// A presented API key matched none of the server's keys. The message never repeats it.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -32,12 +32,34 @@ impl poem::error::ResponseError for InvalidApiKey {
     }
 }
 
+/// Why a request's `Authorization` gives it no accounts.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+pub enum AccountsRefused {
+    /// A wrong or missing API key where the server has keys.
+    #[error(transparent)]
+    InvalidApiKey(#[from] InvalidApiKey),
+    /// A client's token list longer than `accounts.max_tokens_per_request`.
+    #[error(transparent)]
+    TooManyTokens(#[from] TooManyTokens),
+}
+
+impl poem::error::ResponseError for AccountsRefused {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidApiKey(_) => StatusCode::UNAUTHORIZED,
+            Self::TooManyTokens(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
 /// How callers authenticate, built once from the settings.
 pub struct ClientAuth {
     /// SHA-256 of each API key: comparing digests hides the keys' lengths too.
     key_digests: Vec<[u8; 32]>,
     /// The server's own tokens, for callers with a key.
     pool: Vec<AccountToken>,
+    /// The most tokens a client's own list may name.
+    max_client_tokens: usize,
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -50,8 +72,10 @@ impl std::fmt::Debug for ClientAuth {
 }
 
 impl ClientAuth {
-    /// From `auth.api_keys` and `auth.tokens` (trimmed; empties dropped).
-    pub fn new(api_keys: &[String], pool_tokens: &[String]) -> Self {
+    /// From `auth.api_keys` and `auth.tokens` (trimmed; empties dropped), with clients' own
+    /// token lists capped at `max_client_tokens` (`accounts.max_tokens_per_request`; the
+    /// server's pool is not capped).
+    pub fn new(api_keys: &[String], pool_tokens: &[String], max_client_tokens: usize) -> Self {
         Self {
             key_digests: api_keys
                 .iter()
@@ -60,6 +84,7 @@ impl ClientAuth {
                 .map(digest)
                 .collect(),
             pool: AccountToken::parse_list(&pool_tokens.join(",")),
+            max_client_tokens,
         }
     }
 
@@ -82,11 +107,12 @@ impl ClientAuth {
     /// valid key, the bearer's own token list without keys.
     ///
     /// # Errors
-    /// [`InvalidApiKey`] when keys are required and `bearer` is none of them.
-    pub fn accounts(&self, bearer: &str) -> Result<Caller, InvalidApiKey> {
+    /// [`AccountsRefused::InvalidApiKey`] when keys are required and `bearer` is none of
+    /// them; [`AccountsRefused::TooManyTokens`] when a client's own list is too long.
+    pub fn accounts(&self, bearer: &str) -> Result<Caller, AccountsRefused> {
         if !self.requires_key() {
             return Ok(Caller {
-                tokens: AccountToken::parse_list(bearer),
+                tokens: AccountToken::parse_client_list(bearer, self.max_client_tokens)?,
                 client: None,
             });
         }
@@ -96,7 +122,7 @@ impl ClientAuth {
                 client: Some(client_id(bearer.trim())),
             })
         } else {
-            Err(InvalidApiKey)
+            Err(InvalidApiKey.into())
         }
     }
 
@@ -232,7 +258,7 @@ mod tests {
 
     fn keys(keys: &[&str], pool: &[&str]) -> ClientAuth {
         let owned = |items: &[&str]| items.iter().map(|item| (*item).to_owned()).collect::<Vec<_>>();
-        ClientAuth::new(&owned(keys), &owned(pool))
+        ClientAuth::new(&owned(keys), &owned(pool), 3)
     }
 
     #[test]
@@ -246,6 +272,23 @@ mod tests {
                 client: None
             })
         );
+    }
+
+    #[test]
+    fn a_client_list_past_the_cap_is_refused_but_the_pool_is_not_capped() {
+        let auth = keys(&[], &[]);
+        assert_eq!(auth.accounts("a,b,,a").ok().map(|caller| caller.tokens.len()), Some(2));
+        assert!(matches!(
+            auth.accounts("a,b,c,d"),
+            Err(AccountsRefused::TooManyTokens(_))
+        ));
+        // Named four times: duplicates count against the cap.
+        assert!(matches!(
+            auth.accounts("a,a,a,a"),
+            Err(AccountsRefused::TooManyTokens(_))
+        ));
+        let pool = keys(&["sk-one"], &["p1", "p2", "p3", "p4", "p5"]);
+        assert_eq!(pool.accounts("sk-one").ok().map(|caller| caller.tokens.len()), Some(5));
     }
 
     #[test]

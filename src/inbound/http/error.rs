@@ -95,6 +95,9 @@ impl ApiError {
     /// Turns any framework error (unknown route, bad JSON, body too large, ...) into the
     /// OpenAI shape, keeping its status.
     pub fn from_framework(error: &poem::Error) -> Self {
+        if let Some(refused) = error.downcast_ref::<super::auth::AccountsRefused>() {
+            return Self::from(*refused);
+        }
         let status = error.status();
         let message = error.to_string();
         match status {
@@ -135,6 +138,9 @@ impl ApiError {
 
     /// A 400 for a request the framework could not parse (bad JSON, wrong types).
     pub fn from_parse_error(error: &poem::Error) -> Self {
+        if error.is::<super::auth::AccountsRefused>() {
+            return Self::from_framework(error);
+        }
         match error.status() {
             StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE => Self::from_framework(error),
             _ => Self::invalid_request(format!("invalid request: {}", clip(&error.to_string()))),
@@ -146,7 +152,8 @@ impl ApiError {
         &[
             (
                 400,
-                "The request is malformed: bad JSON, wrong types, missing or empty fields.",
+                "The request is malformed: bad JSON, wrong types, missing or empty fields, or more \
+                 tokens in `Authorization` than `accounts.max_tokens_per_request` (`too_many_tokens`).",
             ),
             (
                 401,
@@ -160,8 +167,14 @@ impl ApiError {
                  another key or token created).",
             ),
             (
+                408,
+                "The request body did not arrive within `server.body_timeout_secs`, or arrived slower \
+                 than `server.min_body_bytes_per_sec`; the connection is closed.",
+            ),
+            (
                 413,
-                "The request body is larger than `server.max_body_bytes`, or an attachment is larger than `files.max_bytes`.",
+                "The request body is larger than `server.max_body_bytes` or an attachment larger than \
+                 `files.max_bytes`; or a body was sent to an operation that takes none (`body_not_allowed`).",
             ),
             (429, "Every account token given is busy past `accounts.busy_wait_secs`."),
             (
@@ -191,6 +204,21 @@ fn clip(message: &str) -> String {
     match message.char_indices().nth(MAX_MESSAGE_CHARS) {
         Some((end, _)) => format!("{}… (cut)", &message[..end]),
         None => message.to_owned(),
+    }
+}
+
+impl From<super::auth::AccountsRefused> for ApiError {
+    fn from(refused: super::auth::AccountsRefused) -> Self {
+        use super::auth::AccountsRefused;
+        match refused {
+            AccountsRefused::InvalidApiKey(invalid) => Self::unauthorized(invalid.to_string()),
+            AccountsRefused::TooManyTokens(too_many) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "too_many_tokens",
+                too_many.to_string(),
+            ),
+        }
     }
 }
 

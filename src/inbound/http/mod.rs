@@ -49,8 +49,8 @@ pub struct HttpState {
     pub transcription: Arc<TranscriptionService>,
     /// Largest transcription upload.
     pub max_upload_bytes: usize,
-    /// Largest request body accepted.
-    pub max_body_bytes: usize,
+    /// How request bodies are read: their size, deadline and rate.
+    pub body_limits: crate::config::BodyLimits,
     /// How callers authenticate (API keys, or their own Hailuo tokens).
     pub auth: Arc<auth::ClientAuth>,
 }
@@ -89,7 +89,8 @@ pub fn openapi_json(state: &HttpState) -> String {
     api_service(state).spec()
 }
 
-/// Every route, with OpenAI-shaped errors and the body limit.
+/// Every route, with OpenAI-shaped errors and the body limits. The API key is checked
+/// ([`auth::ApiKeyGate`]) before any body is read ([`limits::BodyLimit`]).
 pub fn endpoint(state: &HttpState) -> impl Endpoint + use<> {
     let service = api_service(state);
     let docs = service.swagger_ui();
@@ -100,7 +101,7 @@ pub fn endpoint(state: &HttpState) -> impl Endpoint + use<> {
         .nest("/docs", docs)
         .nest("/", service)
         .data(Arc::clone(&state.auth))
-        .with(limits::BodyLimit::new(state.max_body_bytes))
+        .with(limits::BodyLimit::new(state.body_limits))
         .with(auth::ApiKeyGate::new(Arc::clone(&state.auth)))
         .catch_all_error(error::openai_error)
         .with(metrics::RequestTelemetry)
