@@ -184,16 +184,7 @@ impl ChatCompletionRequest {
             .filter(|m| !m.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
         let include_usage = self.stream_options.is_some_and(|o| o.include_usage);
-        Ok((
-            model,
-            self.stream,
-            include_usage,
-            ChatPrompt {
-                messages,
-                conversation,
-                attachments: Vec::new(),
-            },
-        ))
+        Ok((model, self.stream, include_usage, ChatPrompt { messages, conversation }))
     }
 }
 

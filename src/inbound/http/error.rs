@@ -156,7 +156,9 @@ impl ApiError {
             ),
             (
                 413,
-                "The request body is larger than `server.max_body_bytes`, or an attachment is larger than `files.max_bytes`.",
+                "The request body is larger than `server.max_body_bytes`, an attachment is larger than \
+                 `files.max_bytes`, or the attachments of the request are larger than \
+                 `files.max_total_bytes` together.",
             ),
             (429, "Every account token given is busy past `accounts.busy_wait_secs`."),
             (
