@@ -327,7 +327,11 @@ impl StoreSettings {
 pub struct FileSettings {
     /// Largest attachment accepted, in bytes.
     pub max_bytes: u64,
-    /// Time allowed for one download.
+    /// Most attachments one message may carry.
+    pub max_per_message: usize,
+    /// Most bytes the attachments of one request may add up to.
+    pub max_total_bytes: u64,
+    /// Time allowed for one download's answer to begin, and again for its body.
     pub download_timeout_secs: u64,
     /// Whether client URLs may reach loopback, private, link-local and other internal addresses.
     pub allow_private_networks: bool,

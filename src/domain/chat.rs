@@ -5,6 +5,10 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::OnceLock;
 
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
 /// The process's key for [`AccountToken::fingerprint`].
 static FINGERPRINT_KEY: OnceLock<[u8; 32]> = OnceLock::new();
 
@@ -207,26 +211,24 @@ impl ChatMessage {
 }
 
 /// What the client asks: a list of messages, optionally continuing an upstream conversation.
+/// The files the last message attaches travel beside it, as [`Attachment`]s.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChatPrompt {
     /// The messages, oldest first; never empty.
     pub messages: Vec<ChatMessage>,
     /// The conversation to continue, or `None` for a new one.
     pub conversation: Option<ConversationId>,
-    /// The files attached to the last message, fetched, in the order given.
-    pub attachments: Vec<Attachment>,
     /// Who asks (with API keys on): a conversation is continued only by the client that
     /// created it.
     pub client: Option<ClientId>,
 }
 
 impl ChatPrompt {
-    /// A prompt of `messages` starting a new conversation, without attachments.
+    /// A prompt of `messages` starting a new conversation.
     pub fn new(messages: Vec<ChatMessage>) -> Self {
         Self {
             messages,
             conversation: None,
-            attachments: Vec::new(),
             client: None,
         }
     }
@@ -272,32 +274,62 @@ pub struct WebSource {
     pub detail: String,
 }
 
-/// A file the client attached, fetched and ready to upload.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The content of an attachment as it arrives, piece by piece, in order; an error ends it
+/// (the download broke, or passed a limit).
+pub type AttachmentContent = BoxStream<'static, Result<Bytes, AttachmentError>>;
+
+/// A file the client attached, opened: named and typed, its content still arriving. It is
+/// read once, straight into its upload, so that memory holds a few pieces of it, never the
+/// whole file.
 pub struct Attachment {
     /// `<uuid>.<ext>`: the name it is uploaded under.
     pub file_name: String,
     /// Its MIME type (`image/png`, `application/pdf`, ...).
     pub mime: String,
+    /// Its exact length when known before the content arrives (declared by the server that
+    /// serves it, or a data URL's), else `None`.
+    pub length: Option<u64>,
     /// Its content.
-    pub bytes: bytes::Bytes,
+    pub content: AttachmentContent,
 }
 
 impl Attachment {
+    /// An attachment whose content is already in memory (a decoded data URL).
+    pub fn in_memory(file_name: String, mime: String, bytes: Bytes) -> Self {
+        Self {
+            file_name,
+            mime,
+            length: u64::try_from(bytes.len()).ok(),
+            content: futures::stream::once(async move { Ok(bytes) }).boxed(),
+        }
+    }
+
     /// Whether the upstream treats it as an image (`image/*`) rather than a document.
     pub fn is_image(&self) -> bool {
         self.mime.starts_with("image/")
     }
 }
 
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attachment")
+            .field("file_name", &self.file_name)
+            .field("mime", &self.mime)
+            .field("length", &self.length)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why an attachment could not be fetched: the client's fault, never the upstream's.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AttachmentError {
-    /// A bad URL, scheme or data URL, an unreachable host, a status of 400 or more, or an
-    /// address the server may not fetch from; the message names the URL.
+    /// A bad URL, scheme or data URL, an unreachable host, a status of 400 or more, an
+    /// address the server may not fetch from (the message names the URL), or more
+    /// attachments than a message may carry.
     #[error("{0}")]
     Invalid(String),
-    /// Larger than the configured limit; the message names the URL and the limit.
+    /// Larger than a configured limit: one file's, or the request's total; the message
+    /// names the URL and the limit.
     #[error("{0}")]
     TooLarge(String),
 }

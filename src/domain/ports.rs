@@ -78,6 +78,10 @@ pub enum ProviderError {
         /// What was unexpected.
         message: String,
     },
+    /// An attachment failed while it was being sent (its download broke off, or passed a
+    /// limit): the client's fault, final.
+    #[error("{0}")]
+    Attachment(AttachmentError),
 }
 
 impl ProviderError {
@@ -108,13 +112,20 @@ pub trait ChatProvider: Send + Sync {
     /// Only transient failures; a refused account is `Ok(false)`.
     async fn is_alive(&self, account: &Account) -> Result<bool, ProviderError>;
 
-    /// Sends a prompt and returns the answer as a stream of deltas. Resolves once the
+    /// Sends a prompt, with the files its last message attaches (their contents read as they
+    /// are uploaded), and returns the answer as a stream of deltas. Resolves once the
     /// upstream has accepted the request; errors inside the stream are about the request.
     ///
     /// # Errors
     /// [`ProviderError::AccountRejected`] when the account is refused before any event,
-    /// transient errors when the upstream cannot be reached or answers 5xx.
-    async fn send(&self, account: &Account, prompt: &ChatPrompt) -> Result<AnswerStream, ProviderError>;
+    /// transient errors when the upstream cannot be reached or answers 5xx,
+    /// [`ProviderError::Attachment`] when an attachment's content fails on its way.
+    async fn send(
+        &self,
+        account: &Account,
+        prompt: &ChatPrompt,
+        attachments: Vec<Attachment>,
+    ) -> Result<AnswerStream, ProviderError>;
 
     /// Deletes a conversation from the account's history (protocol §5.3).
     ///
@@ -127,12 +138,16 @@ pub trait ChatProvider: Send + Sync {
 /// (guarded against reaching private networks) and `data:` URLs decoded.
 #[async_trait]
 pub trait AttachmentSource: Send + Sync {
-    /// Fetches one attachment and names it `<uuid>.<ext>` with its MIME type.
+    /// Opens the attachments of one message, concurrently, in the order given: each named
+    /// `<uuid>.<ext>` with its MIME type, its content still to be read. They share one
+    /// request's budget: a count of files (checked before anything is downloaded) and a
+    /// total of bytes, which their contents keep counting as they are read.
     ///
     /// # Errors
-    /// [`AttachmentError::Invalid`] for a bad or unreachable URL, [`AttachmentError::TooLarge`]
-    /// past the size limit.
-    async fn fetch(&self, url: &str) -> Result<Attachment, AttachmentError>;
+    /// [`AttachmentError::Invalid`] for more files than a message may carry, or a bad or
+    /// unreachable URL; [`AttachmentError::TooLarge`] past a file's limit or the request's
+    /// total. The first failure ends the other openings at once.
+    async fn open(&self, urls: &[&str]) -> Result<Vec<Attachment>, AttachmentError>;
 }
 
 /// What a speech attempt produced: the conversation it created upstream (to be deleted,

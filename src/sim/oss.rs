@@ -108,11 +108,16 @@ pub(crate) async fn object(state: &SimState, mut req: Request) -> Response {
     let body = match req.take_body().into_vec().await {
         Ok(body) => body,
         Err(err) => {
-            let rejection = OssRejection::violation(
-                StatusCode::BAD_REQUEST,
-                "InvalidArgument",
-                format!("unreadable body: {err}"),
-            );
+            // A sender may give up mid-body (its source failed); as with OSS, nothing is
+            // stored, and no rule was broken.
+            let rejection = OssRejection {
+                violation: false,
+                ..OssRejection::violation(
+                    StatusCode::BAD_REQUEST,
+                    "IncompleteBody",
+                    format!("the body was cut off: {err}"),
+                )
+            };
             return refuse_put(state, &req, rejection);
         }
     };

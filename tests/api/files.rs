@@ -288,3 +288,86 @@ async fn internal_addresses_are_refused_by_default() -> TestResult {
     assert_eq!(files.downloads(), 0, "nothing was fetched from loopback");
     Ok(())
 }
+
+#[tokio::test]
+async fn more_attachments_than_a_message_may_carry_are_a_400_before_any_download() -> TestResult {
+    let app = spawn_app_with(|s| {
+        s.files.allow_private_networks = true;
+        s.files.max_per_message = 2;
+    })
+    .await;
+    let files = FileServer::start().await;
+    let url = files.put("one.png", Some("image/png"), TINY_PNG);
+    let parts: Vec<Value> = (0..3)
+        .map(|_| json!({"type": "image_url", "image_url": {"url": url}}))
+        .collect();
+    let error = assert_openai_error(app.chat("token-a", &with_parts(json!(parts))).await, 400).await;
+    assert_eq!(error["code"], "invalid_attachment");
+    assert!(
+        error["message"].as_str().expect("a message").contains("at most 2"),
+        "{error}"
+    );
+    assert_eq!(files.downloads(), 0, "refused before downloading");
+    assert!(app.sim.chats().is_empty() && app.sim.uploaded_files().is_empty());
+
+    let parts: Vec<Value> = (0..2)
+        .map(|_| json!({"type": "image_url", "image_url": {"url": url}}))
+        .collect();
+    app.chat_ok("token-a", &with_parts(json!(parts))).await;
+    assert_eq!(app.sim.uploaded_files().len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn attachments_past_the_total_are_a_413_though_each_is_within_its_limit() -> TestResult {
+    let app = spawn_app_with(|s| {
+        s.files.allow_private_networks = true;
+        s.files.max_total_bytes = 15_000;
+    })
+    .await;
+    let files = FileServer::start().await;
+    for (first, second) in [
+        (files.url("/declared/10000"), files.url("/declared/10000")),
+        (files.url("/chunked/10000"), files.url("/chunked/10000")),
+        (
+            files.url("/declared/10000"),
+            data_url("application/pdf", &[b'p'; 10_000]),
+        ),
+    ] {
+        let body = with_parts(json!([
+            {"type": "file", "file_url": {"url": first}},
+            {"type": "file", "file_url": {"url": second}}
+        ]));
+        let error = assert_openai_error(app.chat("token-a", &body).await, 413).await;
+        assert_eq!(error["code"], "attachment_too_large");
+        assert!(
+            error["message"]
+                .as_str()
+                .expect("a message")
+                .contains("15000 bytes in total"),
+            "{error}"
+        );
+    }
+    assert!(app.sim.chats().is_empty() && app.sim.uploaded_files().is_empty());
+    app.assert_protocol_clean();
+
+    let body = with_parts(json!([{"type": "file", "file_url": {"url": files.url("/chunked/10000")}}]));
+    app.chat_ok("token-a", &body).await;
+    assert_eq!(app.sim.uploaded_files()[0].bytes.len(), 10_000);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_upload_of_a_url_is_retried_with_a_fresh_download() -> TestResult {
+    let (app, files) = spawn_app_with_files().await;
+    app.sim.fail_uploads(1);
+    let url = files.put("again.png", Some("image/png"), TINY_PNG);
+    let body = with_parts(json!([{"type": "image_url", "image_url": {"url": url}}]));
+    app.chat_ok("token-a", &body).await;
+    assert_eq!(files.downloads(), 2, "the first download went into the failed upload");
+    let uploaded = app.sim.uploaded_files();
+    assert_eq!(uploaded.len(), 1);
+    assert_eq!(uploaded[0].bytes, TINY_PNG);
+    app.assert_protocol_clean();
+    Ok(())
+}

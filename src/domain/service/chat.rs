@@ -3,14 +3,12 @@
 //! back the answer as a stream that frees the account the moment it ends or is dropped.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
 
-use crate::domain::chat::{
-    AccountToken, AnswerDelta, Attachment, AttachmentError, ChatPrompt, ClientId, ConversationId,
-};
+use crate::domain::chat::{AccountToken, AnswerDelta, ChatPrompt, ClientId, ConversationId};
 use crate::domain::ports::{AnswerStream, AttachmentSource, ChatProvider, ProviderError, Session, SessionStore};
 
 use super::accounts::AccountLease;
@@ -50,9 +48,11 @@ impl ChatService {
     /// arrived, so every failure before it is a proper error.
     ///
     /// # Errors
-    /// See [`GatewayError`]: no tokens, all busy past the wait, all refused, the request refused,
-    /// the upstream unavailable or silent after the retries.
-    pub async fn chat(&self, tokens: &[AccountToken], mut prompt: ChatPrompt) -> Result<Answer, GatewayError> {
+    /// See [`GatewayError`]: no tokens, the server overloaded, an attachment refused (more than
+    /// a message may carry, unreachable, past a file's limit or the request's total), all
+    /// accounts busy past the wait, all refused, the request refused, the upstream unavailable
+    /// or silent after the retries.
+    pub async fn chat(&self, tokens: &[AccountToken], prompt: ChatPrompt) -> Result<Answer, GatewayError> {
         if tokens.is_empty() {
             return Err(GatewayError::NoAccounts);
         }
@@ -69,11 +69,13 @@ impl ChatService {
                 "`messages` hold no text and no attachment: there is nothing to answer".into(),
             ));
         }
-        // Fetched before an account is taken (downloads are not the account's work), and all
-        // of them before anything is sent: a failing attachment sends nothing.
-        if prompt.attachments.is_empty() {
-            prompt.attachments = self.fetch_attachments(&prompt).await?;
-        }
+        // Downloads are work the admission gate counts: the slot is taken before any starts,
+        // so that at most `server.max_in_flight` requests download at once, each within its
+        // budget. All are opened (status, declared size, type) before an account is taken and
+        // before anything is sent: an attachment refused then sends nothing. Their bodies are
+        // read later, straight into their uploads; the first attempt takes them.
+        let admitted = self.runner.admit().await?;
+        let first_attachments = Mutex::new(Some(self.attachments.open(&prompt.attachment_urls()).await?));
         let mut candidates = tokens.to_vec();
         // A continued conversation lives in one account: use it when the client gave it us.
         let continuing = match &prompt.conversation {
@@ -92,10 +94,21 @@ impl ChatService {
         };
         let provider = &self.provider;
         let prompt = &prompt;
+        let first_attachments = &first_attachments;
         let ((first, rest, opened), lease) = self
             .runner
-            .run(&candidates, |account| async move {
-                let mut stream = provider.send(&account, prompt).await?;
+            .run_admitted(admitted, &candidates, |account| async move {
+                // Each attempt reads the attachments once; a retry opens them again.
+                let ready = first_attachments.lock().ok().and_then(|mut slot| slot.take());
+                let attachments = match ready {
+                    Some(attachments) => attachments,
+                    None => self
+                        .attachments
+                        .open(&prompt.attachment_urls())
+                        .await
+                        .map_err(ProviderError::Attachment)?,
+                };
+                let mut stream = provider.send(&account, prompt, attachments).await?;
                 // The conversation once made upstream (an empty opening piece names it): it
                 // is recorded at once, so that it is deleted even if this attempt fails.
                 let mut opened = None;
@@ -168,20 +181,6 @@ impl ChatService {
             tracing::error!(%error, %conversation, "could not record a conversation; it may stay upstream");
         }
         activity
-    }
-
-    /// Fetches the last message's attachments concurrently, in the order given.
-    async fn fetch_attachments(&self, prompt: &ChatPrompt) -> Result<Vec<Attachment>, GatewayError> {
-        let fetches = prompt
-            .attachment_urls()
-            .into_iter()
-            .map(|url| self.attachments.fetch(url));
-        futures::future::try_join_all(fetches)
-            .await
-            .map_err(|error| match error {
-                AttachmentError::Invalid(message) => GatewayError::InvalidAttachment(message),
-                AttachmentError::TooLarge(message) => GatewayError::AttachmentTooLarge(message),
-            })
     }
 
     /// Records the conversation (before anything is streamed) unless already recorded, and

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::domain::chat::AccountToken;
+use crate::domain::chat::{AccountToken, AttachmentError};
 use crate::domain::metrics::instruments;
 use crate::domain::ports::{Account, ProviderError};
 
@@ -25,10 +25,11 @@ pub enum GatewayError {
     /// The request itself is unusable.
     #[error("{0}")]
     InvalidRequest(String),
-    /// An attachment could not be fetched (bad URL, unreachable, refused address, ...).
+    /// An attachment could not be fetched (bad URL, unreachable, refused address, ...), or a
+    /// message carries more attachments than allowed.
     #[error("{0}")]
     InvalidAttachment(String),
-    /// An attachment is larger than the limit.
+    /// An attachment is larger than the limit, or the request's attachments together are.
     #[error("{0}")]
     AttachmentTooLarge(String),
     /// No account token was given.
@@ -89,6 +90,16 @@ impl From<ProviderError> for GatewayError {
             // Reached only when registering again did not help.
             ProviderError::DeviceUnknown { message } => GatewayError::Unavailable { message },
             ProviderError::ConversationNotFound { .. } => GatewayError::ConversationNotFound,
+            ProviderError::Attachment(error) => error.into(),
+        }
+    }
+}
+
+impl From<AttachmentError> for GatewayError {
+    fn from(error: AttachmentError) -> Self {
+        match error {
+            AttachmentError::Invalid(message) => GatewayError::InvalidAttachment(message),
+            AttachmentError::TooLarge(message) => GatewayError::AttachmentTooLarge(message),
         }
     }
 }

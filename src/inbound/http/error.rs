@@ -173,8 +173,10 @@ impl ApiError {
             ),
             (
                 413,
-                "The request body is larger than `server.max_body_bytes` or an attachment larger than \
-                 `files.max_bytes`; or a body was sent to an operation that takes none (`body_not_allowed`).",
+                "The request body is larger than `server.max_body_bytes`, an attachment is larger than \
+                 `files.max_bytes`, or the attachments of the request are larger than \
+                 `files.max_total_bytes` together; or a body was sent to an operation that takes none \
+                 (`body_not_allowed`).",
             ),
             (429, "Every account token given is busy past `accounts.busy_wait_secs`."),
             (

@@ -7,17 +7,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use poem::http::{Method, StatusCode};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Body, Endpoint, Request, Response, Server};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::*;
+use crate::domain::chat::AttachmentContent;
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n";
 const LIMIT: u64 = 1024;
 const BIG: usize = 4096;
+/// A chunked body longer than the bytes read while opening.
+const LONG: usize = 64 * 1024;
 
 /// Names to addresses, like DNS would answer them.
 struct FixedResolver(HashMap<&'static str, Vec<IpAddr>>);
@@ -45,12 +49,14 @@ fn test_resolver() -> Arc<dyn Resolve> {
 /// The file server's routes.
 struct FileServer {
     big_gets: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
 }
 
 impl Endpoint for FileServer {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
         let head = req.method() == Method::HEAD;
         let path = req.uri().path().to_owned();
         let ok = |content_type: Option<&str>, body: &'static [u8]| {
@@ -82,6 +88,16 @@ impl Endpoint for FileServer {
             "/stream" => {
                 let chunks = (0..BIG / 512).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 512])));
                 Response::builder().body(Body::from_bytes_stream(futures::stream::iter(chunks)))
+            }
+            "/long" => {
+                let chunks = (0..LONG / 1024).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![2u8; 1024])));
+                Response::builder().body(Body::from_bytes_stream(futures::stream::iter(chunks)))
+            }
+            "/stall" => {
+                // More than the bytes read while opening, then nothing more.
+                let first =
+                    futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from(vec![3u8; 2 * SNIFF_BYTES])) });
+                Response::builder().body(Body::from_bytes_stream(first.chain(futures::stream::pending())))
             }
             "/slow" => {
                 tokio::time::sleep(Duration::from_secs(3)).await;
@@ -115,6 +131,7 @@ fn redirect(location: &str) -> Response {
 struct Files {
     port: u16,
     big_gets: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
 }
 
 impl Files {
@@ -126,11 +143,17 @@ impl Files {
             .find_map(|local| local.as_socket_addr().map(SocketAddr::port))
             .unwrap();
         let big_gets = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
         let server = FileServer {
             big_gets: Arc::clone(&big_gets),
+            requests: Arc::clone(&requests),
         };
         tokio::spawn(Server::new_with_acceptor(acceptor).run(server));
-        Files { port, big_gets }
+        Files {
+            port,
+            big_gets,
+            requests,
+        }
     }
 
     fn url(&self, host: &str, path: &str) -> String {
@@ -148,6 +171,8 @@ impl Files {
 fn settings(max_bytes: u64, allow_private_networks: bool) -> FileSettings {
     FileSettings {
         max_bytes,
+        max_per_message: 10,
+        max_total_bytes: u64::MAX,
         download_timeout_secs: 1,
         allow_private_networks,
     }
@@ -155,12 +180,59 @@ fn settings(max_bytes: u64, allow_private_networks: bool) -> FileSettings {
 
 /// A fetcher that resolves the test names and trusts 127.0.0.1 alone.
 fn fetcher(max_bytes: u64) -> AttachmentFetcher {
+    fetcher_with(settings(max_bytes, false))
+}
+
+fn fetcher_with(settings: FileSettings) -> AttachmentFetcher {
     let policy = AddressPolicy::public_only().trusting(["127.0.0.1".parse().unwrap()]);
-    AttachmentFetcher::with_parts(&settings(max_bytes, false), policy, test_resolver()).unwrap()
+    AttachmentFetcher::with_parts(&settings, policy, test_resolver()).unwrap()
+}
+
+/// An attachment read whole, as its upload would read it.
+#[derive(Debug)]
+struct Fetched {
+    file_name: String,
+    mime: String,
+    length: Option<u64>,
+    bytes: Vec<u8>,
+}
+
+impl Fetched {
+    fn is_image(&self) -> bool {
+        self.mime.starts_with("image/")
+    }
+}
+
+/// Reads an attachment's content to its end.
+async fn read_whole(attachment: Attachment) -> Result<Fetched, AttachmentError> {
+    let mut bytes = Vec::new();
+    let mut content = attachment.content;
+    while let Some(piece) = content.next().await {
+        bytes.extend_from_slice(&piece?);
+    }
+    Ok(Fetched {
+        file_name: attachment.file_name,
+        mime: attachment.mime,
+        length: attachment.length,
+        bytes,
+    })
+}
+
+/// Opening one URL and reading it whole, for the tests of a single attachment.
+trait FetchWhole {
+    async fn fetch(&self, url: &str) -> Result<Fetched, AttachmentError>;
+}
+
+impl FetchWhole for AttachmentFetcher {
+    async fn fetch(&self, url: &str) -> Result<Fetched, AttachmentError> {
+        let mut opened = self.open(&[url]).await?;
+        assert_eq!(opened.len(), 1);
+        read_whole(opened.remove(0)).await
+    }
 }
 
 #[track_caller]
-fn invalid(result: Result<Attachment, AttachmentError>) -> String {
+fn invalid<T: std::fmt::Debug>(result: Result<T, AttachmentError>) -> String {
     match result {
         Err(AttachmentError::Invalid(message)) => message,
         other => panic!("expected Invalid, got {other:?}"),
@@ -168,7 +240,7 @@ fn invalid(result: Result<Attachment, AttachmentError>) -> String {
 }
 
 #[track_caller]
-fn too_large(result: Result<Attachment, AttachmentError>) -> String {
+fn too_large<T: std::fmt::Debug>(result: Result<T, AttachmentError>) -> String {
     match result {
         Err(AttachmentError::TooLarge(message)) => message,
         other => panic!("expected TooLarge, got {other:?}"),
@@ -180,7 +252,7 @@ fn assert_not_allowed(message: &str) {
     assert!(message.contains("is not allowed"), "{message}");
 }
 
-fn extension(attachment: &Attachment) -> &str {
+fn extension(attachment: &Fetched) -> &str {
     attachment.file_name.rsplit_once('.').unwrap().1
 }
 
@@ -402,5 +474,128 @@ fn error_messages_quote_urls_shortened_and_without_passwords() {
     assert!(
         quoted.ends_with("…`") && quoted.chars().count() == QUOTED_URL_CHARS + 3,
         "{quoted}"
+    );
+}
+
+#[tokio::test]
+async fn a_download_declares_its_length_and_reads_its_first_bytes_only_when_opened() {
+    let files = Files::spawn().await;
+    let fetcher = fetcher(LONG as u64);
+    let mut opened = fetcher.open(&[&files.url("files.test", "/image.png")]).await.unwrap();
+    let attachment = opened.remove(0);
+    assert_eq!(attachment.length, Some(PNG.len() as u64));
+    assert_eq!(read_whole(attachment).await.unwrap().bytes, PNG);
+    let long = fetcher.fetch(&files.url("files.test", "/long")).await.unwrap();
+    assert_eq!(
+        (long.length, long.bytes.len()),
+        (None, LONG),
+        "chunked: no length known before"
+    );
+}
+
+#[tokio::test]
+async fn more_files_than_a_message_may_carry_are_refused_before_any_request() {
+    let files = Files::spawn().await;
+    let fetcher = fetcher_with(FileSettings {
+        max_per_message: 2,
+        ..settings(LIMIT, false)
+    });
+    let url = files.url("files.test", "/image.png");
+    let message = invalid(fetcher.open(&[&url, &url, &url]).await);
+    assert!(
+        message.contains("attaches 3 files") && message.contains("at most 2"),
+        "{message}"
+    );
+    assert_eq!(files.requests.load(Ordering::SeqCst), 0);
+    assert_eq!(fetcher.open(&[&url, &url]).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn declared_sizes_past_the_total_are_refused_while_opening() {
+    let files = Files::spawn().await;
+    let fetcher = fetcher_with(FileSettings {
+        max_total_bytes: (BIG + BIG / 2) as u64,
+        ..settings(BIG as u64, false)
+    });
+    let big = files.url("files.test", "/big.bin");
+    let message = too_large(fetcher.open(&[&big, &big]).await);
+    assert!(message.contains("6144 bytes in total"), "{message}");
+    assert_eq!(fetcher.open(&[&big]).await.unwrap().len(), 1, "one alone fits");
+}
+
+#[tokio::test]
+async fn undeclared_bodies_past_the_total_fail_as_they_are_read_and_so_do_their_siblings() {
+    let files = Files::spawn().await;
+    let fetcher = fetcher_with(FileSettings {
+        max_total_bytes: (LONG + LONG / 4) as u64,
+        ..settings(LONG as u64, false)
+    });
+    let long = files.url("files.test", "/long");
+    let mut opened = fetcher.open(&[&long, &long]).await.unwrap();
+    let second = opened.pop().unwrap();
+    let first = read_whole(opened.pop().unwrap()).await.unwrap();
+    assert_eq!(first.bytes.len(), LONG);
+    let message = too_large(read_whole(second).await);
+    assert!(
+        message.contains(&format!("{} bytes in total", LONG + LONG / 4)),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn once_the_total_is_passed_every_other_download_of_the_request_stops() {
+    let files = Files::spawn().await;
+    let fetcher = fetcher_with(FileSettings {
+        max_total_bytes: (3 * SNIFF_BYTES) as u64,
+        ..settings(LONG as u64, false)
+    });
+    let long = files.url("files.test", "/long");
+    let mut opened = fetcher.open(&[&long, &long, &long]).await.unwrap();
+    // The three openings read 3 × SNIFF_BYTES: the next byte of any file passes the total.
+    let mut third = opened.pop().unwrap().content;
+    let mut second = opened.pop().unwrap().content;
+    let mut first = opened.pop().unwrap().content;
+    assert!(first.next().await.unwrap().is_ok(), "bytes read while opening are kept");
+    let mut failed = false;
+    while let Some(piece) = first.next().await {
+        failed = piece.is_err();
+    }
+    assert!(failed, "the first file fails past the total");
+    assert!(second.next().await.unwrap().is_ok(), "its own bytes read while opening");
+    let next = async |content: &mut AttachmentContent| loop {
+        match content.next().await {
+            Some(Ok(_)) => {}
+            other => return other,
+        }
+    };
+    too_large(next(&mut second).await.unwrap());
+    too_large(next(&mut third).await.unwrap());
+}
+
+#[tokio::test]
+async fn data_urls_count_against_the_total() {
+    let fetcher = fetcher_with(FileSettings {
+        max_total_bytes: 5,
+        ..settings(LIMIT, false)
+    });
+    let message = too_large(fetcher.open(&["data:,abc", "data:,def"]).await);
+    assert!(message.contains("5 bytes in total"), "{message}");
+    assert_eq!(fetcher.open(&["data:,abc"]).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_once_it_is_read_fails_at_the_download_timeout() {
+    let files = Files::spawn().await;
+    let fetcher = fetcher(LONG as u64);
+    let mut opened = fetcher.open(&[&files.url("files.test", "/stall")]).await.unwrap();
+    // The timeout counts from the first read of the body, not from the opening.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let started = std::time::Instant::now();
+    let message = invalid(read_whole(opened.remove(0)).await);
+    assert!(message.contains("did not answer within 1 s"), "{message}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
     );
 }

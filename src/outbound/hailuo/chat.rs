@@ -10,7 +10,7 @@ use super::files::chat_form;
 use super::prompt::{ATTACHMENT_FOCUS, build_msg_content};
 use super::request::{self, Caller};
 use super::signing::sign_chat;
-use crate::domain::chat::ChatPrompt;
+use crate::domain::chat::{Attachment, ChatPrompt};
 use crate::domain::ports::{Account, AnswerStream, ProviderError};
 
 /// Sends a chat message.
@@ -34,11 +34,11 @@ pub struct ChatFields {
 }
 
 impl ChatFields {
-    /// The fields of `prompt`, without attachments.
+    /// The fields of `prompt`, without the attachments' form.
     pub fn from_prompt(prompt: &ChatPrompt) -> Self {
         let mut msg_content = build_msg_content(prompt);
         // Files without a word: the upstream wants text, so ask it to look at the files.
-        if msg_content.trim().is_empty() && !prompt.attachments.is_empty() {
+        if msg_content.trim().is_empty() && !prompt.attachment_urls().is_empty() {
             msg_content = ATTACHMENT_FOCUS.to_owned();
         }
         Self {
@@ -76,10 +76,24 @@ impl HailuoClient {
     /// [`ProviderError::Timeout`] when the upstream cannot be reached or answers 5xx;
     /// [`ProviderError::BadResponse`] for any other answer that is not an event stream.
     pub async fn send_prompt(&self, account: &Account, prompt: &ChatPrompt) -> Result<AnswerStream, ProviderError> {
+        self.send_prompt_with(account, prompt, Vec::new()).await
+    }
+
+    /// As [`Self::send_prompt`], with `attachments` uploaded first (protocol §7) and listed in
+    /// the message's form.
+    ///
+    /// # Errors
+    /// As [`Self::send_prompt`], and those of [`Self::upload_attachments`].
+    pub async fn send_prompt_with(
+        &self,
+        account: &Account,
+        prompt: &ChatPrompt,
+        attachments: Vec<Attachment>,
+    ) -> Result<AnswerStream, ProviderError> {
         request::check_token(&account.token)?;
         let mut fields = ChatFields::from_prompt(prompt);
-        if !prompt.attachments.is_empty() {
-            let files = self.upload_attachments(account, &prompt.attachments).await?;
+        if !attachments.is_empty() {
+            let files = self.upload_attachments(account, attachments).await?;
             fields.form = Some(chat_form(&files, &fields.msg_content));
         }
         let mut call = self
@@ -130,17 +144,10 @@ mod tests {
 
     #[test]
     fn files_without_text_ask_the_upstream_to_look_at_them() {
-        let prompt = ChatPrompt {
-            attachments: vec![crate::domain::chat::Attachment {
-                file_name: "a.png".into(),
-                mime: "image/png".into(),
-                bytes: bytes::Bytes::from_static(b"png"),
-            }],
-            ..ChatPrompt::new(vec![ChatMessage {
-                role: "user".into(),
-                parts: vec![crate::domain::chat::ContentPart::Image { url: "data:,x".into() }],
-            }])
-        };
+        let prompt = ChatPrompt::new(vec![ChatMessage {
+            role: "user".into(),
+            parts: vec![crate::domain::chat::ContentPart::Image { url: "data:,x".into() }],
+        }]);
         assert_eq!(ChatFields::from_prompt(&prompt).msg_content, ATTACHMENT_FOCUS);
     }
 

@@ -30,7 +30,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::config::{Profile, UpstreamSettings};
-use crate::domain::chat::{AccountToken, ChatPrompt, ConversationId};
+use crate::domain::chat::{AccountToken, Attachment, ChatPrompt, ConversationId};
 use crate::domain::metrics::instruments;
 use crate::domain::ports::{Account, AnswerStream, ChatProvider, Device, LateConversations, ProviderError};
 use crate::domain::service::runner::current_attempt;
@@ -154,6 +154,9 @@ type PendingResponse =
 
 struct ClientInner {
     http: reqwest::Client,
+    /// For the uploads to OSS, whose endpoint `request_policy` names: plain HTTP/1.1 or
+    /// HTTP/2 by TLS negotiation, and no whole-request timeout (a body is as long as its file).
+    oss: reqwest::Client,
     /// Time allowed until the response head, and until a stream's first chunk.
     first_byte_timeout: Duration,
     /// Silence allowed between two chunks of a stream.
@@ -173,6 +176,10 @@ impl HailuoClient {
     /// When the HTTP client cannot be built.
     pub fn new(settings: &UpstreamSettings) -> Result<Self, reqwest::Error> {
         let http = settings.http_client()?;
+        let oss = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout())
+            .tcp_nodelay(true)
+            .build()?;
         let mut fingerprint = HeaderMap::new();
         for (name, value) in &settings.profile.headers {
             match (
@@ -190,6 +197,7 @@ impl HailuoClient {
         Ok(Self {
             inner: Arc::new(ClientInner {
                 http,
+                oss,
                 first_byte_timeout: settings.first_byte_timeout(),
                 idle_timeout: settings.idle_timeout(),
                 base_url: settings.base_url.trim_end_matches('/').to_owned(),
@@ -477,8 +485,13 @@ impl ChatProvider for HailuoClient {
         self.check_alive(account).await
     }
 
-    async fn send(&self, account: &Account, prompt: &ChatPrompt) -> Result<AnswerStream, ProviderError> {
-        self.send_prompt(account, prompt).await
+    async fn send(
+        &self,
+        account: &Account,
+        prompt: &ChatPrompt,
+        attachments: Vec<Attachment>,
+    ) -> Result<AnswerStream, ProviderError> {
+        self.send_prompt_with(account, prompt, attachments).await
     }
 
     async fn delete_conversation(&self, account: &Account, conversation: &ConversationId) -> Result<(), ProviderError> {
