@@ -50,6 +50,9 @@ pub enum GatewayError {
     /// An uploaded file is not audio we can decode.
     #[error("{0}")]
     InvalidAudio(String),
+    /// An uploaded file holds more audio than the server decodes (the message names the limit).
+    #[error("{0}")]
+    AudioTooLong(String),
     /// The upstream refused the request (content filtered, rate limited, ...).
     #[error("the upstream refused the request: {message}")]
     Refused {
