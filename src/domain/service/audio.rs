@@ -41,18 +41,19 @@ pub struct SpeechOrder {
 /// transcription: each takes a core for as long as it runs, so about one per core keeps the
 /// rest of the server (and `/ping`) answering; the others wait their turn.
 pub struct CodecSlots {
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
 }
 
 impl CodecSlots {
     /// At most `slots` at once (at least one).
     pub fn new(slots: usize) -> Arc<Self> {
         Arc::new(Self {
-            slots: Semaphore::new(slots.clamp(1, Semaphore::MAX_PERMITS)),
+            slots: Arc::new(Semaphore::new(slots.clamp(1, Semaphore::MAX_PERMITS))),
         })
     }
 
-    /// Runs CPU-bound codec work on a blocking thread once a slot is free. A task that
+    /// Runs CPU-bound codec work on a blocking thread once a slot is free; the work holds the
+    /// slot until it ends, even when the request is dropped meanwhile. A task that
     /// stopped, or an encoding failure (both ours, not the client's), is logged and becomes
     /// [`GatewayError::Internal`] once mapped; other audio errors are left to the caller.
     async fn run<T: Send + 'static>(
@@ -60,8 +61,16 @@ impl CodecSlots {
         what: &'static str,
         work: impl FnOnce() -> Result<T, AudioError> + Send + 'static,
     ) -> Result<Result<T, AudioError>, GatewayError> {
-        let _slot = self.slots.acquire().await.map_err(|_| GatewayError::Internal)?;
-        let result = tokio::task::spawn_blocking(work).await.map_err(|error| {
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| GatewayError::Internal)?;
+        let held = move || {
+            let result = work();
+            drop(slot);
+            result
+        };
+        let result = tokio::task::spawn_blocking(held).await.map_err(|error| {
             tracing::error!(%error, what, "audio work stopped");
             GatewayError::Internal
         })?;
