@@ -9,7 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::audio::VoiceTable;
+use crate::domain::audio::{AudioLimits, VoiceTable};
 use crate::domain::ports::StoreError;
 use crate::outbound::store::Stores;
 
@@ -353,6 +353,12 @@ pub struct AudioSettings {
     pub tts_poll_interval_ms: u64,
     /// Largest transcription upload.
     pub max_upload_bytes: usize,
+    /// The longest audio decoded (an upload, or the upstream's speech); longer gets 413.
+    pub max_duration_secs: u64,
+    /// The most PCM one decode produces, at 4 bytes a sample; more gets 413.
+    pub max_decoded_bytes: u64,
+    /// Decodes (and encodes) running at once; 0: one per core.
+    pub max_concurrent_decodes: usize,
     /// OpenAI voice → Hailuo voice for `tts-1`.
     pub voices: BTreeMap<String, String>,
     /// OpenAI voice → Hailuo voice for `tts-1-hd`.
@@ -363,6 +369,22 @@ pub struct AudioSettings {
 pub const OPENAI_VOICES: [&str; 6] = ["alloy", "echo", "fable", "onyx", "nova", "shimmer"];
 
 impl AudioSettings {
+    /// The bounds of one decode.
+    pub fn limits(&self) -> AudioLimits {
+        AudioLimits {
+            max_duration: Duration::from_secs(self.max_duration_secs),
+            max_decoded_bytes: self.max_decoded_bytes,
+        }
+    }
+
+    /// How many decodes may run at once: `max_concurrent_decodes`, or one per core for 0.
+    pub fn concurrent_decodes(&self) -> usize {
+        match self.max_concurrent_decodes {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            slots => slots,
+        }
+    }
+
     /// The voice tables, with OpenAI names in lowercase.
     pub fn voice_table(&self) -> VoiceTable {
         let lower = |table: &BTreeMap<String, String>| {

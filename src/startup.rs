@@ -10,8 +10,8 @@ use anyhow::Context;
 use crate::config::Settings;
 use crate::domain::ports::{AttachmentSource, AudioCodec, ChatProvider, SpeechProvider, TranscriptionProvider};
 use crate::domain::service::{
-    AccountPool, AccountRunner, Admission, ChatService, ConversationSweeper, ConversationTracker, CooldownPolicy,
-    DeviceRegistry, LateConversationRecorder, RunPolicy, SpeechService, TranscriptionService,
+    AccountPool, AccountRunner, Admission, ChatService, CodecSlots, ConversationSweeper, ConversationTracker,
+    CooldownPolicy, DeviceRegistry, LateConversationRecorder, RunPolicy, SpeechService, TranscriptionService,
 };
 use crate::inbound::http::{self, HttpState};
 use crate::inbound::server;
@@ -83,10 +83,12 @@ impl Application {
             Arc::clone(&sessions),
             Arc::clone(&tracker),
         ));
-        let codec: Arc<dyn AudioCodec> = Arc::new(SymphoniaLameCodec);
+        let codec: Arc<dyn AudioCodec> = Arc::new(SymphoniaLameCodec::new(settings.audio.limits()));
+        let codec_slots = CodecSlots::new(settings.audio.concurrent_decodes());
         let speech = Arc::new(SpeechService::new(
             Arc::clone(&hailuo) as Arc<dyn SpeechProvider>,
             Arc::clone(&codec),
+            Arc::clone(&codec_slots),
             Arc::clone(&runner),
             Arc::clone(&sessions),
             Arc::clone(&tracker),
@@ -95,6 +97,7 @@ impl Application {
         let transcription = Arc::new(TranscriptionService::new(
             hailuo as Arc<dyn TranscriptionProvider>,
             codec,
+            codec_slots,
             Arc::clone(&runner),
         ));
         let sweeper = Arc::new(ConversationSweeper::new(

@@ -101,12 +101,42 @@ pub struct Transcript {
     pub duration: Duration,
 }
 
+/// How much audio one decode may produce. A small file can hold hours of audio (constant
+/// FLAC frames compress to almost nothing), so the decoder counts what it produces and
+/// stops at the first bound passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AudioLimits {
+    /// The longest audio decoded.
+    pub max_duration: Duration,
+    /// The most PCM decoded, counted as 4-byte (`f32`) samples over all channels: a bound on
+    /// the work a decode does, whatever the rate and channel count.
+    pub max_decoded_bytes: u64,
+}
+
+impl AudioLimits {
+    /// 30 minutes, and 1 GiB of samples (30 minutes of 48 kHz stereo is 691 MB).
+    pub const DEFAULT: Self = Self {
+        max_duration: Duration::from_secs(1800),
+        max_decoded_bytes: 1 << 30,
+    };
+}
+
+impl Default for AudioLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// Why audio could not be decoded or encoded.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AudioError {
     /// The bytes are not audio we can decode (the client's fault).
     #[error("the file is not decodable audio: {0}")]
     Undecodable(String),
+    /// The audio is longer (or decodes to more samples) than [`AudioLimits`] allow; the
+    /// message names the limit.
+    #[error("{0}")]
+    TooLong(String),
     /// A request we cannot honour (e.g. a speed out of range).
     #[error("{0}")]
     Unsupported(String),

@@ -183,17 +183,21 @@ pub trait TranscriptionProvider: Send + Sync {
 pub trait AudioCodec: Send + Sync {
     /// Makes an upload ready for the upstream: MP3 passes through, anything else (wav, m4a,
     /// ogg, flac; not Opus in WebM) is decoded and encoded as MP3 (44.1 kHz stereo, 192 kbit/s); with
-    /// the audio's duration. `file_name` is a hint to the container type.
+    /// the audio's duration. `file_name` is a hint to the container type. Memory stays
+    /// about the MP3's size, whatever the upload unpacks to.
     ///
     /// # Errors
-    /// [`AudioError::Undecodable`] for bytes that are not audio we can decode.
+    /// [`AudioError::Undecodable`] for bytes that are not audio we can decode (or whose
+    /// header announces a format out of bounds); [`AudioError::TooLong`] for audio past the
+    /// codec's [`AudioLimits`](crate::domain::audio::AudioLimits).
     fn prepare_for_transcription(&self, bytes: &[u8], file_name: Option<&str>) -> Result<PreparedAudio, AudioError>;
 
     /// Renders the upstream's MP3 as `format` at `speed` (0.25–4.0, pitch kept).
     ///
     /// # Errors
     /// [`AudioError::Unsupported`] for a speed out of range, [`AudioError::Undecodable`] when
-    /// the MP3 does not decode, [`AudioError::Encoding`] when encoding fails.
+    /// the MP3 does not decode, [`AudioError::TooLong`] past the codec's limits,
+    /// [`AudioError::Encoding`] when encoding fails.
     fn render_speech(&self, mp3: &[u8], format: SpeechFormat, speed: f32) -> Result<Vec<u8>, AudioError>;
 }
 

@@ -114,3 +114,21 @@ pub fn flac(samples: &[f32], rate: u32, channels: u16) -> Vec<u8> {
 pub fn mp3(samples: &[f32], rate: u32, channels: u16) -> Vec<u8> {
     hailuo_free_api::outbound::audio::encode_mp3(samples, rate, channels, 128).expect("MP3")
 }
+
+/// A WAV file whose header claims `rate` Hz and `channels` channels of 16-bit PCM (any
+/// values, absurd ones included), with `data_bytes` bytes of silence.
+pub fn wav_claiming(rate: u32, channels: u16, data_bytes: u32) -> Vec<u8> {
+    let block_align = channels.wrapping_mul(2);
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&(36 + data_bytes).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt \x10\0\0\0\x01\0");
+    wav.extend_from_slice(&channels.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&rate.wrapping_mul(u32::from(block_align)).to_le_bytes());
+    wav.extend_from_slice(&block_align.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_bytes.to_le_bytes());
+    wav.resize(wav.len() + data_bytes as usize, 0);
+    wav
+}

@@ -482,6 +482,15 @@ fn transcription_cases() -> Vec<Case> {
         form(b, &[("file", Some("a.mp3"), huge.as_bytes())]),
         400,
     ));
+    // Header values out of bounds are refused before anything is sized from them.
+    for (rate, channels) in [(u32::MAX, 1), (50_000_017, 2), (0, 1), (16_000, 0), (16_000, 200)] {
+        let wav = crate::audio_fixtures::wav_claiming(rate, channels, 3_200);
+        cases.push(upload(
+            &format!("a WAV claiming {rate} Hz and {channels} channels"),
+            form(b, &[("file", Some("a.wav"), &wav), ("model", None, b"whisper-1")]),
+            400,
+        ));
+    }
     cases
 }
 
@@ -716,6 +725,21 @@ async fn malformed_speech_requests_are_openai_shaped_400s_and_the_server_keeps_s
 async fn malformed_transcription_forms_are_openai_shaped_400s_and_the_server_keeps_serving() {
     let app = spawn_app().await;
     let failures = barrage(&app, transcription_cases()).await;
+    still_serving(&app, failures).await;
+}
+
+#[tokio::test]
+async fn audio_longer_than_the_duration_cap_is_an_openai_shaped_413() {
+    let app = spawn_app_with(|settings| settings.audio.max_duration_secs = 2).await;
+    let tone = crate::audio_fixtures::sine(3.0, 8_000, 1, 440.0, 0.5);
+    let flac = crate::audio_fixtures::flac(&tone, 8_000, 1);
+    let b = "BOUNDARY";
+    let case = upload(
+        "three seconds past a two-second cap",
+        form(b, &[("file", Some("a.flac"), &flac), ("model", None, b"whisper-1")]),
+        413,
+    );
+    let failures = barrage(&app, vec![case]).await;
     still_serving(&app, failures).await;
 }
 

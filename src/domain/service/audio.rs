@@ -1,9 +1,12 @@
 //! The audio use cases: speech (the upstream speaks an assistant message aloud, we render it
 //! in the asked format) and transcription (the upstream recognises an MP3 we prepare). Both
 //! run on an account like chat does: one at a time per account, refused accounts skipped,
-//! transient failures retried.
+//! transient failures retried. Codec work is CPU-bound: it runs on blocking threads, at most
+//! [`CodecSlots`] of it at once.
 
 use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 use crate::domain::audio::{
     AudioError, PreparedAudio, SpeechFormat, SpeechModel, SpeechRequest, Transcript, VoiceTable,
@@ -34,10 +37,55 @@ pub struct SpeechOrder {
     pub speed: f32,
 }
 
+/// How much codec work (decoding, resampling, encoding) runs at once, shared by speech and
+/// transcription: each takes a core for as long as it runs, so about one per core keeps the
+/// rest of the server (and `/ping`) answering; the others wait their turn.
+pub struct CodecSlots {
+    slots: Arc<Semaphore>,
+}
+
+impl CodecSlots {
+    /// At most `slots` at once (at least one).
+    pub fn new(slots: usize) -> Arc<Self> {
+        Arc::new(Self {
+            slots: Arc::new(Semaphore::new(slots.clamp(1, Semaphore::MAX_PERMITS))),
+        })
+    }
+
+    /// Runs CPU-bound codec work on a blocking thread once a slot is free; the work holds the
+    /// slot until it ends, even when the request is dropped meanwhile. A task that
+    /// stopped, or an encoding failure (both ours, not the client's), is logged and becomes
+    /// [`GatewayError::Internal`] once mapped; other audio errors are left to the caller.
+    async fn run<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce() -> Result<T, AudioError> + Send + 'static,
+    ) -> Result<Result<T, AudioError>, GatewayError> {
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| GatewayError::Internal)?;
+        let held = move || {
+            let result = work();
+            drop(slot);
+            result
+        };
+        let result = tokio::task::spawn_blocking(held).await.map_err(|error| {
+            tracing::error!(%error, what, "audio work stopped");
+            GatewayError::Internal
+        })?;
+        if let Err(AudioError::Encoding(message)) = &result {
+            tracing::error!(%message, what, "audio encoding failed");
+        }
+        Ok(result)
+    }
+}
+
 /// Text to speech.
 pub struct SpeechService {
     provider: Arc<dyn SpeechProvider>,
     codec: Arc<dyn AudioCodec>,
+    slots: Arc<CodecSlots>,
     runner: Arc<AccountRunner>,
     sessions: Arc<dyn SessionStore>,
     tracker: Arc<ConversationTracker>,
@@ -45,10 +93,12 @@ pub struct SpeechService {
 }
 
 impl SpeechService {
-    /// The use case over its ports, with the configured voice tables.
+    /// The use case over its ports, with the configured voice tables; rendering takes one of
+    /// `slots`.
     pub fn new(
         provider: Arc<dyn SpeechProvider>,
         codec: Arc<dyn AudioCodec>,
+        slots: Arc<CodecSlots>,
         runner: Arc<AccountRunner>,
         sessions: Arc<dyn SessionStore>,
         tracker: Arc<ConversationTracker>,
@@ -57,6 +107,7 @@ impl SpeechService {
         Self {
             provider,
             codec,
+            slots,
             runner,
             sessions,
             tracker,
@@ -107,12 +158,16 @@ impl SpeechService {
         drop(lease);
         let codec = Arc::clone(&self.codec);
         let (format, speed) = (order.format, order.speed);
-        run_codec("rendering speech", move || codec.render_speech(&mp3, format, speed))
+        self.slots
+            .run("rendering speech", move || codec.render_speech(&mp3, format, speed))
             .await?
             .map_err(|error| match error {
                 AudioError::Unsupported(message) => GatewayError::InvalidRequest(message),
                 AudioError::Undecodable(message) => GatewayError::Unavailable {
                     message: format!("the upstream's audio does not decode: {message}"),
+                },
+                AudioError::TooLong(message) => GatewayError::Unavailable {
+                    message: format!("the upstream's audio is too long: {message}"),
                 },
                 AudioError::Encoding(_) => GatewayError::Internal,
             })
@@ -123,28 +178,34 @@ impl SpeechService {
 pub struct TranscriptionService {
     provider: Arc<dyn TranscriptionProvider>,
     codec: Arc<dyn AudioCodec>,
+    slots: Arc<CodecSlots>,
     runner: Arc<AccountRunner>,
 }
 
 impl TranscriptionService {
-    /// The use case over its ports.
+    /// The use case over its ports; preparing an upload takes one of `slots`.
     pub fn new(
         provider: Arc<dyn TranscriptionProvider>,
         codec: Arc<dyn AudioCodec>,
+        slots: Arc<CodecSlots>,
         runner: Arc<AccountRunner>,
     ) -> Self {
         Self {
             provider,
             codec,
+            slots,
             runner,
         }
     }
 
-    /// Transcribes an upload (any supported audio format) on one of `tokens`.
+    /// Transcribes an upload (any supported audio format) on one of `tokens`. The upload is
+    /// prepared once the admission gate lets the request in (decoding is work the gate
+    /// counts), then runs on an account.
     ///
     /// # Errors
-    /// [`GatewayError::InvalidAudio`] for bytes that are not decodable audio; the account
-    /// errors of [`AccountRunner::run`]; [`GatewayError::Refused`] with the upstream's reason.
+    /// [`GatewayError::InvalidAudio`] for bytes that are not decodable audio;
+    /// [`GatewayError::AudioTooLong`] for audio past the codec's limits; the account errors
+    /// of [`AccountRunner::run`]; [`GatewayError::Refused`] with the upstream's reason.
     pub async fn transcribe(
         &self,
         tokens: &[AccountToken],
@@ -154,43 +215,31 @@ impl TranscriptionService {
         if tokens.is_empty() {
             return Err(GatewayError::NoAccounts);
         }
+        let admitted = self.runner.admit().await?;
         let codec = Arc::clone(&self.codec);
-        let prepared: PreparedAudio = run_codec("preparing an upload", move || {
-            codec.prepare_for_transcription(&audio, file_name.as_deref())
-        })
-        .await?
-        .map_err(|error| match error {
-            AudioError::Undecodable(_) | AudioError::Unsupported(_) => GatewayError::InvalidAudio(error.to_string()),
-            AudioError::Encoding(_) => GatewayError::Internal,
-        })?;
+        let prepared: PreparedAudio = self
+            .slots
+            .run("preparing an upload", move || {
+                codec.prepare_for_transcription(&audio, file_name.as_deref())
+            })
+            .await?
+            .map_err(|error| match error {
+                AudioError::Undecodable(_) | AudioError::Unsupported(_) => {
+                    GatewayError::InvalidAudio(error.to_string())
+                }
+                AudioError::TooLong(message) => GatewayError::AudioTooLong(message),
+                AudioError::Encoding(_) => GatewayError::Internal,
+            })?;
         let (provider, mp3) = (&self.provider, prepared.mp3.as_slice());
         let (text, _lease) = self
             .runner
-            .run(
-                tokens,
-                |account| async move { provider.transcribe(&account, mp3).await },
-            )
+            .run_admitted(admitted, tokens, |account| async move {
+                provider.transcribe(&account, mp3).await
+            })
             .await?;
         Ok(Transcript {
             text,
             duration: prepared.duration,
         })
     }
-}
-
-/// Runs CPU-bound codec work off the async threads. A task that stopped, or an encoding
-/// failure (both ours, not the client's), is logged and becomes [`GatewayError::Internal`]
-/// once mapped; other audio errors are left to the caller.
-async fn run_codec<T: Send + 'static>(
-    what: &'static str,
-    work: impl FnOnce() -> Result<T, AudioError> + Send + 'static,
-) -> Result<Result<T, AudioError>, GatewayError> {
-    let result = tokio::task::spawn_blocking(work).await.map_err(|error| {
-        tracing::error!(%error, what, "audio work stopped");
-        GatewayError::Internal
-    })?;
-    if let Err(AudioError::Encoding(message)) = &result {
-        tracing::error!(%message, what, "audio encoding failed");
-    }
-    Ok(result)
 }

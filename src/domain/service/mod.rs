@@ -11,7 +11,7 @@ pub mod runner;
 
 pub use accounts::{AccountHealth, AccountLease, AccountPool, CooldownPolicy};
 pub use admission::{Admission, AdmissionPermit, Overloaded};
-pub use audio::{SpeechOrder, SpeechService, TranscriptionService};
+pub use audio::{CodecSlots, SpeechOrder, SpeechService, TranscriptionService};
 pub use chat::{Answer, ChatService};
 pub use conversations::{ConversationSweeper, ConversationTracker, LateConversationRecorder};
 pub use devices::{DeviceError, DeviceRegistry};

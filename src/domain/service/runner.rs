@@ -58,6 +58,9 @@ pub enum GatewayError {
          one by leaving `conversation_id` out"
     )]
     ConversationNotFound,
+    /// An uploaded file holds more audio than the server decodes (the message names the limit).
+    #[error("{0}")]
+    AudioTooLong(String),
     /// The upstream refused the request (content filtered, rate limited, ...).
     #[error("the upstream refused the request: {message}")]
     Refused {

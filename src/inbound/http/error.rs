@@ -175,8 +175,9 @@ impl ApiError {
                 413,
                 "The request body is larger than `server.max_body_bytes`, an attachment is larger than \
                  `files.max_bytes`, or the attachments of the request are larger than \
-                 `files.max_total_bytes` together; or a body was sent to an operation that takes none \
-                 (`body_not_allowed`).",
+                 `files.max_total_bytes` together; or an audio file lasts longer than \
+                 `audio.max_duration_secs` (or decodes to more than `audio.max_decoded_bytes`); or a \
+                 body was sent to an operation that takes none (`body_not_allowed`).",
             ),
             (429, "Every account token given is busy past `accounts.busy_wait_secs`."),
             (
@@ -240,6 +241,13 @@ impl From<GatewayError> for ApiError {
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_audio",
+                message,
+            )
+            .with_param("file"),
+            GatewayError::AudioTooLong(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "audio_too_long",
                 message,
             )
             .with_param("file"),

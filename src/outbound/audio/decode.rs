@@ -1,6 +1,7 @@
 //! Decoding any container and codec symphonia knows (MP3, WAV, FLAC, Ogg Vorbis, M4A/AAC),
 //! plus Opus in Ogg or WebM (see [`super::opus`]), to interleaved `f32` PCM, including MP3
-//! streams made of several files joined end to end.
+//! streams made of several files joined end to end. Decoding is a stream: each packet's
+//! samples go to a sink as they are decoded, within the bounds of [`super::bounds`].
 
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -16,8 +17,11 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::packet::Packet;
 
-use super::resample::{remix, resample};
-use crate::domain::audio::AudioError;
+use super::bounds::{Tally, check_format, check_params};
+use super::resample::Conformer;
+use crate::domain::audio::{AudioError, AudioLimits};
+
+pub use super::bounds::frames_duration;
 
 /// Audio decoded to PCM.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,12 +42,12 @@ pub struct DecodedAudio {
 impl DecodedAudio {
     /// Builds decoded audio from interleaved samples, computing the duration.
     pub fn new(sample_rate: u32, channels: u16, samples: Vec<f32>, container: &'static str) -> Self {
-        let duration = frames_duration(samples.len() / usize::from(channels.max(1)), sample_rate);
+        let frames = samples.len() / usize::from(channels.max(1));
         Self {
             sample_rate,
             channels,
             samples,
-            duration,
+            duration: frames_duration(frames as u64, sample_rate),
             container,
         }
     }
@@ -54,7 +58,7 @@ impl DecodedAudio {
     }
 }
 
-/// What a stream holds, learnt by decoding it without keeping the samples.
+/// What a stream holds, learnt by decoding it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AudioInfo {
     /// The container symphonia recognised (`"mp3"` for MPEG audio).
@@ -67,15 +71,19 @@ pub struct AudioInfo {
     pub duration: Duration,
 }
 
-/// The duration of `frames` frames at `sample_rate`.
-pub fn frames_duration(frames: usize, sample_rate: u32) -> Duration {
-    if sample_rate == 0 {
-        return Duration::ZERO;
-    }
-    let frames = frames as u64;
-    let rate = u64::from(sample_rate);
-    Duration::from_secs(frames / rate) + Duration::from_nanos((frames % rate) * 1_000_000_000 / rate)
+/// One decoded packet's audio, after the container's trims.
+#[derive(Clone, Copy, Debug)]
+pub struct Block<'a> {
+    /// Frames per second (within [`super::bounds::SAMPLE_RATES`]).
+    pub rate: u32,
+    /// Channels per frame (1 to [`super::bounds::MAX_CHANNELS`]).
+    pub channels: u16,
+    /// Interleaved samples.
+    pub samples: &'a [f32],
 }
+
+/// Where decoded blocks go; its errors end the decode.
+pub type BlockSink<'a> = &'a mut dyn FnMut(Block<'_>) -> Result<(), AudioError>;
 
 /// The symphonia hint for a file name: its extension, with `mpga`/`mpeg` meaning MP3.
 pub fn hint_for(file_name: Option<&str>) -> Option<String> {
@@ -88,72 +96,137 @@ pub fn hint_for(file_name: Option<&str>) -> Option<String> {
     }
 }
 
-/// Decodes a whole stream to interleaved PCM. `hint` is a file extension (`"wav"`, `"m4a"`;
-/// see [`hint_for`]) and only a hint: the content decides. Parts with another sample rate
-/// or channel count (MP3 files joined together) are converted to those of the first part.
+/// Decodes a whole stream to interleaved PCM, within the default [`AudioLimits`]. `hint` is a
+/// file extension (`"wav"`, `"m4a"`; see [`hint_for`]) and only a hint: the content decides.
+/// Parts with another sample rate or channel count (MP3 files joined together) are
+/// converted to those of the first part.
+///
+/// # Errors
+/// As [`decode_within`].
+pub fn decode(bytes: &[u8], hint: Option<&str>) -> Result<DecodedAudio, AudioError> {
+    decode_within(bytes, hint, &AudioLimits::DEFAULT)
+}
+
+/// As [`decode`], within `limits`: the samples it returns are at most
+/// `limits.max_decoded_bytes`.
 ///
 /// # Errors
 /// [`AudioError::Undecodable`] when the bytes are not in a container and codec we decode,
-/// or hold no decodable audio.
-pub fn decode(bytes: &[u8], hint: Option<&str>) -> Result<DecodedAudio, AudioError> {
-    let (container, segments) = guarded(|| run(bytes, hint, true))?;
-    let mut parts = segments.into_iter();
-    let Some(first) = parts.next() else {
-        return Err(AudioError::Undecodable(format!(
-            "the {container} stream holds no audio"
-        )));
+/// hold no decodable audio, or announce a format out of bounds; [`AudioError::TooLong`] past
+/// `limits`.
+pub fn decode_within(bytes: &[u8], hint: Option<&str>, limits: &AudioLimits) -> Result<DecodedAudio, AudioError> {
+    let mut samples: Vec<f32> = Vec::new();
+    let mut conformer: Option<Conformer> = None;
+    let info = {
+        let mut collect = |block: Block<'_>| {
+            let conformer = conformer.get_or_insert_with(|| Conformer::new(block.rate, block.channels));
+            conformer.push(block.rate, block.channels, block.samples, &mut |converted| {
+                samples.extend_from_slice(converted);
+                Ok(())
+            })
+        };
+        decode_stream(bytes, hint, limits, Some(&mut collect))?
     };
-    let (rate, channels) = (first.rate, first.channels);
-    let mut samples = first.samples;
-    for part in parts {
-        let remixed = remix(&part.samples, part.channels, channels);
-        let converted = resample(&remixed, channels, part.rate, rate)
-            .map_err(|e| AudioError::Undecodable(format!("cannot convert a joined part: {e}")))?;
-        samples.extend_from_slice(&converted);
+    if let Some(conformer) = conformer {
+        conformer.finish(&mut |converted| {
+            samples.extend_from_slice(converted);
+            Ok(())
+        })?;
     }
-    Ok(DecodedAudio::new(rate, channels, samples, container))
+    Ok(DecodedAudio::new(
+        info.sample_rate,
+        info.channels,
+        samples,
+        info.container,
+    ))
 }
 
-/// Decodes a whole stream only to learn its container, format and duration (cheap in
-/// memory: the samples are counted, not kept).
+/// Decodes a whole stream only to learn its container, format and duration (the samples are
+/// counted, not kept), within the default [`AudioLimits`].
 ///
 /// # Errors
-/// As [`decode`].
+/// As [`decode_within`].
 pub fn probe(bytes: &[u8], hint: Option<&str>) -> Result<AudioInfo, AudioError> {
-    let (container, segments) = guarded(|| run(bytes, hint, false))?;
-    let Some(first) = segments.first() else {
-        return Err(AudioError::Undecodable(format!(
-            "the {container} stream holds no audio"
-        )));
-    };
-    let duration = segments.iter().map(|s| frames_duration(s.frames, s.rate)).sum();
-    Ok(AudioInfo {
-        container,
-        sample_rate: first.rate,
-        channels: first.channels,
-        duration,
-    })
+    decode_stream(bytes, hint, &AudioLimits::DEFAULT, None)
 }
 
-/// A run of decoded audio with one sample rate and channel count.
-struct Segment {
-    rate: u32,
-    channels: u16,
-    frames: usize,
-    samples: Vec<f32>,
-}
-
-/// Runs the decoder, turning a panic inside symphonia (malformed input it did not
-/// foresee) into an `Undecodable` error instead of taking the worker thread down.
-fn guarded<T>(work: impl FnOnce() -> Result<T, AudioError>) -> Result<T, AudioError> {
-    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| {
+/// Decodes a stream packet by packet, handing each packet's audio (after the container's
+/// trims) to `sink`, and stops as soon as `limits` are passed. Without a sink the samples
+/// are only counted. A panic inside symphonia (malformed input it did not foresee) becomes
+/// an `Undecodable` error instead of taking the thread down.
+///
+/// # Errors
+/// As [`decode_within`], and `sink`'s own errors.
+pub fn decode_stream(
+    bytes: &[u8],
+    hint: Option<&str>,
+    limits: &AudioLimits,
+    sink: Option<BlockSink<'_>>,
+) -> Result<AudioInfo, AudioError> {
+    catch_unwind(AssertUnwindSafe(|| run(bytes, hint, limits, sink))).unwrap_or_else(|_| {
         Err(AudioError::Undecodable(
             "the decoder gave up on malformed data".to_owned(),
         ))
     })
 }
 
-fn run(bytes: &[u8], hint: Option<&str>, keep: bool) -> Result<(&'static str, Vec<Segment>), AudioError> {
+/// What the decode loop keeps between packets.
+struct Decoding<'k> {
+    container: &'static str,
+    mpeg_audio: bool,
+    has_padding_info: bool,
+    tally: Tally,
+    /// The format of the first packet that held audio.
+    first: Option<(u32, u16)>,
+    /// One packet's samples, interleaved (reused).
+    scratch: Vec<f32>,
+    sink: Option<BlockSink<'k>>,
+}
+
+impl Decoding<'_> {
+    /// Counts one decoded packet against the limits and hands its audio to the sink, trimming
+    /// encoder delay and padding as the container asks.
+    fn take(&mut self, buffer: &GenericAudioBufferRef<'_>, packet: &Packet) -> Result<(), AudioError> {
+        let spec = buffer.spec();
+        let (rate, count) = (spec.rate(), spec.channels().count());
+        check_format(rate, count, self.container)?;
+        // Within bounds: 1 to 8 channels.
+        let channels = u16::try_from(count).unwrap_or(1);
+        let frames = buffer.frames();
+        let (skip_start, skip_end) = if self.mpeg_audio {
+            mpeg_trim(packet, frames, self.has_padding_info)
+        } else {
+            (0, 0)
+        };
+        let kept = frames.saturating_sub(skip_start).saturating_sub(skip_end);
+        self.tally.add(rate, count, frames, kept)?;
+        if kept == 0 {
+            return Ok(());
+        }
+        self.first.get_or_insert((rate, channels));
+        let Some(sink) = self.sink.as_mut() else {
+            return Ok(());
+        };
+        self.scratch.clear();
+        buffer.copy_to_vec_interleaved(&mut self.scratch);
+        let start = skip_start * count;
+        match self.scratch.get(start..start + kept * count) {
+            Some(samples) => sink(Block {
+                rate,
+                channels,
+                samples,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+fn run(
+    bytes: &[u8],
+    hint: Option<&str>,
+    limits: &AudioLimits,
+    sink: Option<BlockSink<'_>>,
+) -> Result<AudioInfo, AudioError> {
     if bytes.is_empty() {
         return Err(AudioError::Undecodable("the file is empty".to_owned()));
     }
@@ -161,7 +234,7 @@ fn run(bytes: &[u8], hint: Option<&str>, keep: bool) -> Result<(&'static str, Ve
     if let Some(ext) = hint {
         symphonia_hint.with_extension(ext);
     }
-    let source = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
+    let source = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let mut reader = symphonia::default::get_probe()
         .probe(
             &symphonia_hint,
@@ -183,13 +256,22 @@ fn run(bytes: &[u8], hint: Option<&str>, keep: bool) -> Result<(&'static str, Ve
         .and_then(|p| p.audio())
         .cloned()
         .ok_or_else(|| AudioError::Undecodable(format!("the {container} file has no audio track")))?;
+    check_params(&params, container)?;
     let mpeg_audio = [CODEC_ID_MP1, CODEC_ID_MP2, CODEC_ID_MP3].contains(&params.codec);
     // For MPEG audio symphonia trims everything past the first file's announced length,
     // which would cut off the later files of a joined stream: trim by hand instead.
     let options = AudioDecoderOptions::default().gapless(!mpeg_audio);
     let mut decoder = make_decoder(&params, &options, container)?;
 
-    let mut segments: Vec<Segment> = Vec::new();
+    let mut state = Decoding {
+        container,
+        mpeg_audio,
+        has_padding_info,
+        tally: Tally::new(*limits),
+        first: None,
+        scratch: Vec::new(),
+        sink,
+    };
     let mut errors = 0usize;
     let mut last_error = String::new();
     loop {
@@ -211,40 +293,32 @@ fn run(bytes: &[u8], hint: Option<&str>, keep: bool) -> Result<(&'static str, Ve
             continue;
         }
         let decoded = match decoder.decode(&packet) {
-            Ok(buffer) => Some(append(
-                &mut segments,
-                &buffer,
-                &packet,
-                mpeg_audio,
-                has_padding_info,
-                keep,
-            )),
+            Ok(buffer) => {
+                state.take(&buffer, &packet)?;
+                true
+            }
             Err(SymphoniaError::DecodeError(_) | SymphoniaError::IoError(_)) if mpeg_audio => {
                 // A joined file with another sample rate or channel count: a fresh decoder
                 // takes its format from the frame header.
                 let mut fresh = make_decoder(&params, &options, container)?;
                 let retried = match fresh.decode(&packet) {
-                    Ok(buffer) => Some(append(
-                        &mut segments,
-                        &buffer,
-                        &packet,
-                        mpeg_audio,
-                        has_padding_info,
-                        keep,
-                    )),
+                    Ok(buffer) => {
+                        state.take(&buffer, &packet)?;
+                        true
+                    }
                     Err(e) => {
                         last_error = e.to_string();
-                        None
+                        false
                     }
                 };
-                if retried.is_some() {
+                if retried {
                     decoder = fresh;
                 }
                 retried
             }
             Err(e @ (SymphoniaError::DecodeError(_) | SymphoniaError::IoError(_))) => {
                 last_error = e.to_string();
-                None
+                false
             }
             Err(e) => {
                 return Err(AudioError::Undecodable(format!(
@@ -252,27 +326,33 @@ fn run(bytes: &[u8], hint: Option<&str>, keep: bool) -> Result<(&'static str, Ve
                 )));
             }
         };
-        if decoded.is_none() {
+        if !decoded {
             errors += 1;
         }
     }
-    if segments.iter().all(|s| s.frames == 0) && errors > 0 {
-        return Err(AudioError::Undecodable(format!(
-            "the {container} audio does not decode ({last_error})"
-        )));
-    }
-    segments.retain(|s| s.frames > 0);
-    if segments.is_empty() {
+    let duration = state.tally.duration();
+    let (sample_rate, channels) = match state.first {
+        Some(format) => format,
+        None if errors > 0 => {
+            return Err(AudioError::Undecodable(format!(
+                "the {container} audio does not decode ({last_error})"
+            )));
+        }
         // Audio of no length is still audio: keep the format the container announced.
-        let channels = params.channels.as_ref().map_or(1, |c| c.count());
-        segments.push(Segment {
-            rate: params.sample_rate.unwrap_or(44_100),
-            channels: u16::try_from(channels).unwrap_or(1).max(1),
-            frames: 0,
-            samples: Vec::new(),
-        });
-    }
-    Ok((container, segments))
+        None => {
+            let channels = params.channels.as_ref().map_or(1, |c| c.count());
+            (
+                params.sample_rate.unwrap_or(44_100),
+                u16::try_from(channels).unwrap_or(1).max(1),
+            )
+        }
+    };
+    Ok(AudioInfo {
+        container,
+        sample_rate,
+        channels,
+        duration,
+    })
 }
 
 fn make_decoder(
@@ -305,55 +385,6 @@ fn codec_name(codec: AudioCodecId) -> String {
         _ => return format!("codec {codec}"),
     };
     name.to_owned()
-}
-
-/// Adds one decoded packet to the last segment (or a new one when its format differs),
-/// trimming encoder delay and padding as the container asks. Returns the frames added.
-fn append(
-    segments: &mut Vec<Segment>,
-    buffer: &GenericAudioBufferRef<'_>,
-    packet: &Packet,
-    mpeg_audio: bool,
-    has_padding_info: bool,
-    keep: bool,
-) -> usize {
-    let spec = buffer.spec();
-    let rate = spec.rate();
-    let channels = u16::try_from(spec.channels().count()).unwrap_or(u16::MAX).max(1);
-    let frames = buffer.frames();
-    let (skip_start, skip_end) = if mpeg_audio {
-        mpeg_trim(packet, frames, has_padding_info)
-    } else {
-        (0, 0)
-    };
-    let kept = frames.saturating_sub(skip_start).saturating_sub(skip_end);
-
-    let same_format = segments
-        .last()
-        .is_some_and(|s| s.rate == rate && s.channels == channels);
-    if !same_format {
-        segments.push(Segment {
-            rate,
-            channels,
-            frames: 0,
-            samples: Vec::new(),
-        });
-    }
-    let Some(segment) = segments.last_mut() else {
-        return 0;
-    };
-    segment.frames += kept;
-    if keep && kept > 0 {
-        let mut interleaved: Vec<f32> = Vec::with_capacity(buffer.samples_interleaved());
-        buffer.copy_to_vec_interleaved(&mut interleaved);
-        let ch = usize::from(channels);
-        let start = skip_start * ch;
-        let end = start + kept * ch;
-        if let Some(slice) = interleaved.get(start..end) {
-            segment.samples.extend_from_slice(slice);
-        }
-    }
-    kept
 }
 
 /// Which frames of a decoded MPEG audio packet to drop: the encoder delay at the start, and

@@ -69,51 +69,100 @@ pub fn encode_mp3(samples: &[f32], sample_rate: u32, channels: u16, kbps: u16) -
     } else {
         (samples, channels.max(1))
     };
-    let mut builder = Builder::new().ok_or_else(|| AudioError::Encoding("LAME could not allocate".to_owned()))?;
-    builder
-        .set_num_channels(if channels == 2 { 2 } else { 1 })
-        .map_err(lame_error("channels"))?;
-    builder
-        .set_sample_rate(sample_rate)
-        .map_err(lame_error("sample rate"))?;
-    builder
-        .set_output_sample_rate(std::num::NonZeroU32::new(sample_rate))
-        .map_err(lame_error("output sample rate"))?;
-    builder.set_brate(lame_bitrate(kbps)?).map_err(lame_error("bitrate"))?;
-    builder
-        .set_quality(mp3lame_encoder::Quality::Good)
-        .map_err(lame_error("quality"))?;
-    let mut encoder = builder.build().map_err(lame_error("parameters"))?;
+    let mut encoder = Mp3Encoder::new(sample_rate, channels, kbps)?;
+    encoder.push(samples)?;
+    encoder.finish()
+}
 
-    let ch = usize::from(channels);
-    let clean: Vec<f32> = samples[..samples.len() - samples.len() % ch]
-        .iter()
-        .map(|s| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 })
-        .collect();
-    let mut out = Vec::new();
-    for chunk in clean.chunks(LAME_CHUNK_FRAMES * ch) {
-        // LAME writes as much as it likes when told the buffer is empty: always give it room.
-        out.reserve(max_required_buffer_size(chunk.len() / ch));
-        let written = if ch == 2 {
-            encoder.encode_to_vec(InterleavedPcm(chunk), &mut out)
-        } else {
-            encoder.encode_to_vec(MonoPcm(chunk), &mut out)
-        };
-        written.map_err(|e| AudioError::Encoding(format!("LAME encoding: {e}")))?;
-    }
-    out.reserve(LAME_FLUSH_BYTES);
-    encoder
-        .flush_to_vec::<FlushGap>(&mut out)
-        .map_err(|e| AudioError::Encoding(format!("LAME flush: {e}")))?;
+/// A LAME encoder fed any number of samples at a time: it holds the MP3 made so far and
+/// one chunk of samples, never the whole PCM.
+pub struct Mp3Encoder {
+    encoder: mp3lame_encoder::Encoder,
+    channels: usize,
+    /// One chunk of clamped samples, reused.
+    clean: Vec<f32>,
+    mp3: Vec<u8>,
+}
 
-    // Replace the placeholder first frame with the final LAME tag (frame count, delay, padding).
-    let mut tag = Vec::with_capacity(encoder.lame_tag_size());
-    if let Some(len) = encoder.lame_tag_encode_to_vec(&mut tag)
-        && let Some(first) = out.get_mut(..len.get())
-    {
-        first.copy_from_slice(&tag[..len.get()]);
+impl Mp3Encoder {
+    /// A constant-bitrate encoder for mono or stereo (`channels` 1 or 2) at `sample_rate`.
+    ///
+    /// # Errors
+    /// [`AudioError::Encoding`] when LAME refuses the rate, channel count or bitrate.
+    pub fn new(sample_rate: u32, channels: u16, kbps: u16) -> Result<Self, AudioError> {
+        if !(1..=2).contains(&channels) {
+            return Err(AudioError::Encoding(format!(
+                "LAME encodes 1 or 2 channels, not {channels}"
+            )));
+        }
+        let mut builder = Builder::new().ok_or_else(|| AudioError::Encoding("LAME could not allocate".to_owned()))?;
+        builder
+            .set_num_channels(channels as u8)
+            .map_err(lame_error("channels"))?;
+        builder
+            .set_sample_rate(sample_rate)
+            .map_err(lame_error("sample rate"))?;
+        builder
+            .set_output_sample_rate(std::num::NonZeroU32::new(sample_rate))
+            .map_err(lame_error("output sample rate"))?;
+        builder.set_brate(lame_bitrate(kbps)?).map_err(lame_error("bitrate"))?;
+        builder
+            .set_quality(mp3lame_encoder::Quality::Good)
+            .map_err(lame_error("quality"))?;
+        Ok(Self {
+            encoder: builder.build().map_err(lame_error("parameters"))?,
+            channels: usize::from(channels),
+            clean: Vec::new(),
+            mp3: Vec::new(),
+        })
     }
-    Ok(out)
+
+    /// Encodes interleaved samples (a trailing partial frame is dropped; values outside
+    /// `-1.0..=1.0` are clamped, NaN is silence).
+    ///
+    /// # Errors
+    /// [`AudioError::Encoding`] when LAME fails.
+    pub fn push(&mut self, samples: &[f32]) -> Result<(), AudioError> {
+        let ch = self.channels;
+        let whole = &samples[..samples.len() - samples.len() % ch];
+        for chunk in whole.chunks(LAME_CHUNK_FRAMES * ch) {
+            self.clean.clear();
+            self.clean.extend(
+                chunk
+                    .iter()
+                    .map(|s| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 }),
+            );
+            // LAME writes as much as it likes when told the buffer is empty: always give it room.
+            self.mp3.reserve(max_required_buffer_size(chunk.len() / ch));
+            let written = if ch == 2 {
+                self.encoder.encode_to_vec(InterleavedPcm(&self.clean), &mut self.mp3)
+            } else {
+                self.encoder.encode_to_vec(MonoPcm(&self.clean), &mut self.mp3)
+            };
+            written.map_err(|e| AudioError::Encoding(format!("LAME encoding: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the encoder and returns the MP3, its first frame replaced by the final LAME
+    /// tag (frame count, delay, padding).
+    ///
+    /// # Errors
+    /// [`AudioError::Encoding`] when LAME fails.
+    pub fn finish(mut self) -> Result<Vec<u8>, AudioError> {
+        let mut out = std::mem::take(&mut self.mp3);
+        out.reserve(LAME_FLUSH_BYTES);
+        self.encoder
+            .flush_to_vec::<FlushGap>(&mut out)
+            .map_err(|e| AudioError::Encoding(format!("LAME flush: {e}")))?;
+        let mut tag = Vec::with_capacity(self.encoder.lame_tag_size());
+        if let Some(len) = self.encoder.lame_tag_encode_to_vec(&mut tag)
+            && let Some(first) = out.get_mut(..len.get())
+        {
+            first.copy_from_slice(&tag[..len.get()]);
+        }
+        Ok(out)
+    }
 }
 
 fn to_i16(sample: f32) -> i16 {

@@ -2,13 +2,17 @@
 //! `opus-rs` for Opus, which symphonia demuxes but does not decode), rubato
 //! resamples, `wsola` changes the speed, and LAME, hound and flacenc encode.
 //!
+//! Every decode keeps the bounds of [`bounds`] and the [`AudioLimits`] the codec is made with.
+//!
 //! LAME (via `mp3lame-encoder`) is LGPL-licensed and linked statically.
 
+pub mod bounds;
 pub mod decode;
 pub mod encode;
 pub mod opus;
 pub mod resample;
 pub mod stretch;
+pub mod vorbis;
 
 #[cfg(test)]
 mod aac_fixtures;
@@ -17,12 +21,12 @@ mod opus_fixtures;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{AudioInfo, DecodedAudio, decode, hint_for, probe};
-pub use encode::{PCM_SAMPLE_RATE, encode_flac, encode_mp3, encode_pcm_s16le, encode_wav, mp3_bitrate_for};
-pub use resample::{downmix_to_mono, remix, resample, to_stereo};
+pub use decode::{AudioInfo, Block, DecodedAudio, decode, decode_stream, decode_within, hint_for, probe};
+pub use encode::{Mp3Encoder, PCM_SAMPLE_RATE, encode_flac, encode_mp3, encode_pcm_s16le, encode_wav, mp3_bitrate_for};
+pub use resample::{Conformer, StreamResampler, downmix_to_mono, remix, resample, to_stereo};
 pub use stretch::{MAX_SPEED, MIN_SPEED, check_speed, stretch};
 
-use crate::domain::audio::{AudioError, PreparedAudio, SpeechFormat};
+use crate::domain::audio::{AudioError, AudioLimits, PreparedAudio, SpeechFormat};
 use crate::domain::ports::AudioCodec;
 
 /// The sample rate of MP3 sent for transcription.
@@ -34,32 +38,42 @@ pub const SPEECH_KBPS: u16 = 192;
 
 /// [`AudioCodec`] over symphonia, rubato, `wsola`, LAME, hound and flacenc.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SymphoniaLameCodec;
+pub struct SymphoniaLameCodec {
+    limits: AudioLimits,
+}
 
 impl SymphoniaLameCodec {
-    /// The codec.
-    pub fn new() -> Self {
-        Self
+    /// The codec, decoding within `limits`.
+    pub const fn new(limits: AudioLimits) -> Self {
+        Self { limits }
     }
 }
 
 impl AudioCodec for SymphoniaLameCodec {
     fn prepare_for_transcription(&self, bytes: &[u8], file_name: Option<&str>) -> Result<PreparedAudio, AudioError> {
         let hint = hint_for(file_name);
-        let info = probe(bytes, hint.as_deref())?;
+        // Counting first (cheap: no resampling, no encoding) refuses audio past the limits
+        // before the expensive work, and tells an MP3, which passes through, from the rest.
+        let info = decode_stream(bytes, hint.as_deref(), &self.limits, None)?;
         if info.container == "mp3" {
             return Ok(PreparedAudio {
                 mp3: bytes.to_vec(),
                 duration: info.duration,
             });
         }
-        let audio = decode(bytes, hint.as_deref())?;
-        let stereo = to_stereo(&audio.samples, audio.channels);
-        let resampled = resample(&stereo, 2, audio.sample_rate, TRANSCRIPTION_SAMPLE_RATE)?;
-        let mp3 = encode_mp3(&resampled, TRANSCRIPTION_SAMPLE_RATE, 2, TRANSCRIPTION_KBPS)?;
+        // Decoded, remixed, resampled and encoded packet by packet: only the MP3 grows.
+        let mut encoder = Mp3Encoder::new(TRANSCRIPTION_SAMPLE_RATE, 2, TRANSCRIPTION_KBPS)?;
+        let mut conformer = Conformer::new(TRANSCRIPTION_SAMPLE_RATE, 2);
+        let streamed = {
+            let mut convert = |block: Block<'_>| {
+                conformer.push(block.rate, block.channels, block.samples, &mut |pcm| encoder.push(pcm))
+            };
+            decode_stream(bytes, hint.as_deref(), &self.limits, Some(&mut convert))?
+        };
+        conformer.finish(&mut |pcm| encoder.push(pcm))?;
         Ok(PreparedAudio {
-            mp3,
-            duration: audio.duration,
+            mp3: encoder.finish()?,
+            duration: streamed.duration,
         })
     }
 
@@ -69,7 +83,7 @@ impl AudioCodec for SymphoniaLameCodec {
         if format == SpeechFormat::Mp3 && unchanged {
             return Ok(mp3.to_vec());
         }
-        let audio = decode(mp3, Some("mp3"))?;
+        let audio = decode_within(mp3, Some("mp3"), &self.limits)?;
         let (rate, channels) = (audio.sample_rate, audio.channels);
         let samples = stretch(&audio.samples, rate, channels, speed)?;
         match format {

@@ -8,6 +8,9 @@ use super::*;
 
 const A4: f32 = 440.0;
 
+/// The codec within the default limits.
+const CODEC: SymphoniaLameCodec = SymphoniaLameCodec::new(AudioLimits::DEFAULT);
+
 /// A 440 Hz sine at half scale, the same in every channel.
 fn sine(rate: u32, channels: u16, seconds: f32) -> Vec<f32> {
     let frames = (rate as f32 * seconds).round() as usize;
@@ -62,9 +65,7 @@ fn pitch(samples: &[f32], rate: u32) -> f64 {
 }
 
 fn prepared_is_good_mp3(source: &[u8], name: &str, expected_seconds: f64) {
-    let prepared = SymphoniaLameCodec
-        .prepare_for_transcription(source, Some(name))
-        .unwrap();
+    let prepared = CODEC.prepare_for_transcription(source, Some(name)).unwrap();
     assert_close(secs(prepared.duration), expected_seconds, 0.005, "reported duration");
     let decoded = decode(&prepared.mp3, Some("mp3")).unwrap();
     assert_eq!(decoded.container, "mp3");
@@ -101,7 +102,7 @@ fn the_file_name_is_only_a_hint() {
 fn an_mp3_upload_passes_through_byte_identical() {
     let source = mp3(44_100, 2, 1.5);
     for name in [Some("a.mp3"), Some("a.mpga"), Some("a.mpeg"), None] {
-        let prepared = SymphoniaLameCodec.prepare_for_transcription(&source, name).unwrap();
+        let prepared = CODEC.prepare_for_transcription(&source, name).unwrap();
         assert_eq!(prepared.mp3, source);
         assert_close(secs(prepared.duration), 1.5, 0.05, "MP3 duration");
     }
@@ -153,19 +154,12 @@ fn upstream_speech() -> Vec<u8> {
 #[test]
 fn mp3_at_normal_speed_is_returned_unchanged() {
     let speech = upstream_speech();
-    assert_eq!(
-        SymphoniaLameCodec
-            .render_speech(&speech, SpeechFormat::Mp3, 1.0)
-            .unwrap(),
-        speech
-    );
+    assert_eq!(CODEC.render_speech(&speech, SpeechFormat::Mp3, 1.0).unwrap(), speech);
 }
 
 #[test]
 fn wav_keeps_the_decoded_rate_channels_and_duration() {
-    let wav = SymphoniaLameCodec
-        .render_speech(&upstream_speech(), SpeechFormat::Wav, 1.0)
-        .unwrap();
+    let wav = CODEC.render_speech(&upstream_speech(), SpeechFormat::Wav, 1.0).unwrap();
     let reader = hound::WavReader::new(std::io::Cursor::new(&wav)).unwrap();
     let spec = reader.spec();
     assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (32_000, 1, 16));
@@ -174,9 +168,7 @@ fn wav_keeps_the_decoded_rate_channels_and_duration() {
 
 #[test]
 fn pcm_is_24k_mono_s16le_of_the_right_length() {
-    let pcm = SymphoniaLameCodec
-        .render_speech(&upstream_speech(), SpeechFormat::Pcm, 1.0)
-        .unwrap();
+    let pcm = CODEC.render_speech(&upstream_speech(), SpeechFormat::Pcm, 1.0).unwrap();
     assert_eq!(pcm.len() % 2, 0);
     assert_close(pcm.len() as f64 / 2.0 / 24_000.0, 2.0, 0.1, "PCM duration");
     let samples: Vec<f32> = pcm
@@ -188,7 +180,7 @@ fn pcm_is_24k_mono_s16le_of_the_right_length() {
 
 #[test]
 fn flac_decodes_to_the_right_duration() {
-    let flac = SymphoniaLameCodec
+    let flac = CODEC
         .render_speech(&upstream_speech(), SpeechFormat::Flac, 1.0)
         .unwrap();
     let decoded = decode(&flac, Some("flac")).unwrap();
@@ -199,9 +191,7 @@ fn flac_decodes_to_the_right_duration() {
 
 #[test]
 fn mp3_at_another_speed_is_reencoded_at_the_same_rate() {
-    let out = SymphoniaLameCodec
-        .render_speech(&upstream_speech(), SpeechFormat::Mp3, 1.5)
-        .unwrap();
+    let out = CODEC.render_speech(&upstream_speech(), SpeechFormat::Mp3, 1.5).unwrap();
     let decoded = decode(&out, Some("mp3")).unwrap();
     assert_eq!((decoded.sample_rate, decoded.channels), (32_000, 1));
     assert_close(secs(decoded.duration), 2.0 / 1.5, 0.1, "MP3 duration at 1.5x");
@@ -212,9 +202,7 @@ fn speed_changes_the_duration_but_not_the_pitch() {
     let speech = upstream_speech();
     let normal = decode(&speech, Some("mp3")).unwrap();
     for speed in [2.0f32, 0.5, 0.25, 4.0] {
-        let wav = SymphoniaLameCodec
-            .render_speech(&speech, SpeechFormat::Wav, speed)
-            .unwrap();
+        let wav = CODEC.render_speech(&speech, SpeechFormat::Wav, speed).unwrap();
         let stretched = decode(&wav, Some("wav")).unwrap();
         let expected = secs(normal.duration) / f64::from(speed);
         assert_close(
@@ -238,9 +226,7 @@ fn speed_changes_the_duration_but_not_the_pitch() {
 fn speeds_out_of_range_are_unsupported() {
     let speech = upstream_speech();
     for speed in [5.0f32, 0.1, 0.0, -1.0, f32::NAN, f32::INFINITY] {
-        let error = SymphoniaLameCodec
-            .render_speech(&speech, SpeechFormat::Wav, speed)
-            .unwrap_err();
+        let error = CODEC.render_speech(&speech, SpeechFormat::Wav, speed).unwrap_err();
         assert!(
             matches!(&error, AudioError::Unsupported(m) if m.contains("0.25") && m.contains('4')),
             "{error:?}"
@@ -260,14 +246,12 @@ fn bytes_that_are_not_audio_are_undecodable() {
         (png, Some("a.png")),
         (truncated, Some("a.wav")),
     ] {
-        let error = SymphoniaLameCodec.prepare_for_transcription(&bytes, name).unwrap_err();
+        let error = CODEC.prepare_for_transcription(&bytes, name).unwrap_err();
         assert!(
             matches!(&error, AudioError::Undecodable(m) if !m.is_empty()),
             "{error:?}"
         );
-        let error = SymphoniaLameCodec
-            .render_speech(&bytes, SpeechFormat::Wav, 1.0)
-            .unwrap_err();
+        let error = CODEC.render_speech(&bytes, SpeechFormat::Wav, 1.0).unwrap_err();
         assert!(matches!(error, AudioError::Undecodable(_)), "{error:?}");
     }
 }
@@ -275,15 +259,11 @@ fn bytes_that_are_not_audio_are_undecodable() {
 #[test]
 fn very_short_and_silent_audio_is_fine() {
     let silence = encode_wav(&[0.0; 160], 16_000, 1).unwrap();
-    let prepared = SymphoniaLameCodec
-        .prepare_for_transcription(&silence, Some("a.wav"))
-        .unwrap();
+    let prepared = CODEC.prepare_for_transcription(&silence, Some("a.wav")).unwrap();
     assert_close(secs(prepared.duration), 0.01, 0.001, "duration");
     decode(&prepared.mp3, Some("mp3")).unwrap();
     let empty = encode_wav(&[], 16_000, 1).unwrap();
-    let prepared = SymphoniaLameCodec
-        .prepare_for_transcription(&empty, Some("a.wav"))
-        .unwrap();
+    let prepared = CODEC.prepare_for_transcription(&empty, Some("a.wav")).unwrap();
     assert_eq!(prepared.duration, Duration::ZERO);
 }
 
@@ -313,7 +293,7 @@ fn other_encoders_accept_empty_input() {
 #[test]
 fn a_bare_webm_header_is_undecodable() {
     // Just the EBML header of a WebM file: no tracks, no audio.
-    let error = SymphoniaLameCodec
+    let error = CODEC
         .prepare_for_transcription(b"\x1a\x45\xdf\xa3", Some("a.webm"))
         .unwrap_err();
     assert!(matches!(error, AudioError::Undecodable(_)), "{error:?}");
@@ -403,13 +383,181 @@ fn the_opus_head_gives_channels_and_pre_skip() {
     assert_eq!(opus::OpusHead::parse(b"OpusTags\x01\x02\x38\x01"), None);
 }
 
+/// A WAV file whose header claims `rate` Hz and `channels` channels of 16-bit PCM, with
+/// `data_bytes` bytes of silence.
+fn wav_claiming(rate: u32, channels: u16, data_bytes: u32) -> Vec<u8> {
+    let block_align = channels.wrapping_mul(2);
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&(36 + data_bytes).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt \x10\0\0\0\x01\0");
+    wav.extend_from_slice(&channels.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&rate.wrapping_mul(u32::from(block_align)).to_le_bytes());
+    wav.extend_from_slice(&block_align.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_bytes.to_le_bytes());
+    wav.resize(wav.len() + data_bytes as usize, 0);
+    wav
+}
+
+#[test]
+fn the_crafted_header_is_a_wav_symphonia_reads() {
+    let info = probe(&wav_claiming(16_000, 1, 3_200), Some("wav")).unwrap();
+    assert_eq!((info.container, info.sample_rate, info.channels), ("wave", 16_000, 1));
+    assert_close(secs(info.duration), 0.1, 0.001, "duration");
+}
+
+#[test]
+fn wav_headers_claiming_absurd_rates_or_channels_are_undecodable() {
+    for (rate, channels) in [
+        (u32::MAX, 1),
+        (50_000_017, 2),
+        (0, 1),
+        (7_999, 1),
+        (384_001, 1),
+        (16_000, 0),
+        (16_000, 9),
+        (16_000, 200),
+    ] {
+        let wav = wav_claiming(rate, channels, 3_200);
+        let error = CODEC.prepare_for_transcription(&wav, Some("a.wav")).unwrap_err();
+        assert!(
+            matches!(&error, AudioError::Undecodable(_)),
+            "{rate} Hz, {channels} ch: {error:?}"
+        );
+        assert!(
+            matches!(decode(&wav, None), Err(AudioError::Undecodable(_))),
+            "{rate} Hz, {channels} ch"
+        );
+    }
+}
+
+/// `seconds` of 8 kHz mono silence as FLAC: constant frames, a few bytes each.
+fn silent_flac(seconds: usize) -> Vec<u8> {
+    encode_flac(&vec![0.0; seconds * 8_000], 8_000, 1).unwrap()
+}
+
+fn codec_within(max_duration_secs: u64, max_decoded_bytes: u64) -> SymphoniaLameCodec {
+    SymphoniaLameCodec::new(AudioLimits {
+        max_duration: Duration::from_secs(max_duration_secs),
+        max_decoded_bytes,
+    })
+}
+
+#[test]
+fn a_flac_bomb_is_refused_at_the_duration_cap() {
+    let bomb = silent_flac(120);
+    assert!(bomb.len() < 16_384, "{} bytes", bomb.len());
+    let error = codec_within(10, u64::MAX)
+        .prepare_for_transcription(&bomb, Some("a.flac"))
+        .unwrap_err();
+    assert!(
+        matches!(&error, AudioError::TooLong(m) if m.contains("10 seconds")),
+        "{error:?}"
+    );
+    // At the cap exactly the audio passes.
+    let prepared = codec_within(120, u64::MAX)
+        .prepare_for_transcription(&bomb, Some("a.flac"))
+        .unwrap();
+    assert_close(secs(prepared.duration), 120.0, 0.001, "duration");
+}
+
+#[test]
+fn audio_decoding_to_more_bytes_than_the_cap_is_refused() {
+    // One second of 48 kHz stereo is 384,000 bytes of f32 samples.
+    let source = wav(48_000, 2, 1.0);
+    let error = codec_within(60, 300_000)
+        .prepare_for_transcription(&source, Some("a.wav"))
+        .unwrap_err();
+    assert!(
+        matches!(&error, AudioError::TooLong(m) if m.contains("300000 bytes")),
+        "{error:?}"
+    );
+    codec_within(60, 400_000)
+        .prepare_for_transcription(&source, Some("a.wav"))
+        .unwrap();
+}
+
+#[test]
+fn an_mp3_upload_passes_through_only_within_the_cap() {
+    let source = mp3(44_100, 2, 3.0);
+    let error = codec_within(2, u64::MAX)
+        .prepare_for_transcription(&source, Some("a.mp3"))
+        .unwrap_err();
+    assert!(matches!(error, AudioError::TooLong(_)), "{error:?}");
+    let prepared = codec_within(4, u64::MAX)
+        .prepare_for_transcription(&source, Some("a.mp3"))
+        .unwrap();
+    assert_eq!(prepared.mp3, source);
+}
+
+#[test]
+fn speech_longer_than_the_cap_is_refused_before_it_is_rendered() {
+    let error = codec_within(1, u64::MAX)
+        .render_speech(&upstream_speech(), SpeechFormat::Wav, 1.5)
+        .unwrap_err();
+    assert!(matches!(error, AudioError::TooLong(_)), "{error:?}");
+}
+
+#[test]
+fn a_stream_resampled_in_pieces_equals_the_whole_clip_resampled() {
+    let source = sine(48_000, 2, 0.7);
+    let whole = resample(&source, 2, 48_000, 44_100).unwrap();
+    assert_eq!(whole.len(), (33_600usize * 44_100).div_ceil(48_000) * 2);
+    let mut pieces = Vec::new();
+    let mut resampler = StreamResampler::new(2, 48_000, 44_100).unwrap();
+    let mut collect = |chunk: &[f32]| {
+        pieces.extend_from_slice(chunk);
+        Ok(())
+    };
+    for piece in source.chunks(2 * 577) {
+        resampler.push(piece, &mut collect).unwrap();
+    }
+    resampler.finish(&mut collect).unwrap();
+    assert_eq!(pieces, whole);
+}
+
+#[test]
+fn mp3_encoded_in_pieces_equals_the_whole_clip_encoded() {
+    let source = sine(44_100, 2, 1.3);
+    let whole = encode_mp3(&source, 44_100, 2, 192).unwrap();
+    let mut encoder = Mp3Encoder::new(44_100, 2, 192).unwrap();
+    for piece in source.chunks(2 * 1_000) {
+        encoder.push(piece).unwrap();
+    }
+    assert_eq!(encoder.finish().unwrap(), whole);
+}
+
+#[test]
+fn joined_parts_are_conformed_each_with_its_own_resampler() {
+    let mut out = Vec::new();
+    let mut conformer = Conformer::new(44_100, 2);
+    let mut collect = |chunk: &[f32]| {
+        out.extend_from_slice(chunk);
+        Ok(())
+    };
+    conformer.push(16_000, 1, &sine(16_000, 1, 1.0), &mut collect).unwrap();
+    conformer.push(48_000, 2, &sine(48_000, 2, 0.5), &mut collect).unwrap();
+    conformer.push(44_100, 6, &sine(44_100, 6, 0.25), &mut collect).unwrap();
+    conformer.finish(&mut collect).unwrap();
+    assert_eq!(out.len(), (44_100 + 22_050 + 11_025) * 2);
+    let left: Vec<f32> = out.iter().step_by(2).copied().collect();
+    assert_close(
+        pitch(&left[..44_100], 44_100),
+        f64::from(A4),
+        4.0,
+        "pitch of the first part",
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096), ext in "(mp3|wav|flac|ogg|m4a|webm|bin)") {
         let name = format!("upload.{ext}");
-        match SymphoniaLameCodec.prepare_for_transcription(&bytes, Some(&name)) {
+        match CODEC.prepare_for_transcription(&bytes, Some(&name)) {
             Ok(_) | Err(AudioError::Undecodable(_)) => {}
             Err(other) => prop_assert!(false, "unexpected {other:?}"),
         }
@@ -430,7 +578,7 @@ proptest! {
                 *b = byte;
             }
             bytes.truncate(cut);
-            match SymphoniaLameCodec.prepare_for_transcription(&bytes, None) {
+            match CODEC.prepare_for_transcription(&bytes, None) {
                 Ok(_) | Err(AudioError::Undecodable(_)) => {}
                 Err(other) => prop_assert!(false, "unexpected {other:?}"),
             }
@@ -444,9 +592,7 @@ proptest! {
 fn time_preparing_a_30_second_wav() {
     let source = wav(48_000, 2, 30.0);
     let started = std::time::Instant::now();
-    let prepared = SymphoniaLameCodec
-        .prepare_for_transcription(&source, Some("long.wav"))
-        .unwrap();
+    let prepared = CODEC.prepare_for_transcription(&source, Some("long.wav")).unwrap();
     eprintln!(
         "prepare_for_transcription(30 s 48 kHz stereo WAV, {} bytes) took {:?} -> {} bytes of MP3",
         source.len(),
@@ -455,17 +601,13 @@ fn time_preparing_a_30_second_wav() {
     );
     let source = wav(16_000, 1, 30.0);
     let started = std::time::Instant::now();
-    SymphoniaLameCodec
-        .prepare_for_transcription(&source, Some("long.wav"))
-        .unwrap();
+    CODEC.prepare_for_transcription(&source, Some("long.wav")).unwrap();
     eprintln!(
         "prepare_for_transcription(30 s 16 kHz mono WAV) took {:?}",
         started.elapsed()
     );
     let speech = mp3(32_000, 1, 30.0);
     let started = std::time::Instant::now();
-    SymphoniaLameCodec
-        .render_speech(&speech, SpeechFormat::Wav, 1.5)
-        .unwrap();
+    CODEC.render_speech(&speech, SpeechFormat::Wav, 1.5).unwrap();
     eprintln!("render_speech(30 s MP3 -> WAV at 1.5x) took {:?}", started.elapsed());
 }
