@@ -9,32 +9,11 @@ use std::time::Duration;
 use hailuo_free_api::sim::SimConfig;
 use serde_json::Value;
 
+use crate::audio_fixtures::wav_claiming;
 use crate::server::Server;
 
 /// How long `/ping` may take while the server refuses hostile audio.
 const PING_WITHIN: Duration = Duration::from_secs(2);
-
-/// A WAV file whose header claims `rate` Hz and `channels` channels of 16-bit PCM, followed
-/// by `data_bytes` bytes of silence.
-fn wav_claiming(rate: u32, channels: u16, data_bytes: u32) -> Vec<u8> {
-    let block_align = channels.wrapping_mul(2);
-    let byte_rate = rate.wrapping_mul(u32::from(block_align));
-    let mut wav = Vec::new();
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data_bytes).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&channels.to_le_bytes());
-    wav.extend_from_slice(&rate.to_le_bytes());
-    wav.extend_from_slice(&byte_rate.to_le_bytes());
-    wav.extend_from_slice(&block_align.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&data_bytes.to_le_bytes());
-    wav.resize(wav.len() + data_bytes as usize, 0);
-    wav
-}
 
 /// 8 kHz frames per FLAC block: a whole number of them per file keeps every block full.
 const BLOCK: usize = 32_000;

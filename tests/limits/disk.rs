@@ -3,7 +3,7 @@
 //! cleanup of the others.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hailuo_free_api::sim::{SimConfig, Simulator};
@@ -31,6 +31,19 @@ async fn chat(server: &Server, token: &str) -> String {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     body["id"].as_str().unwrap().to_owned()
+}
+
+/// A simulator, and a folder holding a database (and its key file) in which a server that has
+/// since stopped recorded one conversation of `token-a`.
+async fn a_database_with_one_conversation() -> (Simulator, tempfile::TempDir, PathBuf, String) {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("hailuo.db");
+    let url = store_url(&database);
+    let server = Server::start_against(sim.clone(), &[("HAILUO_STORE__URL", &url)]).await;
+    chat(&server, "token-a").await;
+    drop(server);
+    (sim, dir, database, url)
 }
 
 #[tokio::test]
@@ -64,13 +77,7 @@ async fn the_database_and_its_key_are_private_and_a_shared_key_file_is_warned_ab
 
 #[tokio::test]
 async fn a_missing_key_for_an_existing_database_stops_the_start_and_writes_no_new_key() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("hailuo.db");
-    let url = store_url(&database);
-    let server = Server::start_against(sim.clone(), &[("HAILUO_STORE__URL", &url)]).await;
-    chat(&server, "token-a").await;
-    drop(server);
+    let (sim, dir, _database, url) = a_database_with_one_conversation().await;
     let key = dir.path().join("hailuo.db.key");
     std::fs::remove_file(&key).unwrap();
 
@@ -82,13 +89,7 @@ async fn a_missing_key_for_an_existing_database_stops_the_start_and_writes_no_ne
 
 #[tokio::test]
 async fn an_emptied_database_with_its_key_present_stops_the_start() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("hailuo.db");
-    let url = store_url(&database);
-    let server = Server::start_against(sim.clone(), &[("HAILUO_STORE__URL", &url)]).await;
-    chat(&server, "token-a").await;
-    drop(server);
+    let (sim, dir, database, url) = a_database_with_one_conversation().await;
     for companion in ["hailuo.db-wal", "hailuo.db-shm"] {
         let _ = std::fs::remove_file(dir.path().join(companion));
     }

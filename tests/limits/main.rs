@@ -5,6 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audio;
+// The WAV, FLAC and MP3 makers of the API suite; only some serve these cases.
+#[allow(dead_code)]
+#[path = "../api/audio_fixtures.rs"]
+mod audio_fixtures;
 mod disk;
 mod edge;
 mod files;

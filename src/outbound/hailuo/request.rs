@@ -445,4 +445,45 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn the_known_refusals_mean_the_same_whatever_the_call() {
+        let refused = |code: &str, message: &str| {
+            CallFailure::Envelope {
+                code: code.into(),
+                message: message.into(),
+            }
+            .into_refused()
+        };
+        assert!(matches!(refused("1003", "x"), ProviderError::DeviceUnknown { .. }));
+        assert!(matches!(
+            refused("77", "设备未注册"),
+            ProviderError::DeviceUnknown { .. }
+        ));
+        assert!(matches!(
+            refused("1200002", "x"),
+            ProviderError::ConversationNotFound { .. }
+        ));
+        assert!(matches!(
+            refused("9", "对话不存在"),
+            ProviderError::ConversationNotFound { .. }
+        ));
+        for (code, message) in [
+            ("1004", "x"),
+            ("1001", "x"),
+            ("5", "登录已失效，请重新登录"),
+            ("6", "用户未登录"),
+        ] {
+            assert!(
+                matches!(refused(code, message), ProviderError::AccountRejected { .. }),
+                "{code} {message}"
+            );
+        }
+        assert_eq!(
+            refused("1500001", "敏感"),
+            ProviderError::Refused {
+                message: "敏感".into()
+            }
+        );
+    }
 }
