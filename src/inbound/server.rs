@@ -36,7 +36,7 @@ use poem::{Endpoint, EndpointExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::http::error::ApiError;
+use super::http::error::{ApiError, ErrorCode, ErrorType};
 
 /// A client must send its whole request head within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -285,24 +285,24 @@ fn hyper_parse_error_status(head: &[u8]) -> Option<&[u8]> {
 
 /// The OpenAI-shaped answer for one of the statuses hyper gives unparsable heads.
 fn parse_error_answer(status: &[u8]) -> Option<Vec<u8>> {
-    let kind = "invalid_request_error";
+    let kind = ErrorType::InvalidRequestError;
     let error = match status {
         b"400" => ApiError::new(
             poem::http::StatusCode::BAD_REQUEST,
             kind,
-            "malformed_request",
+            ErrorCode::MalformedRequest,
             "the request is not valid HTTP/1.1: its request line or a header could not be parsed",
         ),
         b"414" => ApiError::new(
             poem::http::StatusCode::URI_TOO_LONG,
             kind,
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             "the request URI is too long",
         ),
         b"431" => ApiError::new(
             poem::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             kind,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             "the request head is too large: at most 100 headers, of about 400 KB in all",
         ),
         _ => return None,

@@ -8,14 +8,63 @@ use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
 
-use crate::domain::chat::{AccountToken, AnswerDelta, ChatPrompt, ClientId, ConversationId};
+use crate::domain::chat::{AccountToken, AnswerDelta, AttachmentError, ChatPrompt, ClientId, ConversationId};
 use crate::domain::ports::{AnswerStream, AttachmentSource, ChatProvider, ProviderError, Session, SessionStore};
 
 use super::accounts::AccountLease;
 use super::conversations::ConversationTracker;
 use super::now_ms;
-use super::runner::{AccountRunner, GatewayError};
+use super::runner::{AccountRunner, RunnerError};
 use crate::domain::metrics::instruments;
+
+/// Why a chat failed, as a client needs to know it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ChatError {
+    /// The run on the client's accounts failed.
+    #[error(transparent)]
+    Run(#[from] RunnerError),
+    /// The prompt itself is unusable.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// An attachment could not be fetched (bad URL, unreachable, refused address, ...), or a
+    /// message carries more attachments than allowed.
+    #[error("{0}")]
+    InvalidAttachment(String),
+    /// An attachment is larger than the limit, or the request's attachments together are.
+    #[error("{0}")]
+    AttachmentTooLarge(String),
+    /// The conversation to continue does not exist, or is not the caller's (the same answer
+    /// for both, so that one client cannot learn another's conversation ids).
+    #[error(
+        "the conversation given as `conversation_id` was not found for this caller: start a new \
+         one by leaving `conversation_id` out"
+    )]
+    ConversationNotFound,
+    /// The session store failed; details are logged, not shown.
+    #[error("internal error")]
+    SessionStore,
+}
+
+/// An upstream failure as chat reads it: an unknown conversation and a failed attachment are
+/// the client's to hear about, every other failure is the runner's shared meaning.
+impl From<ProviderError> for ChatError {
+    fn from(error: ProviderError) -> Self {
+        match error {
+            ProviderError::ConversationNotFound { .. } => ChatError::ConversationNotFound,
+            ProviderError::Attachment(error) => error.into(),
+            error => RunnerError::from(error).into(),
+        }
+    }
+}
+
+impl From<AttachmentError> for ChatError {
+    fn from(error: AttachmentError) -> Self {
+        match error {
+            AttachmentError::Invalid(message) => ChatError::InvalidAttachment(message),
+            AttachmentError::TooLarge(message) => ChatError::AttachmentTooLarge(message),
+        }
+    }
+}
 
 /// The chat use case.
 pub struct ChatService {
@@ -48,16 +97,16 @@ impl ChatService {
     /// arrived, so every failure before it is a proper error.
     ///
     /// # Errors
-    /// See [`GatewayError`]: no tokens, the server overloaded, an attachment refused (more than
+    /// See [`ChatError`]: no tokens, the server overloaded, an attachment refused (more than
     /// a message may carry, unreachable, past a file's limit or the request's total), all
     /// accounts busy past the wait, all refused, the request refused, the upstream unavailable
     /// or silent after the retries.
-    pub async fn chat(&self, tokens: &[AccountToken], prompt: ChatPrompt) -> Result<Answer, GatewayError> {
+    pub async fn chat(&self, tokens: &[AccountToken], prompt: ChatPrompt) -> Result<Answer, ChatError> {
         if tokens.is_empty() {
-            return Err(GatewayError::NoAccounts);
+            return Err(RunnerError::NoAccounts.into());
         }
         if prompt.messages.is_empty() {
-            return Err(GatewayError::InvalidRequest("`messages` must not be empty".into()));
+            return Err(ChatError::InvalidRequest("`messages` must not be empty".into()));
         }
         let has_text = prompt
             .messages
@@ -65,7 +114,7 @@ impl ChatService {
             .flat_map(|m| m.texts())
             .any(|t| !t.trim().is_empty());
         if !has_text && prompt.attachment_urls().is_empty() {
-            return Err(GatewayError::InvalidRequest(
+            return Err(ChatError::InvalidRequest(
                 "`messages` hold no text and no attachment: there is nothing to answer".into(),
             ));
         }
@@ -83,7 +132,7 @@ impl ChatService {
                 let guard = Activity::begin(self, conversation.clone(), None, prompt.client.clone());
                 let session = self.sessions.find(conversation).await.map_err(|error| {
                     tracing::error!(%error, "session store failed");
-                    GatewayError::Internal
+                    ChatError::SessionStore
                 })?;
                 if let Some(token) = continuable(session, prompt.client.as_ref(), tokens)? {
                     candidates = vec![token];
@@ -97,7 +146,7 @@ impl ChatService {
         let first_attachments = &first_attachments;
         let ((first, rest, opened), lease) = self
             .runner
-            .run_admitted(admitted, &candidates, |account| async move {
+            .run_admitted::<ChatError, _, _, _>(admitted, &candidates, |account| async move {
                 // Each attempt reads the attachments once; a retry opens them again.
                 let ready = first_attachments.lock().ok().and_then(|mut slot| slot.take());
                 let attachments = match ready {
@@ -152,7 +201,7 @@ impl ChatService {
     ///
     /// # Errors
     /// As [`Self::chat`], and the answer's own error once the retries are spent.
-    pub async fn complete(&self, tokens: &[AccountToken], prompt: ChatPrompt) -> Result<Completion, GatewayError> {
+    pub async fn complete(&self, tokens: &[AccountToken], prompt: ChatPrompt) -> Result<Completion, ChatError> {
         let policy = *self.runner.policy();
         let mut failures = 0;
         loop {
@@ -160,7 +209,7 @@ impl ChatService {
             let conversation = answer.conversation().clone();
             match answer.collect_text().await {
                 Ok(text) => return Ok(Completion { conversation, text }),
-                Err(error @ (GatewayError::Unavailable { .. } | GatewayError::Timeout))
+                Err(error @ ChatError::Run(RunnerError::Unavailable { .. } | RunnerError::Timeout))
                     if failures < policy.retries =>
                 {
                     failures += 1;
@@ -229,13 +278,13 @@ impl ChatService {
 /// only by the client that made it (with keys), or with its account among the tokens given
 /// (without); one it does not know is refused with keys on (their pool is shared, so only what
 /// a key made is its own) and otherwise left to the upstream, which knows its accounts'
-/// conversations. Every refusal is the same [`GatewayError::ConversationNotFound`], so that
+/// conversations. Every refusal is the same [`ChatError::ConversationNotFound`], so that
 /// nobody learns whether another client's conversation exists.
 fn continuable(
     session: Option<Session>,
     client: Option<&ClientId>,
     tokens: &[AccountToken],
-) -> Result<Option<AccountToken>, GatewayError> {
+) -> Result<Option<AccountToken>, ChatError> {
     let allowed = match (&session, client) {
         (Some(session), Some(client)) => session.owner.as_ref() == Some(client) && tokens.contains(&session.token),
         (Some(session), None) => tokens.contains(&session.token),
@@ -243,7 +292,7 @@ fn continuable(
         (None, None) => true,
     };
     match session {
-        _ if !allowed => Err(GatewayError::ConversationNotFound),
+        _ if !allowed => Err(ChatError::ConversationNotFound),
         session => Ok(session.map(|session| session.token)),
     }
 }
@@ -343,7 +392,7 @@ impl Answer {
     ///
     /// # Errors
     /// The first error of the stream.
-    pub async fn collect_text(mut self) -> Result<String, GatewayError> {
+    pub async fn collect_text(mut self) -> Result<String, ChatError> {
         let mut text = String::new();
         while let Some(delta) = self.next().await {
             text.push_str(&delta?.text);
@@ -353,7 +402,7 @@ impl Answer {
 }
 
 impl Stream for Answer {
-    type Item = Result<AnswerDelta, GatewayError>;
+    type Item = Result<AnswerDelta, ChatError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(first) = self.first.take() {
@@ -376,9 +425,10 @@ impl Stream for Answer {
             }
             Poll::Ready(None) => {
                 self.finish();
-                Poll::Ready(Some(Err(GatewayError::Unavailable {
+                Poll::Ready(Some(Err(RunnerError::Unavailable {
                     message: "the answer stream ended before its last event".into(),
-                })))
+                }
+                .into())))
             }
         }
     }

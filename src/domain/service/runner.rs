@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::domain::chat::{AccountToken, AttachmentError};
+use crate::domain::chat::AccountToken;
 use crate::domain::metrics::instruments;
 use crate::domain::ports::{Account, ProviderError};
 
@@ -18,20 +18,11 @@ use super::accounts::{AccountHealth, AccountLease, AccountPool, CooldownPolicy};
 use super::admission::{Admission, AdmissionPermit};
 use super::devices::{DeviceError, DeviceRegistry};
 
-/// Why a use case that runs on an upstream account (chat, speech, transcription) failed, as
-/// a client needs to know it.
+/// Why a run on the client's accounts failed, whatever the use case: the failures of the
+/// [`AccountRunner`] and of the upstream that every use case shares. Chat, speech and
+/// transcription each wrap it in their own error.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum GatewayError {
-    /// The request itself is unusable.
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// An attachment could not be fetched (bad URL, unreachable, refused address, ...), or a
-    /// message carries more attachments than allowed.
-    #[error("{0}")]
-    InvalidAttachment(String),
-    /// An attachment is larger than the limit, or the request's attachments together are.
-    #[error("{0}")]
-    AttachmentTooLarge(String),
+pub enum RunnerError {
     /// No account token was given.
     #[error("no Hailuo account token was given: send `Authorization: Bearer TOKEN[,TOKEN...]`")]
     NoAccounts,
@@ -42,25 +33,13 @@ pub enum GatewayError {
     /// Every account stayed busy for the whole wait.
     #[error("every account token given is busy answering another request; try again later or pass more tokens")]
     AccountsBusy,
-    /// The upstream refused every account token given.
+    /// The upstream refused every account token given (or they all rest after repeated
+    /// refusals).
     #[error("the upstream refused every account token given (expired or logged out?): {message}")]
     AccountsRejected {
         /// The upstream's last reason.
         message: String,
     },
-    /// An uploaded file is not audio we can decode.
-    #[error("{0}")]
-    InvalidAudio(String),
-    /// The conversation to continue does not exist, or is not the caller's (the same answer
-    /// for both, so that one client cannot learn another's conversation ids).
-    #[error(
-        "the conversation given as `conversation_id` was not found for this caller: start a new \
-         one by leaving `conversation_id` out"
-    )]
-    ConversationNotFound,
-    /// An uploaded file holds more audio than the server decodes (the message names the limit).
-    #[error("{0}")]
-    AudioTooLong(String),
     /// The upstream refused the request (content filtered, rate limited, ...).
     #[error("the upstream refused the request: {message}")]
     Refused {
@@ -76,33 +55,28 @@ pub enum GatewayError {
     /// The upstream sent nothing for longer than the timeout, also after retrying.
     #[error("the upstream did not answer in time")]
     Timeout,
-    /// Our own infrastructure failed (the store); details are logged, not shown.
+    /// The token store failed; details are logged, not shown.
     #[error("internal error")]
-    Internal,
+    TokenStore,
 }
 
-impl From<ProviderError> for GatewayError {
+/// The shared meaning of an upstream failure. A use case that sends what the upstream may
+/// refuse on its own terms (a conversation to continue, attachments) reads those refusals
+/// itself before falling back on this; to any other use case they are the upstream failing.
+impl From<ProviderError> for RunnerError {
     fn from(error: ProviderError) -> Self {
         match error {
-            ProviderError::AccountRejected { message } => GatewayError::AccountsRejected { message },
-            ProviderError::Refused { message } => GatewayError::Refused { message },
-            ProviderError::Unavailable { message } | ProviderError::BadResponse { message } => {
-                GatewayError::Unavailable { message }
-            }
-            ProviderError::Timeout | ProviderError::GaveUp { .. } => GatewayError::Timeout,
+            ProviderError::AccountRejected { message } => RunnerError::AccountsRejected { message },
+            ProviderError::Refused { message } => RunnerError::Refused { message },
+            ProviderError::Unavailable { message }
+            | ProviderError::BadResponse { message }
+            | ProviderError::ConversationNotFound { message } => RunnerError::Unavailable { message },
+            ProviderError::Timeout | ProviderError::GaveUp { .. } => RunnerError::Timeout,
             // Reached only when registering again did not help.
-            ProviderError::DeviceUnknown { message } => GatewayError::Unavailable { message },
-            ProviderError::ConversationNotFound { .. } => GatewayError::ConversationNotFound,
-            ProviderError::Attachment(error) => error.into(),
-        }
-    }
-}
-
-impl From<AttachmentError> for GatewayError {
-    fn from(error: AttachmentError) -> Self {
-        match error {
-            AttachmentError::Invalid(message) => GatewayError::InvalidAttachment(message),
-            AttachmentError::TooLarge(message) => GatewayError::AttachmentTooLarge(message),
+            ProviderError::DeviceUnknown { message } => RunnerError::Unavailable { message },
+            ProviderError::Attachment(error) => RunnerError::Unavailable {
+                message: error.to_string(),
+            },
         }
     }
 }
@@ -138,8 +112,10 @@ enum AttemptError {
     Transient(ProviderError),
     /// The upstream forgot the account's device: register again and retry at once.
     DeviceUnknown(Account, ProviderError),
-    /// Final: hand it to the client.
-    Final(GatewayError),
+    /// Final: hand it to the use case.
+    Final(ProviderError),
+    /// The token store failed (logged where it happened).
+    TokenStore,
 }
 
 impl From<DeviceError> for AttemptError {
@@ -148,7 +124,7 @@ impl From<DeviceError> for AttemptError {
             DeviceError::Provider(error) => AttemptError::from(error),
             DeviceError::Store(error) => {
                 tracing::error!(%error, "token store failed");
-                AttemptError::Final(GatewayError::Internal)
+                AttemptError::TokenStore
             }
         }
     }
@@ -159,7 +135,7 @@ impl From<ProviderError> for AttemptError {
         match error {
             ProviderError::AccountRejected { message } => AttemptError::Rejected(message),
             error if error.is_transient() => AttemptError::Transient(error),
-            error => AttemptError::Final(error.into()),
+            error => AttemptError::Final(error),
         }
     }
 }
@@ -215,19 +191,23 @@ impl AccountRunner {
     /// account's lease, which keeps the account and the admission slot to the caller until
     /// dropped.
     ///
+    /// The failure comes back as the use case's own error `E`: the runner's failures wrapped
+    /// ([`RunnerError`]), the upstream's final one as that use case reads it.
+    ///
     /// # Errors
-    /// [`GatewayError::NoAccounts`] without tokens, [`GatewayError::Overloaded`] when the
-    /// admission gate turns the request away, [`GatewayError::AccountsBusy`] when all stay
-    /// busy past the wait, [`GatewayError::AccountsRejected`] when the upstream refuses them
-    /// all (or all rest), the transient failure once the retries are spent, or the
-    /// attempt's own final error.
-    pub async fn run<T, F, Fut>(&self, tokens: &[AccountToken], attempt: F) -> Result<(T, AccountLease), GatewayError>
+    /// [`RunnerError::NoAccounts`] without tokens, [`RunnerError::Overloaded`] when the
+    /// admission gate turns the request away, [`RunnerError::AccountsBusy`] when all stay
+    /// busy past the wait, [`RunnerError::AccountsRejected`] when the upstream refuses them
+    /// all (or all rest), [`RunnerError::TokenStore`] when the token store fails, the
+    /// transient failure once the retries are spent, or the attempt's own final error.
+    pub async fn run<E, T, F, Fut>(&self, tokens: &[AccountToken], attempt: F) -> Result<(T, AccountLease), E>
     where
+        E: From<RunnerError> + From<ProviderError>,
         F: FnMut(Account) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
         if tokens.is_empty() {
-            return Err(GatewayError::NoAccounts);
+            return Err(RunnerError::NoAccounts.into());
         }
         let admitted = self.admit().await?;
         self.run_admitted(admitted, tokens, attempt).await
@@ -238,34 +218,35 @@ impl AccountRunner {
     /// the permit to [`Self::run_admitted`] afterwards.
     ///
     /// # Errors
-    /// [`GatewayError::Overloaded`] when the gate turns the request away.
-    pub async fn admit(&self) -> Result<AdmissionPermit, GatewayError> {
+    /// [`RunnerError::Overloaded`] when the gate turns the request away.
+    pub async fn admit(&self) -> Result<AdmissionPermit, RunnerError> {
         self.admission.admit(self.policy.busy_wait).await.map_err(|overloaded| {
             tracing::warn!(%overloaded, "request turned away");
-            GatewayError::Overloaded
+            RunnerError::Overloaded
         })
     }
 
     /// As [`Self::run`], on a request already admitted (see [`Self::admit`]).
     ///
     /// # Errors
-    /// As [`Self::run`], but for [`GatewayError::Overloaded`].
-    pub async fn run_admitted<T, F, Fut>(
+    /// As [`Self::run`], but for [`RunnerError::Overloaded`].
+    pub async fn run_admitted<E, T, F, Fut>(
         &self,
         admitted: AdmissionPermit,
         tokens: &[AccountToken],
         mut attempt: F,
-    ) -> Result<(T, AccountLease), GatewayError>
+    ) -> Result<(T, AccountLease), E>
     where
+        E: From<RunnerError> + From<ProviderError>,
         F: FnMut(Account) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
         if tokens.is_empty() {
-            return Err(GatewayError::NoAccounts);
+            return Err(RunnerError::NoAccounts.into());
         }
         let mut candidates = self.health.usable(tokens);
         if candidates.is_empty() {
-            return Err(all_resting());
+            return Err(all_resting().into());
         }
         let offset = rand::rng().random_range(0..candidates.len());
         candidates.rotate_left(offset);
@@ -280,15 +261,16 @@ impl AccountRunner {
             candidates = self.health.usable(&candidates);
             if candidates.is_empty() {
                 return Err(match last_rejection {
-                    Some(message) => GatewayError::AccountsRejected { message },
+                    Some(message) => RunnerError::AccountsRejected { message },
                     None => all_resting(),
-                });
+                }
+                .into());
             }
             let ordered = prefer_others(&candidates, last_failed.as_ref());
             let waiting = std::time::Instant::now();
             let lease = self.pool.lease(&ordered, self.policy.busy_wait).await;
             instruments().account_wait.record(waiting.elapsed().as_secs_f64(), &[]);
-            let lease = lease.ok_or(GatewayError::AccountsBusy)?;
+            let lease = lease.ok_or(RunnerError::AccountsBusy)?;
             let token = lease.token().clone();
             attempts += 1;
             let outcome = ATTEMPT
@@ -332,7 +314,7 @@ impl AccountRunner {
                     }
                     if let Err(error) = self.devices.forget_stale(&account).await {
                         tracing::error!(%error, "token store failed");
-                        return Err(GatewayError::Internal);
+                        return Err(RunnerError::TokenStore.into());
                     }
                 }
                 AttemptError::Transient(error) => {
@@ -345,7 +327,8 @@ impl AccountRunner {
                     last_failed = Some(token);
                     tokio::time::sleep(self.policy.retry_delay).await;
                 }
-                AttemptError::Final(error) => return Err(error),
+                AttemptError::Final(error) => return Err(error.into()),
+                AttemptError::TokenStore => return Err(RunnerError::TokenStore.into()),
             }
         }
     }
@@ -355,8 +338,8 @@ impl AccountRunner {
 const MAX_REREGISTRATIONS: u32 = 2;
 
 /// The answer when every token given rests after repeated refusals.
-fn all_resting() -> GatewayError {
-    GatewayError::AccountsRejected {
+fn all_resting() -> RunnerError {
+    RunnerError::AccountsRejected {
         message: "every token given was refused repeatedly and rests for `accounts.cooldown_secs` \
                   before it is tried again"
             .into(),

@@ -7,18 +7,19 @@ use std::time::Duration;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::types::{Example, Type};
 use poem_openapi::{ApiResponse, Multipart, Object, OpenApi};
 use serde::Serialize;
 
 use crate::domain::audio::{SpeechFormat, SpeechModel, Transcript};
-use crate::domain::service::{GatewayError, SpeechOrder, SpeechService, TranscriptionService};
+use crate::domain::service::{SpeechOrder, SpeechService, TranscriptionError, TranscriptionService};
 
 use super::ApiTags;
 use super::auth::HailuoTokens;
-use super::error::{ApiError, ErrorResponse};
+use super::error::{ApiError, ErrorCode, ErrorResponse, ErrorType};
+use super::openapi::{self, Success};
 use super::text::Text;
 
 /// The audio resources.
@@ -105,33 +106,16 @@ impl IntoResponse for AudioResponse {
     }
 }
 
-fn binary_schema() -> MetaSchemaRef {
-    MetaSchemaRef::Inline(Box::new(MetaSchema {
-        format: Some("binary"),
-        ..MetaSchema::new("string")
-    }))
-}
-
 impl ApiResponse for AudioResponse {
     const BAD_REQUEST_HANDLER: bool = true;
 
     fn meta() -> MetaResponses {
-        let ok = MetaResponse {
-            description: "The audio, in the format asked for.",
-            status: Some(200),
-            status_range: None,
-            content: ["audio/mpeg", "audio/wav", "audio/pcm", "audio/flac"]
-                .into_iter()
-                .map(|content_type| MetaMediaType {
-                    content_type,
-                    schema: binary_schema(),
-                })
-                .collect(),
-            headers: vec![],
-        };
-        let mut responses = vec![ok];
-        responses.extend(ApiError::meta().responses);
-        MetaResponses { responses }
+        Success::new("The audio, in the format asked for.")
+            .media("audio/mpeg", openapi::binary())
+            .media("audio/wav", openapi::binary())
+            .media("audio/pcm", openapi::binary())
+            .media("audio/flac", openapi::binary())
+            .and_errors()
     }
 
     fn register(registry: &mut Registry) {
@@ -318,26 +302,13 @@ impl ApiResponse for TranscriptionResponse {
     const BAD_REQUEST_HANDLER: bool = true;
 
     fn meta() -> MetaResponses {
-        let ok = MetaResponse {
-            description: "The transcript: `{\"text\"}` (json), the text alone (text), with its duration and a \
+        Success::new(
+            "The transcript: `{\"text\"}` (json), the text alone (text), with its duration and a \
                 segment (verbose_json), or subtitles (srt, vtt).",
-            status: Some(200),
-            status_range: None,
-            content: vec![
-                MetaMediaType {
-                    content_type: "application/json; charset=utf-8",
-                    schema: TranscriptionJson::schema_ref(),
-                },
-                MetaMediaType {
-                    content_type: "text/plain; charset=utf-8",
-                    schema: String::schema_ref(),
-                },
-            ],
-            headers: vec![],
-        };
-        let mut responses = vec![ok];
-        responses.extend(ApiError::meta().responses);
-        MetaResponses { responses }
+        )
+        .media("application/json; charset=utf-8", TranscriptionJson::schema_ref())
+        .media("text/plain; charset=utf-8", String::schema_ref())
+        .and_errors()
     }
 
     fn register(registry: &mut Registry) {
@@ -393,8 +364,8 @@ impl AudioApi {
             return TranscriptionResponse::Error(
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "invalid_request_error",
-                    "file_too_large",
+                    ErrorType::InvalidRequestError,
+                    ErrorCode::FileTooLarge,
                     format!(
                         "the audio file is larger than the limit of {} bytes",
                         self.max_upload_bytes
@@ -413,7 +384,7 @@ impl AudioApi {
             }
         };
         if audio.is_empty() {
-            return TranscriptionResponse::Error(ApiError::from(GatewayError::InvalidAudio(
+            return TranscriptionResponse::Error(ApiError::from(TranscriptionError::InvalidAudio(
                 "the audio file is empty".into(),
             )));
         }

@@ -21,7 +21,7 @@ use poem::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use tokio::time::{Instant, Sleep};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode, ErrorType};
 use crate::config::BodyLimits;
 
 /// The operations that take a request body: every other request must come without one. The
@@ -83,12 +83,12 @@ enum Refusal {
 
 impl Refusal {
     fn error(self, limits: &BodyLimits) -> ApiError {
-        let kind = "invalid_request_error";
+        let kind = ErrorType::InvalidRequestError;
         match self {
             Self::NotAllowed => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 kind,
-                "body_not_allowed",
+                ErrorCode::BodyNotAllowed,
                 format!(
                     "this route takes no request body; only these do: {}",
                     BODY_ROUTES
@@ -101,7 +101,7 @@ impl Refusal {
             Self::TooLarge => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 kind,
-                "request_too_large",
+                ErrorCode::RequestTooLarge,
                 format!(
                     "the request body is too large: at most {} bytes (`server.max_body_bytes`)",
                     limits.max_bytes
@@ -110,7 +110,7 @@ impl Refusal {
             Self::TooLate => ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 kind,
-                "request_timeout",
+                ErrorCode::RequestTimeout,
                 format!(
                     "the request body did not arrive within {} s (`server.body_timeout_secs`)",
                     limits.timeout.as_secs()
@@ -119,7 +119,7 @@ impl Refusal {
             Self::TooSlow => ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 kind,
-                "request_timeout",
+                ErrorCode::RequestTimeout,
                 format!(
                     "the request body arrived slower than {} bytes per second \
                      (`server.min_body_bytes_per_sec`)",

@@ -9,6 +9,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod models;
+pub mod openapi;
 pub mod system;
 pub mod text;
 pub mod tokens;

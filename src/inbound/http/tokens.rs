@@ -7,7 +7,7 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::domain::chat::AccountToken;
-use crate::domain::service::{DeviceError, DeviceRegistry};
+use crate::domain::service::{DeviceError, DeviceRegistry, RunnerError};
 
 use super::ApiTags;
 use super::error::ApiError;
@@ -97,7 +97,7 @@ impl TokenApi {
         match self.devices.is_alive(&AccountToken::new(token)).await {
             Ok(live) => TokenCheckResponse::Ok(Json(TokenCheckResult { live })),
             Err(DeviceError::Provider(error)) => {
-                let error = ApiError::from(crate::domain::service::GatewayError::from(error));
+                let error = ApiError::from(RunnerError::from(error));
                 if error.status == poem::http::StatusCode::GATEWAY_TIMEOUT {
                     TokenCheckResponse::Timeout(Json(error.body))
                 } else {
@@ -106,9 +106,7 @@ impl TokenApi {
             }
             Err(DeviceError::Store(error)) => {
                 tracing::error!(%error, "token store failed");
-                TokenCheckResponse::Internal(Json(
-                    ApiError::from(crate::domain::service::GatewayError::Internal).body,
-                ))
+                TokenCheckResponse::Internal(Json(ApiError::internal().body))
             }
         }
     }

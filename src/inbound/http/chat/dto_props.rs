@@ -1,6 +1,7 @@
 //! Property tests of the chat request DTOs: any JSON parses into a request or a parse
 //! error, never a panic; a well-formed request keeps every message's role and text, in order.
 
+use poem::http::StatusCode;
 use poem_openapi::types::ParseFromJSON;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -60,7 +61,7 @@ proptest! {
         if let Ok(request) = ChatCompletionRequest::parse_from_json(Some(value)) {
             let count = request.messages.len();
             match request.into_prompt() {
-                Ok((_, _, _, prompt)) => prop_assert_eq!(prompt.messages.len(), count),
+                Ok(request) => prop_assert_eq!(request.prompt.messages.len(), count),
                 Err(error) => prop_assert_eq!(error.status, StatusCode::BAD_REQUEST),
             }
         }
@@ -88,7 +89,8 @@ proptest! {
         }
         let request = ChatCompletionRequest::parse_from_json(Some(body))
             .map_err(|e| TestCaseError::fail(e.into_message()))?;
-        let (name, _, _, prompt) = request.into_prompt().map_err(|e| TestCaseError::fail(e.body.error.message))?;
+        let PromptRequest { model: name, prompt, .. } =
+            request.into_prompt().map_err(|e| TestCaseError::fail(e.body.error.message))?;
         for ((_, role, texts), message) in messages.iter().zip(&prompt.messages) {
             prop_assert_eq!(&message.role, role);
             prop_assert_eq!(message.texts().collect::<Vec<_>>(), texts.iter().map(String::as_str).collect::<Vec<_>>());

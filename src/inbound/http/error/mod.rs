@@ -1,5 +1,7 @@
 //! Every error a client sees is OpenAI-shaped: `{"error":{"message","type","param","code"}}`
-//! with the real HTTP status. The mapping from the use cases' errors lives in one `match`.
+//! with the real HTTP status. The mapping from the use cases' errors (each its own enum,
+//! wrapping the runner's shared failures) to status, `type` and `code` lives here, one
+//! exhaustive `match` per enum; `type` and `code` are [`ErrorType`] and [`ErrorCode`].
 
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
@@ -7,7 +9,11 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::{ApiResponse, Object};
 use serde::Serialize;
 
-use crate::domain::service::GatewayError;
+use crate::domain::service::{ChatError, RunnerError, SpeechError, TranscriptionError};
+
+mod codes;
+
+pub use codes::{ErrorCode, ErrorType};
 
 /// An OpenAI-style error response body.
 #[derive(Debug, Clone, Object, Serialize)]
@@ -45,15 +51,15 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with the given status, class, code and message.
-    pub fn new(status: StatusCode, kind: &str, code: &str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, kind: ErrorType, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             body: ErrorResponse {
                 error: ErrorDetail {
                     message: message.into(),
-                    kind: kind.to_owned(),
+                    kind: kind.as_str().to_owned(),
                     param: None,
-                    code: Some(code.to_owned()),
+                    code: Some(code.as_str().to_owned()),
                 },
             },
             retry_after: None,
@@ -76,8 +82,8 @@ impl ApiError {
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "invalid_request",
+            ErrorType::InvalidRequestError,
+            ErrorCode::InvalidRequest,
             message,
         )
     }
@@ -86,9 +92,19 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid_api_key",
+            ErrorType::AuthenticationError,
+            ErrorCode::InvalidApiKey,
             message,
+        )
+    }
+
+    /// A 500 for a failure of the server's own; what failed is logged, never shown.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::ServerError,
+            ErrorCode::InternalError,
+            "internal error",
         )
     }
 
@@ -103,20 +119,20 @@ impl ApiError {
         match status {
             StatusCode::NOT_FOUND => Self::new(
                 status,
-                "invalid_request_error",
-                "not_found",
+                ErrorType::InvalidRequestError,
+                ErrorCode::NotFound,
                 "unknown route: see /docs for the API",
             ),
             StatusCode::METHOD_NOT_ALLOWED => Self::new(
                 status,
-                "invalid_request_error",
-                "method_not_allowed",
+                ErrorType::InvalidRequestError,
+                ErrorCode::MethodNotAllowed,
                 "method not allowed on this route",
             ),
             StatusCode::PAYLOAD_TOO_LARGE => Self::new(
                 status,
-                "invalid_request_error",
-                "request_too_large",
+                ErrorType::InvalidRequestError,
+                ErrorCode::RequestTooLarge,
                 "the request body is too large",
             ),
             StatusCode::UNAUTHORIZED => match error.downcast_ref::<super::auth::InvalidApiKey>() {
@@ -126,12 +142,20 @@ impl ApiError {
                      your Hailuo token(s) `TOKEN[,TOKEN...]` when the server has no API keys",
                 ),
             },
-            status if status.is_client_error() => {
-                Self::new(status, "invalid_request_error", "invalid_request", clip(&message))
-            }
-            _ => {
+            status if status.is_client_error() => Self::new(
+                status,
+                ErrorType::InvalidRequestError,
+                ErrorCode::InvalidRequest,
+                clip(&message),
+            ),
+            status => {
                 tracing::error!(%status, %message, "request failed");
-                Self::new(status, "server_error", "internal_error", "internal error")
+                Self::new(
+                    status,
+                    ErrorType::ServerError,
+                    ErrorCode::InternalError,
+                    "internal error",
+                )
             }
         }
     }
@@ -217,97 +241,123 @@ impl From<super::auth::AccountsRefused> for ApiError {
             AccountsRefused::InvalidApiKey(invalid) => Self::unauthorized(invalid.to_string()),
             AccountsRefused::TooManyTokens(too_many) => Self::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "too_many_tokens",
+                ErrorType::InvalidRequestError,
+                ErrorCode::TooManyTokens,
                 too_many.to_string(),
             ),
         }
     }
 }
 
-impl From<GatewayError> for ApiError {
-    fn from(error: GatewayError) -> Self {
+/// The failures every use case shares: the accounts, the admission gate, the upstream.
+impl From<RunnerError> for ApiError {
+    fn from(error: RunnerError) -> Self {
         let message = error.to_string();
         match error {
-            GatewayError::InvalidRequest(_) => Self::invalid_request(message),
-            GatewayError::InvalidAttachment(_) => Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "invalid_attachment",
-                message,
-            )
-            .with_param("messages"),
-            GatewayError::InvalidAudio(_) => Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "invalid_audio",
-                message,
-            )
-            .with_param("file"),
-            GatewayError::AudioTooLong(_) => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                "audio_too_long",
-                message,
-            )
-            .with_param("file"),
-            GatewayError::AttachmentTooLarge(_) => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                "attachment_too_large",
-                message,
-            )
-            .with_param("messages"),
-            GatewayError::NoAccounts => Self::unauthorized(message),
-            GatewayError::AccountsRejected { .. } => Self::new(
+            RunnerError::NoAccounts => Self::unauthorized(message),
+            RunnerError::AccountsRejected { .. } => Self::new(
                 StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "account_rejected",
+                ErrorType::AuthenticationError,
+                ErrorCode::AccountRejected,
                 message,
             ),
-            GatewayError::Overloaded => Self::new(
+            RunnerError::Overloaded => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                "server_overloaded",
+                ErrorType::ServerError,
+                ErrorCode::ServerOverloaded,
                 message,
             )
             .with_retry_after(OVERLOADED_RETRY_AFTER_SECS),
-            GatewayError::AccountsBusy => Self::new(
+            RunnerError::AccountsBusy => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "accounts_busy",
+                ErrorType::RateLimitError,
+                ErrorCode::AccountsBusy,
                 message,
             ),
-            GatewayError::ConversationNotFound => Self::new(
+            RunnerError::Refused { .. } => bad_gateway(ErrorCode::UpstreamRefused, message),
+            RunnerError::Unavailable { .. } => bad_gateway(ErrorCode::UpstreamUnavailable, message),
+            RunnerError::Timeout => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorType::TimeoutError,
+                ErrorCode::UpstreamTimeout,
+                message,
+            ),
+            RunnerError::TokenStore => Self::internal(),
+        }
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(error: ChatError) -> Self {
+        let message = error.to_string();
+        match error {
+            ChatError::Run(error) => error.into(),
+            ChatError::InvalidRequest(_) => Self::invalid_request(message),
+            ChatError::InvalidAttachment(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::InvalidAttachment,
+                message,
+            )
+            .with_param("messages"),
+            ChatError::AttachmentTooLarge(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorType::InvalidRequestError,
+                ErrorCode::AttachmentTooLarge,
+                message,
+            )
+            .with_param("messages"),
+            ChatError::ConversationNotFound => Self::new(
                 StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                "conversation_not_found",
+                ErrorType::InvalidRequestError,
+                ErrorCode::ConversationNotFound,
                 message,
             )
             .with_param("conversation_id"),
-            GatewayError::Refused { .. } => {
-                Self::new(StatusCode::BAD_GATEWAY, "upstream_error", "upstream_refused", message)
-            }
-            GatewayError::Unavailable { .. } => Self::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_unavailable",
-                message,
-            ),
-            GatewayError::Timeout => Self::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout_error",
-                "upstream_timeout",
-                message,
-            ),
-            GatewayError::Internal => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "internal_error",
-                message,
-            ),
+            ChatError::SessionStore => Self::internal(),
         }
     }
+}
+
+impl From<SpeechError> for ApiError {
+    fn from(error: SpeechError) -> Self {
+        let message = error.to_string();
+        match error {
+            SpeechError::Run(error) => error.into(),
+            SpeechError::InvalidRequest(_) => Self::invalid_request(message),
+            SpeechError::UnrenderableAudio { .. } => bad_gateway(ErrorCode::UpstreamUnavailable, message),
+            SpeechError::Codec => Self::internal(),
+        }
+    }
+}
+
+impl From<TranscriptionError> for ApiError {
+    fn from(error: TranscriptionError) -> Self {
+        let message = error.to_string();
+        match error {
+            TranscriptionError::Run(error) => error.into(),
+            TranscriptionError::InvalidAudio(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::InvalidAudio,
+                message,
+            )
+            .with_param("file"),
+            TranscriptionError::AudioTooLong(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorType::InvalidRequestError,
+                ErrorCode::AudioTooLong,
+                message,
+            )
+            .with_param("file"),
+            TranscriptionError::Codec => Self::internal(),
+        }
+    }
+}
+
+/// A 502: the upstream refused the request ([`ErrorCode::UpstreamRefused`]) or failed.
+fn bad_gateway(code: ErrorCode, message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, ErrorType::UpstreamError, code, message)
 }
 
 /// What an overloaded server asks clients to wait before retrying, in seconds.
@@ -362,25 +412,4 @@ pub async fn openai_error(error: poem::Error) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_parse_error_quoting_a_huge_value_is_cut() {
-        let huge = "x".repeat(5_000_000);
-        let error = poem::Error::from_string(format!("found {huge}"), StatusCode::BAD_REQUEST);
-        let message = ApiError::from_parse_error(&error).body.error.message;
-        assert!(message.chars().count() < 600, "{} chars", message.chars().count());
-        assert!(message.ends_with("… (cut)"));
-        let framework = ApiError::from_framework(&error).body.error.message;
-        assert!(framework.chars().count() < 600);
-    }
-
-    #[test]
-    fn a_short_message_is_kept_whole_and_multibyte_text_is_cut_on_a_boundary() {
-        assert_eq!(clip("bad JSON"), "bad JSON");
-        let cut = clip(&"海".repeat(800));
-        assert!(cut.starts_with(&"海".repeat(MAX_MESSAGE_CHARS)));
-        assert!(cut.ends_with("… (cut)"));
-    }
-}
+mod tests;

@@ -1,0 +1,160 @@
+//! The speech use case: the upstream speaks an assistant message aloud on one of the
+//! client's accounts (one at a time per account, refused accounts skipped, transient failures
+//! retried), and the audio is rendered in the format asked for.
+
+use std::sync::Arc;
+
+use crate::domain::audio::{AudioError, SpeechFormat, SpeechModel, SpeechRequest, VoiceTable};
+use crate::domain::chat::AccountToken;
+use crate::domain::ports::{AudioCodec, ProviderError, SessionStore, SpeechProvider};
+
+use super::codec::{CodecSlots, CodecStopped};
+use super::conversations::ConversationTracker;
+use super::runner::{AccountRunner, RunnerError};
+
+/// The longest text `/v1/audio/speech` speaks, in characters (OpenAI's limit).
+pub const MAX_SPEECH_CHARS: usize = 4096;
+/// The slowest and fastest speeds.
+pub const SPEED_RANGE: std::ops::RangeInclusive<f32> = 0.25..=4.0;
+
+/// What a client asks to hear.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeechOrder {
+    /// Which voice table applies.
+    pub model: SpeechModel,
+    /// The text to speak.
+    pub input: String,
+    /// An OpenAI voice name or an upstream voice id.
+    pub voice: String,
+    /// The answer's format.
+    pub format: SpeechFormat,
+    /// 0.25–4.0.
+    pub speed: f32,
+}
+
+/// Why speaking failed, as a client needs to know it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SpeechError {
+    /// The run on the client's accounts failed.
+    #[error(transparent)]
+    Run(#[from] RunnerError),
+    /// The order itself is unusable (no text, too much text, a speed out of range).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The upstream's audio could not be rendered: it does not decode, or it is too long.
+    #[error("the upstream is unavailable: {message}")]
+    UnrenderableAudio {
+        /// What is wrong with the audio.
+        message: String,
+    },
+    /// The codec work stopped or could not encode; details are logged, not shown.
+    #[error("internal error")]
+    Codec,
+}
+
+/// Every upstream failure of a speech is one the runner's shared meaning covers.
+impl From<ProviderError> for SpeechError {
+    fn from(error: ProviderError) -> Self {
+        RunnerError::from(error).into()
+    }
+}
+
+impl From<CodecStopped> for SpeechError {
+    fn from(_: CodecStopped) -> Self {
+        SpeechError::Codec
+    }
+}
+
+/// Text to speech.
+pub struct SpeechService {
+    provider: Arc<dyn SpeechProvider>,
+    codec: Arc<dyn AudioCodec>,
+    slots: Arc<CodecSlots>,
+    runner: Arc<AccountRunner>,
+    sessions: Arc<dyn SessionStore>,
+    tracker: Arc<ConversationTracker>,
+    voices: VoiceTable,
+}
+
+impl SpeechService {
+    /// The use case over its ports, with the configured voice tables; rendering takes one of
+    /// `slots`.
+    pub fn new(
+        provider: Arc<dyn SpeechProvider>,
+        codec: Arc<dyn AudioCodec>,
+        slots: Arc<CodecSlots>,
+        runner: Arc<AccountRunner>,
+        sessions: Arc<dyn SessionStore>,
+        tracker: Arc<ConversationTracker>,
+        voices: VoiceTable,
+    ) -> Self {
+        Self {
+            provider,
+            codec,
+            slots,
+            runner,
+            sessions,
+            tracker,
+            voices,
+        }
+    }
+
+    /// Speaks `order.input` on one of `tokens` and returns the audio in `order.format`.
+    ///
+    /// # Errors
+    /// [`SpeechError::InvalidRequest`] for an empty or too long input or a speed out of
+    /// range; the account errors of [`AccountRunner::run`]; [`RunnerError::Timeout`] when
+    /// the audio is not ready in time; [`SpeechError::UnrenderableAudio`] when the upstream's
+    /// audio does not render.
+    pub async fn speak(&self, tokens: &[AccountToken], order: SpeechOrder) -> Result<Vec<u8>, SpeechError> {
+        let length = order.input.chars().count();
+        if order.input.trim().is_empty() || length > MAX_SPEECH_CHARS {
+            return Err(SpeechError::InvalidRequest(format!(
+                "`input` must hold 1 to {MAX_SPEECH_CHARS} characters (it holds {length})"
+            )));
+        }
+        if !SPEED_RANGE.contains(&order.speed) {
+            return Err(SpeechError::InvalidRequest(format!(
+                "`speed` must be between 0.25 and 4.0 (it is {})",
+                order.speed
+            )));
+        }
+        let request = SpeechRequest {
+            text: order.input,
+            voice: self.voices.resolve(order.model, &order.voice),
+        };
+        let (provider, sessions, tracker, request) = (&self.provider, &self.sessions, &self.tracker, &request);
+        // The lease keeps the account to this request: the voice is an account-wide setting,
+        // so no other speech (or chat) may run on it between choosing the voice and the audio.
+        let (mp3, lease) = self
+            .runner
+            .run::<SpeechError, _, _, _>(tokens, |account| async move {
+                let outcome = provider.speak(&account, request).await;
+                if let Some(conversation) = &outcome.conversation {
+                    // Due at once: nobody continues a speech conversation.
+                    if let Err(error) = sessions.record(conversation, &account.token, None, 0).await {
+                        tracing::error!(%error, %conversation, "could not record a conversation; it may stay upstream");
+                    }
+                    tracker.wake();
+                }
+                outcome.audio
+            })
+            .await?;
+        drop(lease);
+        let codec = Arc::clone(&self.codec);
+        let (format, speed) = (order.format, order.speed);
+        self.slots
+            .run("rendering speech", move || codec.render_speech(&mp3, format, speed))
+            .await?
+            .map_err(|error| match error {
+                AudioError::Unsupported(message) => SpeechError::InvalidRequest(message),
+                AudioError::Undecodable(message) => SpeechError::UnrenderableAudio {
+                    message: format!("the upstream's audio does not decode: {message}"),
+                },
+                AudioError::TooLong(message) => SpeechError::UnrenderableAudio {
+                    message: format!("the upstream's audio is too long: {message}"),
+                },
+                AudioError::Encoding(_) => SpeechError::Codec,
+            })
+    }
+}

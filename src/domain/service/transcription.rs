@@ -1,0 +1,113 @@
+//! The transcription use case: an upload in any supported audio format is prepared as MP3
+//! (codec work the admission gate counts), then the upstream recognises it on one of the
+//! client's accounts, as chat runs: one at a time per account, refused accounts skipped,
+//! transient failures retried.
+
+use std::sync::Arc;
+
+use crate::domain::audio::{AudioError, PreparedAudio, Transcript};
+use crate::domain::chat::AccountToken;
+use crate::domain::ports::{AudioCodec, ProviderError, TranscriptionProvider};
+
+use super::codec::{CodecSlots, CodecStopped};
+use super::runner::{AccountRunner, RunnerError};
+
+/// Why a transcription failed, as a client needs to know it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TranscriptionError {
+    /// The run on the client's accounts failed.
+    #[error(transparent)]
+    Run(#[from] RunnerError),
+    /// The upload is not audio we can decode (or is empty).
+    #[error("{0}")]
+    InvalidAudio(String),
+    /// The upload holds more audio than the server decodes (the message names the limit).
+    #[error("{0}")]
+    AudioTooLong(String),
+    /// The codec work stopped or could not encode; details are logged, not shown.
+    #[error("internal error")]
+    Codec,
+}
+
+/// Every upstream failure of a transcription is one the runner's shared meaning covers.
+impl From<ProviderError> for TranscriptionError {
+    fn from(error: ProviderError) -> Self {
+        RunnerError::from(error).into()
+    }
+}
+
+impl From<CodecStopped> for TranscriptionError {
+    fn from(_: CodecStopped) -> Self {
+        TranscriptionError::Codec
+    }
+}
+
+/// Speech to text.
+pub struct TranscriptionService {
+    provider: Arc<dyn TranscriptionProvider>,
+    codec: Arc<dyn AudioCodec>,
+    slots: Arc<CodecSlots>,
+    runner: Arc<AccountRunner>,
+}
+
+impl TranscriptionService {
+    /// The use case over its ports; preparing an upload takes one of `slots`.
+    pub fn new(
+        provider: Arc<dyn TranscriptionProvider>,
+        codec: Arc<dyn AudioCodec>,
+        slots: Arc<CodecSlots>,
+        runner: Arc<AccountRunner>,
+    ) -> Self {
+        Self {
+            provider,
+            codec,
+            slots,
+            runner,
+        }
+    }
+
+    /// Transcribes an upload (any supported audio format) on one of `tokens`. The upload is
+    /// prepared once the admission gate lets the request in (decoding is work the gate
+    /// counts), then runs on an account.
+    ///
+    /// # Errors
+    /// [`TranscriptionError::InvalidAudio`] for bytes that are not decodable audio;
+    /// [`TranscriptionError::AudioTooLong`] for audio past the codec's limits; the account
+    /// errors of [`AccountRunner::run`]; [`RunnerError::Refused`] with the upstream's reason.
+    pub async fn transcribe(
+        &self,
+        tokens: &[AccountToken],
+        audio: Vec<u8>,
+        file_name: Option<String>,
+    ) -> Result<Transcript, TranscriptionError> {
+        if tokens.is_empty() {
+            return Err(RunnerError::NoAccounts.into());
+        }
+        let admitted = self.runner.admit().await?;
+        let codec = Arc::clone(&self.codec);
+        let prepared: PreparedAudio = self
+            .slots
+            .run("preparing an upload", move || {
+                codec.prepare_for_transcription(&audio, file_name.as_deref())
+            })
+            .await?
+            .map_err(|error| match error {
+                AudioError::Undecodable(_) | AudioError::Unsupported(_) => {
+                    TranscriptionError::InvalidAudio(error.to_string())
+                }
+                AudioError::TooLong(message) => TranscriptionError::AudioTooLong(message),
+                AudioError::Encoding(_) => TranscriptionError::Codec,
+            })?;
+        let (provider, mp3) = (&self.provider, prepared.mp3.as_slice());
+        let (text, _lease) = self
+            .runner
+            .run_admitted::<TranscriptionError, _, _, _>(admitted, tokens, |account| async move {
+                provider.transcribe(&account, mp3).await
+            })
+            .await?;
+        Ok(Transcript {
+            text,
+            duration: prepared.duration,
+        })
+    }
+}

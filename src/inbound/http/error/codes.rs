@@ -1,0 +1,118 @@
+//! The values an error body's `type` and `code` take: one enum each, written with
+//! `as_str()`, so that no string is spelt twice.
+
+/// OpenAI's error classes: the `type` of an error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    /// The request is at fault (malformed, too large, naming what does not exist).
+    InvalidRequestError,
+    /// The credentials are missing, wrong, or refused by the upstream.
+    AuthenticationError,
+    /// Every account given is busy.
+    RateLimitError,
+    /// The upstream refused the request or failed.
+    UpstreamError,
+    /// The upstream did not answer in time.
+    TimeoutError,
+    /// The server itself failed or is overloaded.
+    ServerError,
+}
+
+impl ErrorType {
+    /// The value written as `type`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::InvalidRequestError => "invalid_request_error",
+            ErrorType::AuthenticationError => "authentication_error",
+            ErrorType::RateLimitError => "rate_limit_error",
+            ErrorType::UpstreamError => "upstream_error",
+            ErrorType::TimeoutError => "timeout_error",
+            ErrorType::ServerError => "server_error",
+        }
+    }
+}
+
+/// The machine-readable `code` of an error body: one per thing that can go wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is unusable (bad JSON, wrong types, missing or empty fields).
+    InvalidRequest,
+    /// The HTTP request itself could not be parsed.
+    MalformedRequest,
+    /// No route at that path.
+    NotFound,
+    /// The route does not take that method.
+    MethodNotAllowed,
+    /// The request body is larger than allowed.
+    RequestTooLarge,
+    /// A body was sent to a route that takes none.
+    BodyNotAllowed,
+    /// The request body arrived too late or too slowly.
+    RequestTimeout,
+    /// The request URI is too long.
+    UriTooLong,
+    /// The request head is too large.
+    HeadersTooLarge,
+    /// No usable credentials.
+    InvalidApiKey,
+    /// More tokens in `Authorization` than a request may carry.
+    TooManyTokens,
+    /// The upstream refused every account token given.
+    AccountRejected,
+    /// Every account token given is busy.
+    AccountsBusy,
+    /// The server is overloaded.
+    ServerOverloaded,
+    /// `conversation_id` names no conversation of the caller.
+    ConversationNotFound,
+    /// An attachment could not be fetched, or too many were given.
+    InvalidAttachment,
+    /// An attachment (or all of them together) is too large.
+    AttachmentTooLarge,
+    /// An uploaded audio file is larger than allowed.
+    FileTooLarge,
+    /// An uploaded file is not audio we decode.
+    InvalidAudio,
+    /// An uploaded file holds more audio than allowed.
+    AudioTooLong,
+    /// The upstream refused the request.
+    UpstreamRefused,
+    /// The upstream could not be reached or failed.
+    UpstreamUnavailable,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// The server itself failed.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The value written as `code`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::MalformedRequest => "malformed_request",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::BodyNotAllowed => "body_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::InvalidApiKey => "invalid_api_key",
+            ErrorCode::TooManyTokens => "too_many_tokens",
+            ErrorCode::AccountRejected => "account_rejected",
+            ErrorCode::AccountsBusy => "accounts_busy",
+            ErrorCode::ServerOverloaded => "server_overloaded",
+            ErrorCode::ConversationNotFound => "conversation_not_found",
+            ErrorCode::InvalidAttachment => "invalid_attachment",
+            ErrorCode::AttachmentTooLarge => "attachment_too_large",
+            ErrorCode::FileTooLarge => "file_too_large",
+            ErrorCode::InvalidAudio => "invalid_audio",
+            ErrorCode::AudioTooLong => "audio_too_long",
+            ErrorCode::UpstreamRefused => "upstream_refused",
+            ErrorCode::UpstreamUnavailable => "upstream_unavailable",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::InternalError => "internal_error",
+        }
+    }
+}
