@@ -1,44 +1,94 @@
 //! `POST /v4/api/chat/msg`: checks the multipart chat request (and its `form` of attached
 //! files, §7) and answers it as the upstream does, with a cumulative Server-Sent Events stream
 //! written in real, sometimes torn, writes (protocol §5), or with the fault a test injected.
+//!
+//! A request goes through five steps: read its fields, admit it (the common checks and the
+//! form), draw its fault, resolve its conversation, stream the answer. Every request that is
+//! admitted is recorded once, in [`chat_message`], whatever the step that answered it.
 
-use std::io;
+mod answer;
+mod fields;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use poem::http::StatusCode;
-use poem::web::Multipart;
-use poem::{Body, FromRequest, Request, Response};
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use poem::http::{HeaderValue, StatusCode};
+use poem::{Request, Response};
+use serde_json::json;
 
+use super::admission::{Expectation, SignedBody, admit, envelope, refuse};
 use super::files;
-use super::routes::{Expectation, SignedBody, admit, envelope, refuse};
-use super::state::{AssistantMessage, SimState, StreamGuard};
-use super::verify::{self, ChatSignedFields, Rejection};
-use super::{ChatRecord, Fault, RESET_PAUSE, Simulator};
+use super::sse::{EventWriter, event_stream_response};
+use crate::fault::Fault;
+use crate::ledger::AssistantMessage;
+use crate::records::{ChatRecord, FormFile};
+use crate::replies;
+use crate::state::{SimState, StreamGuard};
+use crate::verify::{ChatSignedFields, Rejection};
+use answer::{AnswerPlan, hanging_stream, single_error_stream};
+use fields::{ChatFields, read_chat_fields};
 
-/// How long a [`Fault::Hang`] stream stays silent.
-const HANG_FOR: Duration = Duration::from_secs(3600);
+/// `statusInfo.code` of a second answer while one is streaming on the account.
+const BUSY_CODE: i64 = 1_200_009;
+/// `statusInfo.code` of a conversation that does not exist (for this token).
+const NO_CONVERSATION_CODE: i64 = 1_200_002;
 
-/// The fields of a chat request, as sent.
-struct ChatFields {
-    character_id: String,
-    msg_content: String,
-    chat_id: String,
-    form: Option<String>,
+/// A chat request that passed the protocol checks.
+struct AdmittedChat {
+    /// The `Token` it came with.
+    token: String,
+    /// Its fields, as sent.
+    fields: ChatFields,
+    /// The files its `form` attached, in form order.
+    files: Vec<FormFile>,
+    /// Its `Referer` header.
+    referer: String,
 }
 
-/// Handles one chat request.
+impl AdmittedChat {
+    /// Whether it continues a conversation (else it starts one).
+    fn continuing(&self) -> bool {
+        self.fields.chat_id != "0"
+    }
+
+    /// Its record, answered on `chat_id` (`None`: no conversation was made or found, and the
+    /// requested id is recorded).
+    fn record(self, chat_id: Option<String>) -> ChatRecord {
+        ChatRecord {
+            token: self.token,
+            chat_id: chat_id.unwrap_or_else(|| self.fields.chat_id.clone()),
+            requested_chat_id: self.fields.chat_id,
+            msg_content: self.fields.msg_content,
+            form: self.fields.form,
+            files: self.files,
+            referer: self.referer,
+        }
+    }
+}
+
+/// Handles one chat request: read → admit → fault → resolve the conversation → stream.
 pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Response {
     let (req, mut body) = req.split();
     let fields = match read_chat_fields(&req, &mut body).await {
         Ok(fields) => fields,
         Err(rejection) => return refuse(state, &req, rejection),
     };
+    let chat = match admit_chat(state, &req, fields) {
+        Ok(chat) => chat,
+        Err(rejection) => return refuse(state, &req, rejection),
+    };
+    let fault = state.ledger().faults.next_chat_fault();
+    let peer = req.remote_addr().as_socket_addr().copied();
+    let (response, answered_on) = respond(state, &chat, fault, peer).await;
+    // The one place a chat is recorded; the response has not left yet, so a test that has
+    // read it finds the record.
+    state.ledger().conversations.chats.push(chat.record(answered_on));
+    response
+}
+
+/// The common checks (signed over the chat's fields) and the `form` against the files this
+/// token confirmed.
+fn admit_chat(state: &SimState, req: &Request, fields: ChatFields) -> Result<AdmittedChat, Rejection> {
     let continuing = fields.chat_id != "0";
     let expect = Expectation {
         registering: None,
@@ -52,135 +102,142 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         }),
         own_query: &[],
     };
-    let caller = match admit(state, &req, &expect) {
-        Ok(caller) => caller,
-        Err(rejection) => return refuse(state, &req, rejection),
-    };
-    let token = caller.token;
-    let attached = match &fields.form {
-        Some(form) => match files::check_form(state, &token, form, &fields.msg_content) {
-            Ok(attached) => attached,
-            Err(rejection) => return refuse(state, &req, rejection),
-        },
+    let token = admit(state, req, &expect)?.token;
+    let files = match &fields.form {
+        Some(form) => files::check_form(state, &token, form, &fields.msg_content)?,
         None => Vec::new(),
     };
-    let record = |chat_id: &str| ChatRecord {
-        token: token.clone(),
-        chat_id: chat_id.to_owned(),
-        requested_chat_id: fields.chat_id.clone(),
-        msg_content: fields.msg_content.clone(),
-        form: fields.form.clone(),
-        files: attached.clone(),
+    Ok(AdmittedChat {
+        token,
+        fields,
+        files,
         referer: req.header("Referer").unwrap_or("").to_owned(),
-    };
-    let fault = state.ledger().next_fault();
-    let peer = req.remote_addr().as_socket_addr().copied();
+    })
+}
 
-    match fault {
-        Some(Fault::ResetBeforeResponse) => {
-            state.ledger().chats.push(record(&fields.chat_id));
+/// Answers an admitted chat under `fault`; the response and the conversation it was answered
+/// on (`None` when the fault or a refusal came first).
+async fn respond(
+    state: &Arc<SimState>,
+    chat: &AdmittedChat,
+    fault: Option<Fault>,
+    peer: Option<SocketAddr>,
+) -> (Response, Option<String>) {
+    if let Some(response) = fault.as_ref().and_then(|fault| answer_instead(state, fault, peer)) {
+        return (response, None);
+    }
+    if let Some(Fault::LateAnswer(delay)) = fault {
+        tokio::time::sleep(delay).await;
+    }
+    let (guard, already_open) = state.open_stream(&chat.token);
+    if already_open > 0 {
+        return (single_error_stream(guard, BUSY_CODE, "上一条回复还未结束"), None);
+    }
+    if matches!(fault, Some(Fault::Hang)) {
+        return (hanging_stream(state, peer, guard), None);
+    }
+    let Some(chat_id) = resolve_conversation(state, chat) else {
+        return (single_error_stream(guard, NO_CONVERSATION_CODE, "对话不存在"), None);
+    };
+    let response = stream_answer(state, chat, &chat_id, fault, peer, guard);
+    (response, Some(chat_id))
+}
+
+/// The response of a fault that answers instead of a stream (before any conversation is
+/// made); `None` for the faults a stream plays.
+fn answer_instead(state: &SimState, fault: &Fault, peer: Option<SocketAddr>) -> Option<Response> {
+    Some(match fault {
+        Fault::ResetBeforeResponse => {
             // The switch fails the connection's first write of this response: not a byte of
             // it leaves, the socket closes with an RST.
             if !peer.is_some_and(|peer| state.connections.reset(peer)) {
                 tracing::warn!("hailuo-sim: no connection to reset; answering 500 instead");
-                return Response::builder()
-                    .status(StatusCode::INTERNAL_SERVER_ERROR)
-                    .body("simulated reset");
+                return Some(
+                    Response::builder()
+                        .status(StatusCode::INTERNAL_SERVER_ERROR)
+                        .body("simulated reset"),
+                );
             }
-            return Response::builder().status(StatusCode::BAD_GATEWAY).body("never sent");
+            Response::builder().status(StatusCode::BAD_GATEWAY).body("never sent")
         }
-        Some(Fault::MalformedEnvelope) => {
-            state.ledger().chats.push(record(&fields.chat_id));
-            return Response::builder()
-                .content_type("application/json")
-                .body("{\"statusInfo\":");
-        }
-        Some(Fault::ServerError) => {
-            state.ledger().chats.push(record(&fields.chat_id));
-            return Response::builder()
-                .status(StatusCode::INTERNAL_SERVER_ERROR)
-                .content_type("text/html")
-                .body("<html><body><h1>500 Internal Server Error</h1></body></html>");
-        }
-        Some(Fault::AccountRefused) => {
-            state.ledger().chats.push(record(&fields.chat_id));
+        Fault::MalformedEnvelope => Response::builder()
+            .content_type("application/json")
+            .body("{\"statusInfo\":"),
+        Fault::ServerError => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .content_type("text/html")
+            .body("<html><body><h1>500 Internal Server Error</h1></body></html>"),
+        Fault::AccountRefused => {
             let refused = Rejection::logged_out();
-            return envelope(refused.code, refused.message, json!({}));
+            envelope(refused.code, refused.message, json!({}))
         }
-        _ => {}
-    }
+        _ => return None,
+    })
+}
 
-    if let Some(Fault::LateAnswer(delay)) = fault {
-        tokio::time::sleep(delay).await;
+/// The conversation to answer on: the one continued when it is the token's, else a new one;
+/// `None` when the continued one does not exist for this token (continuing another token's
+/// conversation is a violation too).
+fn resolve_conversation(state: &SimState, chat: &AdmittedChat) -> Option<String> {
+    if !chat.continuing() {
+        let chat_id = state.new_id();
+        state.ledger().conversations.open(&chat_id, &chat.token);
+        return Some(chat_id);
     }
-    let (guard, already_open) = state.open_stream(&token);
-    if already_open > 0 {
-        state.ledger().chats.push(record(&fields.chat_id));
-        return single_error_stream(guard, 1_200_009, "上一条回复还未结束");
-    }
-    if matches!(fault, Some(Fault::Hang)) {
-        state.ledger().chats.push(record(&fields.chat_id));
-        return hanging_stream(state, peer, guard);
-    }
-
-    let chat_id = {
-        let mut ledger = state.ledger();
-        if continuing {
-            let owner = ledger.conversation_owner(&fields.chat_id).map(str::to_owned);
-            match owner {
-                Some(owner) if owner == token => {}
-                Some(_) => {
-                    ledger.chats.push(record(&fields.chat_id));
-                    drop(ledger);
-                    state.violation(format!(
-                        "POST /v4/api/chat/msg: conversation {} continued on a token that does not own it",
-                        fields.chat_id
-                    ));
-                    return single_error_stream(guard, 1_200_002, "对话不存在");
-                }
-                None => {
-                    ledger.chats.push(record(&fields.chat_id));
-                    return single_error_stream(guard, 1_200_002, "对话不存在");
-                }
-            }
-            fields.chat_id.clone()
-        } else {
-            let chat_id = state.new_id();
-            ledger.conversations.push((chat_id.clone(), token.clone()));
-            ledger.created.push((chat_id.clone(), token.clone()));
-            chat_id
+    let requested = &chat.fields.chat_id;
+    let owner = state.ledger().conversations.owner(requested).map(str::to_owned);
+    match owner {
+        Some(owner) if owner == chat.token => Some(requested.clone()),
+        Some(_) => {
+            state.violation(format!(
+                "POST /v4/api/chat/msg: conversation {requested} continued on a token that does not own it"
+            ));
+            None
         }
-    };
-    state.ledger().chats.push(record(&chat_id));
+        None => None,
+    }
+}
 
+/// Streams the answer on `chat_id` (playing a stream's fault), noting a complete answer as a
+/// message `msg_tts` may speak.
+fn stream_answer(
+    state: &Arc<SimState>,
+    chat: &AdmittedChat,
+    chat_id: &str,
+    fault: Option<Fault>,
+    peer: Option<SocketAddr>,
+    guard: StreamGuard,
+) -> Response {
     let delay = match fault {
         Some(Fault::SlowChunks(delay)) => delay,
         _ => state.config.chunk_delay,
     };
     let plan = AnswerPlan {
-        chat_id,
+        chat_id: chat_id.to_owned(),
         user_msg_id: state.new_id(),
         msg_id: state.new_id(),
-        answer: Simulator::answer_for(&fields.msg_content),
+        answer: replies::answer_for(&chat.fields.msg_content),
         chunk_chars: state.config.chunk_chars.max(1),
         delay,
         tear_pause: state.config.tear_pause,
         fault,
         reset: peer.map(|peer| (Arc::clone(state), peer)),
     };
-    // A complete answer is a message the account can have spoken (`msg_tts`).
-    if !matches!(
+    let broken = matches!(
         plan.fault,
         Some(Fault::ContentFiltered { .. } | Fault::CutStream { .. } | Fault::ResetStream { .. })
-    ) {
-        state.ledger().messages.insert(
-            plan.msg_id.clone(),
-            AssistantMessage {
-                token: token.clone(),
-                chat_id: plan.chat_id.clone(),
-                content: plan.answer.clone(),
-            },
-        );
+    );
+    if !broken {
+        let message = AssistantMessage {
+            token: chat.token.clone(),
+            chat_id: plan.chat_id.clone(),
+            content: plan.answer.clone(),
+        };
+        state
+            .ledger()
+            .conversations
+            .messages
+            .insert(plan.msg_id.clone(), message);
     }
     let cut = matches!(plan.fault, Some(Fault::CutStream { .. }));
     let (writer, body) = EventWriter::channel();
@@ -196,327 +253,7 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         // closes mid-body and the client sees a truncated response.
         response
             .headers_mut()
-            .insert("Content-Length", poem::http::HeaderValue::from_static("1048576"));
+            .insert("Content-Length", HeaderValue::from_static("1048576"));
     }
     response
-}
-
-/// Reads and checks the multipart fields (§5): exactly the known text fields, none empty.
-async fn read_chat_fields(req: &Request, body: &mut poem::RequestBody) -> Result<ChatFields, Rejection> {
-    let mut multipart = Multipart::from_request(req, body)
-        .await
-        .map_err(|err| Rejection::bad_parameter(format!("chat body is not multipart/form-data: {err}")))?;
-    let (mut character_id, mut msg_content, mut chat_id, mut search_mode, mut form) = (None, None, None, None, None);
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(err) => {
-                return Err(Rejection::bad_parameter(format!("broken multipart body: {err}")));
-            }
-        };
-        let name = field.name().unwrap_or("").to_owned();
-        if let Some(file_name) = field.file_name() {
-            return Err(Rejection::bad_parameter(format!(
-                "chat field {name} is a file part ({file_name}); none expected"
-            )));
-        }
-        let value = field
-            .text()
-            .await
-            .map_err(|err| Rejection::bad_parameter(format!("chat field {name} unreadable: {err}")))?;
-        if value.is_empty() {
-            return Err(Rejection::bad_parameter(format!(
-                "chat field {name} is empty; empty fields are not sent"
-            )));
-        }
-        let slot = match name.as_str() {
-            "characterID" => &mut character_id,
-            "msgContent" => &mut msg_content,
-            "chatID" => &mut chat_id,
-            "searchMode" => &mut search_mode,
-            "form" => &mut form,
-            other => {
-                return Err(Rejection::bad_parameter(format!("unknown chat field {other:?}")));
-            }
-        };
-        if slot.replace(value).is_some() {
-            return Err(Rejection::bad_parameter(format!("chat field {name} sent twice")));
-        }
-    }
-    let required = |value: Option<String>, name: &str| {
-        value.ok_or_else(|| Rejection::bad_parameter(format!("chat field {name} missing")))
-    };
-    let fields = ChatFields {
-        character_id: required(character_id, "characterID")?,
-        msg_content: required(msg_content, "msgContent")?,
-        chat_id: required(chat_id, "chatID")?,
-        form,
-    };
-    let search_mode = required(search_mode, "searchMode")?;
-    if fields.character_id != "1" {
-        return Err(Rejection::bad_parameter(format!(
-            "characterID {:?}, expected \"1\"",
-            fields.character_id
-        )));
-    }
-    if search_mode != "0" {
-        return Err(Rejection::bad_parameter(format!(
-            "searchMode {search_mode:?}, expected \"0\""
-        )));
-    }
-    if fields.chat_id != "0" && !verify::is_conversation_id(&fields.chat_id) {
-        return Err(Rejection::bad_parameter(format!(
-            "chatID {:?} is neither \"0\" nor an 18+ digit id",
-            fields.chat_id
-        )));
-    }
-    if let Some(form) = &fields.form
-        && !serde_json::from_str::<Value>(form).is_ok_and(|value| value.is_array())
-    {
-        return Err(Rejection::bad_parameter(format!("form {form:?} is not a JSON array")));
-    }
-    Ok(fields)
-}
-
-/// The `text/event-stream` response over a channel-fed body.
-pub(crate) fn event_stream_response(body: Body) -> Response {
-    Response::builder()
-        .content_type("text/event-stream")
-        .header("Cache-Control", "no-cache")
-        .body(body)
-}
-
-/// A stream holding one error event (busy account, unknown conversation).
-fn single_error_stream(guard: StreamGuard, code: i64, message: &'static str) -> Response {
-    let (mut writer, body) = EventWriter::channel();
-    tokio::spawn(async move {
-        let _guard = guard;
-        let data = json!({"type": 2, "statusInfo": {"code": code, "message": message}, "data": {}});
-        let _ = writer.event("message_result", &data.to_string()).await;
-    });
-    event_stream_response(body)
-}
-
-/// Headers, then silence for an hour or until the client leaves (poem's server only notices
-/// a client that left when it writes, so the connection's probe watches for it).
-fn hanging_stream(state: &Arc<SimState>, peer: Option<SocketAddr>, guard: StreamGuard) -> Response {
-    let (writer, body) = EventWriter::channel();
-    let state = Arc::clone(state);
-    tokio::spawn(async move {
-        let _guard = guard;
-        let gone = async {
-            match peer {
-                Some(peer) => state.connections.client_gone(peer).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = writer.pause(HANG_FOR) => {}
-            () = gone => {}
-        }
-    });
-    event_stream_response(body)
-}
-
-/// The client closed the stream.
-pub(crate) struct ClientGone;
-
-/// One SSE event as the upstream writes it.
-fn event_text(name: &str, data: &str) -> String {
-    format!("event: {name}\ndata: {data}\n\n")
-}
-
-/// Writes SSE bytes into the response body, one real write per chunk.
-pub(crate) struct EventWriter {
-    tx: mpsc::Sender<io::Result<Bytes>>,
-}
-
-impl EventWriter {
-    /// A writer and the body it feeds.
-    pub(crate) fn channel() -> (Self, Body) {
-        let (tx, rx) = mpsc::channel(4);
-        (Self { tx }, Body::from_bytes_stream(ReceiverStream::new(rx)))
-    }
-
-    async fn write(&self, bytes: impl Into<Bytes>) -> Result<(), ClientGone> {
-        self.tx.send(Ok(bytes.into())).await.map_err(|_| ClientGone)
-    }
-
-    /// Waits, or stops early when the client goes away.
-    pub(crate) async fn pause(&self, delay: Duration) -> Result<(), ClientGone> {
-        if delay.is_zero() {
-            tokio::task::yield_now().await;
-            return if self.tx.is_closed() { Err(ClientGone) } else { Ok(()) };
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => Ok(()),
-            () = self.tx.closed() => Err(ClientGone),
-        }
-    }
-
-    /// Writes one event, whole.
-    pub(crate) async fn event(&mut self, name: &str, data: &str) -> Result<(), ClientGone> {
-        self.write(event_text(name, data)).await
-    }
-
-    /// Writes one event in two writes `pause` apart, split inside a multi-byte character when
-    /// it has one (else in the middle). A zero pause only yields between the two writes.
-    pub(crate) async fn torn_event(&mut self, name: &str, data: &str, pause: Duration) -> Result<(), ClientGone> {
-        let text = event_text(name, data);
-        let split_at = text
-            .char_indices()
-            .find(|(_, c)| c.len_utf8() > 1)
-            .map_or(text.len() / 2, |(index, _)| index + 1);
-        let bytes = Bytes::from(text);
-        self.write(bytes.slice(..split_at)).await?;
-        self.pause(pause).await?;
-        self.write(bytes.slice(split_at..)).await
-    }
-
-    /// Breaks the connection: the body ends before its declared length (see the `CutStream`
-    /// response), so no clean end reaches the client. It waits [`RESET_PAUSE`] first: the
-    /// server drops what it has not flushed when a body fails, and the upstream's bytes before
-    /// a break (its `send_result` above all) do reach the client.
-    async fn cut(&self) {
-        if self.pause(RESET_PAUSE).await.is_err() {
-            return;
-        }
-        let _ = self
-            .tx
-            .send(Err(io::Error::new(io::ErrorKind::ConnectionReset, "simulated cut")))
-            .await;
-    }
-}
-
-/// One answer to play.
-struct AnswerPlan {
-    chat_id: String,
-    user_msg_id: String,
-    msg_id: String,
-    answer: String,
-    chunk_chars: usize,
-    delay: Duration,
-    /// The pause inside a torn event.
-    tear_pause: Duration,
-    fault: Option<Fault>,
-    /// The connection to reset for a [`Fault::ResetStream`].
-    reset: Option<(Arc<SimState>, SocketAddr)>,
-}
-
-impl AnswerPlan {
-    /// Plays the answer: `send_result`, cumulative `message_result` events with torn
-    /// characters, heartbeats and torn writes, the final `isEnd: 0` event and the `type: 8` end.
-    async fn play(self, mut writer: EventWriter) -> Result<(), ClientGone> {
-        if matches!(self.fault, Some(Fault::MalformedEvent)) {
-            writer
-                .write("event: message_result\ndata: {this is not json\n\n")
-                .await?;
-        }
-        let sent = json!({
-            "type": 1,
-            "statusInfo": {"code": 0, "message": ""},
-            "data": {"sendResult": {"chatID": self.chat_id, "msgID": self.user_msg_id, "isNewChat": true}}
-        });
-        writer.event("send_result", &sent.to_string()).await?;
-
-        let chars: Vec<char> = self.answer.chars().collect();
-        let mut shown = 0;
-        let mut events = 0;
-        while shown < chars.len() {
-            match self.fault {
-                Some(Fault::ContentFiltered { after_events }) if events == after_events => {
-                    return writer.event("message_result", &content_filtered()).await;
-                }
-                Some(Fault::CutStream { after_events }) if events == after_events => {
-                    writer.cut().await;
-                    return Ok(());
-                }
-                Some(Fault::ResetStream { after_events }) if events == after_events => {
-                    return self.reset(&writer).await;
-                }
-                _ => {}
-            }
-            if events > 0 {
-                writer.pause(self.delay).await?;
-            }
-            events += 1;
-            let next = (shown + self.chunk_chars).min(chars.len());
-            let mut content: String = chars[..next].iter().collect();
-            let final_event = next == chars.len();
-            // Every second event whose next character is multi-byte stops inside it, as the
-            // upstream does; the cut character comes back whole in the next event.
-            let torn = events % 2 == 0 && !final_event && chars[next].len_utf8() > 1;
-            if torn {
-                content.push('\u{FFFD}');
-            }
-            let data = json!({
-                "type": 2,
-                "statusInfo": {"code": 0, "message": ""},
-                "data": {"messageResult": {
-                    "chatID": self.chat_id,
-                    "msgID": self.msg_id,
-                    "isEnd": if final_event { 0 } else { 1 },
-                    "content": content,
-                    "extra": {}
-                }}
-            });
-            let data = data.to_string();
-            if events % 2 == 1 {
-                writer.torn_event("message_result", &data, self.tear_pause).await?;
-            } else {
-                writer.event("message_result", &data).await?;
-            }
-            shown = next;
-            if events % 3 == 0 {
-                writer.event("message_result", &heartbeat()).await?;
-            }
-        }
-        match self.fault {
-            Some(Fault::CutStream { .. }) => {
-                writer.cut().await;
-                return Ok(());
-            }
-            Some(Fault::ResetStream { .. }) => return self.reset(&writer).await,
-            Some(Fault::ContentFiltered { .. }) => {
-                return writer.event("message_result", &content_filtered()).await;
-            }
-            _ => {}
-        }
-        let end = json!({"type": 8, "statusInfo": {"code": 0, "message": ""}, "data": {}});
-        writer.event("close_chunk", &end.to_string()).await
-    }
-}
-
-impl AnswerPlan {
-    /// Resets the connection [`RESET_PAUSE`] after what was written, so the client has read it;
-    /// the next write (a heartbeat that never leaves) trips the reset.
-    async fn reset(&self, writer: &EventWriter) -> Result<(), ClientGone> {
-        writer.pause(RESET_PAUSE).await?;
-        match &self.reset {
-            Some((state, peer)) if state.connections.reset(*peer) => {
-                writer.write(event_text("message_result", &heartbeat())).await
-            }
-            // No connection to reset (not over TCP): break it as a cut does.
-            _ => {
-                writer.cut().await;
-                Ok(())
-            }
-        }
-    }
-}
-
-/// A heartbeat event's data.
-fn heartbeat() -> String {
-    json!({"type": 3, "statusInfo": {"code": 1_200_010, "message": "心跳"}, "data": {}}).to_string()
-}
-
-/// The error event of a filtered answer.
-fn content_filtered() -> String {
-    json!({
-        "type": 2,
-        "statusInfo": {"code": 1_500_001, "message": "内容涉及敏感信息，请修改后重试"},
-        "data": {}
-    })
-    .to_string()
 }
