@@ -13,6 +13,11 @@
 //! Open loop: request `i` is due at `start + i / rate` whether or not earlier ones have
 //! answered, and its latency counts from when it was due (no coordinated omission).
 //! `cargo test` runs this file without `--bench`: it then only says how to run it.
+//!
+//! `hailuo-sim` is a workspace member of its own, which cargo does not build for this
+//! package's benchmark: the benchmark builds it first with `cargo build --release -p
+//! hailuo-sim` (the cargo that runs it, same target directory) and runs the executable that
+//! build reports. `HAILUO_SIM_BIN=PATH` runs that binary instead.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -60,13 +65,13 @@ fn tear_note(tear_pause_us: u64) -> String {
     if tear_pause_us == 0 {
         "The simulator answers the latency and stream runs without timers: the two halves of a torn event go \
          out back to back (`--tear-pause-us 0`), since a timer there fires on the simulator's millisecond tick \
-         and would round the time a request took to arrive to whole milliseconds (section 6, session 7)."
+         and would round the time a request took to arrive to whole milliseconds."
             .to_owned()
     } else {
         format!(
             "The simulator pauses {tear_pause_us} µs inside every torn event (`--tear-pause-us {tear_pause_us}`): its \
              timer fires on a millisecond tick, so the added latency below is rounded to whole milliseconds, by how \
-             the requests' arrival meets that tick (section 6, session 7)."
+             the requests' arrival meets that tick."
         )
     }
 }
@@ -127,6 +132,9 @@ impl Options {
 
 async fn run(options: Options, nofile: u64) -> BenchResult<()> {
     let mut report = Report::new(&options, nofile);
+    // Built before anything is timed.
+    let sim = sim_binary()?;
+    eprintln!("== hailuo-sim: {}", sim.display());
     if options.runs("cold") {
         eprintln!("== cold start");
         report.cold = Some(cold_start().await?);
@@ -216,7 +224,7 @@ fn free_port() -> BenchResult<u16> {
 /// `chunk_delay_ms` apart, and `tear_pause_us` inside each torn event.
 async fn start_sim(chunk_delay_ms: u64, chunk_chars: usize, tear_pause_us: u64) -> BenchResult<(Proc, String)> {
     let port = free_port()?;
-    let child = Command::new(env!("CARGO_BIN_EXE_hailuo-sim"))
+    let child = Command::new(sim_binary()?)
         .args(["--port", &port.to_string()])
         .args(["--chunk-delay-ms", &chunk_delay_ms.to_string()])
         .args(["--chunk-chars", &chunk_chars.to_string()])
@@ -228,6 +236,41 @@ async fn start_sim(chunk_delay_ms: u64, chunk_chars: usize, tear_pause_us: u64) 
     let base = format!("http://127.0.0.1:{port}");
     wait_listening(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     Ok((proc, base))
+}
+
+/// The `hailuo-sim` executable: `HAILUO_SIM_BIN`, else the one a release build of the
+/// workspace member makes (built once per run).
+fn sim_binary() -> BenchResult<PathBuf> {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(path) = std::env::var_os("HAILUO_SIM_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some(path) = BUILT.get() {
+        return Ok(path.clone());
+    }
+    let path = build_sim()?;
+    Ok(BUILT.get_or_init(|| path).clone())
+}
+
+/// `cargo build --release -p hailuo-sim`, with the cargo that runs this benchmark; the
+/// executable it reports.
+fn build_sim() -> BenchResult<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let output = Command::new(cargo)
+        .args(["build", "--release", "-p", "hailuo-sim", "--bin", "hailuo-sim"])
+        .args(["--message-format", "json", "--manifest-path", manifest])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("`cargo build --release -p hailuo-sim` failed ({})", output.status).into());
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact" && message["target"]["name"] == "hailuo-sim")
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| "`cargo build -p hailuo-sim` reported no hailuo-sim executable".into())
 }
 
 async fn wait_listening(addr: SocketAddr) -> BenchResult<()> {

@@ -2,8 +2,8 @@
 //!
 //! The crate is hexagonal: [`domain`] holds the models, the ports and the use cases;
 //! [`inbound`] is the OpenAI-compatible HTTP surface; [`outbound`] holds the adapters (the
-//! Hailuo web protocol, the stores); [`startup`] wires them; [`sim`] is `hailuo-sim`, the
-//! simulated upstream the tests run against.
+//! Hailuo web protocol, the stores); [`startup`] wires them. The simulated upstream the tests
+//! run against is a crate of its own, `hailuo-sim`, which this one never depends on.
 
 pub mod config;
 pub mod domain;
@@ -11,5 +11,4 @@ pub mod inbound;
 #[cfg(test)]
 mod json_props;
 pub mod outbound;
-pub mod sim;
 pub mod startup;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hailuo_free_api::sim::{SimConfig, Simulator};
+use hailuo_sim::{SimConfig, Simulator};
 use serde_json::json;
 
 /// The server as a child process; killed when dropped, so a failing test leaves none behind.
@@ -137,22 +137,22 @@ async fn a_conversation_created_before_a_crash_is_deleted_after_the_restart_on_t
     let status = response.status();
     let body = response.text().await.unwrap();
     assert_eq!(status, 200, "chat failed: {body}\n{}", server.log());
-    let live = sim.live_conversations("crash-token");
+    let live = sim.conversations().live("crash-token");
     assert_eq!(live.len(), 1, "one live conversation before the crash");
-    assert_eq!(sim.registrations("crash-token"), 1);
+    assert_eq!(sim.accounts().registrations("crash-token"), 1);
     server.kill();
     drop(server);
 
     let mut restarted = ServerProcess::start(&sim, &database, 1, dir.path().join("second.log"));
     restarted.wait_ready(&client).await;
     let deleted = eventually(Duration::from_secs(15), || {
-        sim.live_conversations("crash-token").is_empty()
+        sim.conversations().live("crash-token").is_empty()
     })
     .await;
     assert!(deleted, "the conversation outlived the restart:\n{}", restarted.log());
-    assert_eq!(sim.deleted_conversations(), live, "the one created before the crash");
+    assert_eq!(sim.conversations().deleted(), live, "the one created before the crash");
     assert_eq!(
-        sim.registrations("crash-token"),
+        sim.accounts().registrations("crash-token"),
         1,
         "the device was reused, not registered again"
     );

@@ -64,7 +64,7 @@ fn the_telemetry_profile_wires_a_collector_to_jaeger() {
 fn the_dockerfile_builds_with_the_readme_command_and_runs_as_a_user_with_a_healthcheck() {
     let dockerfile = read("docker/Dockerfile");
     let readme = read("README.md");
-    let build = "cargo build --release --locked";
+    let build = "cargo build --release --locked --workspace";
     assert!(
         dockerfile.contains(&format!("RUN {build}")),
         "the Dockerfile's build stage"

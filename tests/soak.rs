@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use hailuo_free_api::config::Settings;
-use hailuo_free_api::sim::{SimConfig, Simulator};
 use hailuo_free_api::startup::Application;
+use hailuo_sim::{SimConfig, Simulator};
 use serde_json::{Value, json};
 
 /// Accounts the requests spread over.
@@ -236,15 +236,15 @@ async fn soak_many_requests_with_faults_leave_nothing_behind() {
 
     // Let the sweeper delete what the last answers left, then look upstream.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !sim.all_live_conversations().is_empty() && Instant::now() < deadline {
+    while !sim.conversations().all_live().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let left_upstream = sim.all_live_conversations();
+    let left_upstream = sim.conversations().all_live();
     let busy = accounts_busy(&client, &base).await;
 
     // Every account answers at once: none is leased any more (the wait for a busy one is
     // longer than this check's bound).
-    sim.set_fault_rate(0.0);
+    sim.faults().set_rate(0.0);
     // Tokens resting after injected refusals are back once their cool-down is over.
     tokio::time::sleep(Duration::from_secs(COOLDOWN_SECS) + Duration::from_millis(500)).await;
     let mut stuck_accounts = Vec::new();
@@ -262,7 +262,7 @@ async fn soak_many_requests_with_faults_leave_nothing_behind() {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !sim.all_live_conversations().is_empty() && Instant::now() < deadline {
+    while !sim.conversations().all_live().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sim.forget_history();
@@ -276,7 +276,7 @@ async fn soak_many_requests_with_faults_leave_nothing_behind() {
         duration.as_secs_f64(),
         requests as f64 / duration.as_secs_f64()
     );
-    println!("soak: faults played upstream: {:?}", sim.faults_played());
+    println!("soak: faults played upstream: {:?}", sim.faults().played());
     for (outcome, count) in &outcomes {
         println!("soak: {count:>7} {outcome:?}");
     }
@@ -309,11 +309,11 @@ async fn soak_many_requests_with_faults_leave_nothing_behind() {
     assert_eq!(busy, 0.0, "accounts still leased after the run");
     assert!(stuck_accounts.is_empty(), "accounts not answering: {stuck_accounts:?}");
     assert!(
-        sim.all_live_conversations().is_empty(),
+        sim.conversations().all_live().is_empty(),
         "the checks left conversations upstream"
     );
     assert!(violations.is_empty(), "protocol violations: {violations:#?}");
-    assert_eq!(sim.active_streams(), 0, "streams still open upstream");
+    assert_eq!(sim.accounts().active_streams(), 0, "streams still open upstream");
     assert!(
         rss_end <= rss_start + RSS_GROWTH_LIMIT_KB,
         "memory grew from {rss_start} kB to {rss_end} kB"

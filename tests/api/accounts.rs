@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hailuo_free_api::sim::Fault;
+use hailuo_sim::Fault;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -10,11 +10,17 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_dead_token_is_skipped_for_the_next_one() -> TestResult {
     let app = spawn_app().await;
-    app.sim.kill_token("token-dead");
+    app.sim.accounts().kill_token("token-dead");
     for _ in 0..4 {
         app.chat_ok("token-dead,token-alive", &ask("hi")).await;
     }
-    assert!(app.sim.chats().iter().all(|chat| chat.token == "token-alive"));
+    assert!(
+        app.sim
+            .conversations()
+            .chats()
+            .iter()
+            .all(|chat| chat.token == "token-alive")
+    );
     app.assert_protocol_clean();
     Ok(())
 }
@@ -22,9 +28,15 @@ async fn a_dead_token_is_skipped_for_the_next_one() -> TestResult {
 #[tokio::test]
 async fn an_account_refused_at_chat_time_is_skipped_for_the_next_one() -> TestResult {
     let app = spawn_app().await;
-    app.sim.inject(Fault::AccountRefused);
+    app.sim.faults().inject(Fault::AccountRefused);
     app.chat_ok("token-a,token-b", &ask("hi")).await;
-    let tokens: Vec<String> = app.sim.chats().into_iter().map(|chat| chat.token).collect();
+    let tokens: Vec<String> = app
+        .sim
+        .conversations()
+        .chats()
+        .into_iter()
+        .map(|chat| chat.token)
+        .collect();
     assert_eq!(tokens.len(), 2, "the refused attempt, then the next token");
     assert_ne!(tokens[0], tokens[1]);
     Ok(())
@@ -33,8 +45,8 @@ async fn an_account_refused_at_chat_time_is_skipped_for_the_next_one() -> TestRe
 #[tokio::test]
 async fn when_every_token_is_refused_the_request_is_a_401_with_the_upstream_reason() -> TestResult {
     let app = spawn_app().await;
-    app.sim.kill_token("token-x");
-    app.sim.kill_token("token-y");
+    app.sim.accounts().kill_token("token-x");
+    app.sim.accounts().kill_token("token-y");
     let error = assert_openai_error(app.chat("token-x,token-y", &ask("hi")).await, 401).await;
     assert!(
         error["message"].as_str().expect("a message").contains("登录已失效"),
@@ -47,7 +59,7 @@ async fn when_every_token_is_refused_the_request_is_a_401_with_the_upstream_reas
 async fn the_bearer_value_is_split_on_commas_and_trimmed() -> TestResult {
     let app = spawn_app().await;
     app.chat_ok(" token-a , ,token-b,", &ask("hi")).await;
-    let token = app.sim.chats().pop().expect("a chat").token;
+    let token = app.last_chat().expect("a chat").token;
     assert!(token == "token-a" || token == "token-b", "{token}");
     Ok(())
 }
@@ -62,8 +74,8 @@ async fn an_account_answers_one_request_at_a_time() -> TestResult {
     });
     let answers = futures::future::join_all(requests).await;
     assert_eq!(answers.len(), 4);
-    assert_eq!(app.sim.max_concurrent_streams("token-solo"), 1);
-    assert_eq!(app.sim.chats().len(), 4);
+    assert_eq!(app.sim.accounts().max_concurrent_streams("token-solo"), 1);
+    assert_eq!(app.sim.conversations().chats().len(), 4);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -71,15 +83,15 @@ async fn an_account_answers_one_request_at_a_time() -> TestResult {
 #[tokio::test]
 async fn two_tokens_answer_two_requests_side_by_side() -> TestResult {
     let app = spawn_app().await;
-    app.sim.inject(Fault::SlowChunks(Duration::from_millis(100)));
-    app.sim.inject(Fault::SlowChunks(Duration::from_millis(100)));
+    app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(100)));
+    app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(100)));
     let (one, two) = (ask("one"), ask("two"));
     let (first, second) = tokio::join!(
         app.chat_ok("token-a,token-b", &one),
         app.chat_ok("token-a,token-b", &two)
     );
     assert_ne!(first["id"], second["id"]);
-    let mut tokens: Vec<String> = app.sim.chats().into_iter().map(|c| c.token).collect();
+    let mut tokens: Vec<String> = app.sim.conversations().chats().into_iter().map(|c| c.token).collect();
     tokens.sort();
     assert_eq!(tokens, vec!["token-a", "token-b"]);
     Ok(())
@@ -88,7 +100,7 @@ async fn two_tokens_answer_two_requests_side_by_side() -> TestResult {
 #[tokio::test]
 async fn a_request_waiting_past_the_busy_wait_gets_a_429() -> TestResult {
     let app = spawn_app_with(|s| s.accounts.busy_wait_secs = 1).await;
-    app.sim.inject(Fault::SlowChunks(Duration::from_millis(400)));
+    app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(400)));
     let mut slow = ask("a slow answer that keeps the account busy for a while");
     slow["stream"] = json!(true);
     let busy = app.chat("token-solo", &slow).await;
@@ -105,7 +117,7 @@ async fn a_device_is_registered_once_and_reused() -> TestResult {
     for _ in 0..3 {
         app.chat_ok("token-a", &ask("hi")).await;
     }
-    assert_eq!(app.sim.registrations("token-a"), 1);
+    assert_eq!(app.sim.accounts().registrations("token-a"), 1);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -117,7 +129,7 @@ async fn concurrent_first_requests_share_one_registration() -> TestResult {
     for response in futures::future::join_all(checks).await {
         assert_eq!(response.status(), 200);
     }
-    assert_eq!(app.sim.registrations("token-new"), 1);
+    assert_eq!(app.sim.accounts().registrations("token-new"), 1);
     Ok(())
 }
 
@@ -127,7 +139,7 @@ async fn a_device_is_registered_again_after_its_lifetime() -> TestResult {
     app.chat_ok("token-a", &ask("hi")).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     app.chat_ok("token-a", &ask("hi again")).await;
-    assert_eq!(app.sim.registrations("token-a"), 2);
+    assert_eq!(app.sim.accounts().registrations("token-a"), 2);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -135,13 +147,13 @@ async fn a_device_is_registered_again_after_its_lifetime() -> TestResult {
 #[tokio::test]
 async fn token_check_tells_live_from_dead() -> TestResult {
     let app = spawn_app().await;
-    app.sim.kill_token("token-dead");
+    app.sim.accounts().kill_token("token-dead");
     let live: serde_json::Value = app.check_token("token-live").await.json().await?;
     assert_eq!(live, json!({"live": true}));
     let dead = app.check_token("token-dead").await;
     assert_eq!(dead.status(), 200);
     assert_eq!(dead.json::<serde_json::Value>().await?, json!({"live": false}));
-    assert!(app.sim.user_info_calls("token-live") >= 1);
+    assert!(app.sim.accounts().user_info_calls("token-live") >= 1);
     let empty = app.check_token("  ").await;
     assert_openai_error(empty, 400).await;
     app.assert_protocol_clean();
@@ -152,14 +164,14 @@ async fn token_check_tells_live_from_dead() -> TestResult {
 async fn a_token_that_died_is_found_dead_and_its_device_forgotten() -> TestResult {
     let app = spawn_app().await;
     app.chat_ok("token-a", &ask("hi")).await;
-    app.sim.kill_token("token-a");
+    app.sim.accounts().kill_token("token-a");
     let dead: serde_json::Value = app.check_token("token-a").await.json().await?;
     assert_eq!(dead, json!({"live": false}));
-    app.sim.revive_token("token-a");
+    app.sim.accounts().revive_token("token-a");
     let live: serde_json::Value = app.check_token("token-a").await.json().await?;
     assert_eq!(live, json!({"live": true}));
     assert_eq!(
-        app.sim.registrations("token-a"),
+        app.sim.accounts().registrations("token-a"),
         2,
         "a fresh device after the account was refused"
     );

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hailuo_free_api::config::Settings;
-use hailuo_free_api::sim::Simulator;
+use hailuo_sim::Simulator;
 use serde_json::{Value, json};
 
 use crate::audio_fixtures::{close, decoded_duration, ogg, sine, wav};
@@ -17,7 +17,7 @@ fn audio_settings(settings: &mut Settings) {
 
 async fn spawn_audio_app() -> TestApp {
     let app = spawn_app_with(audio_settings).await;
-    app.sim.set_tts_pending_polls(1);
+    app.sim.speech().set_pending_polls(1);
     app
 }
 
@@ -66,12 +66,12 @@ async fn each_openai_voice_maps_to_its_hailuo_voice_on_both_models() -> TestResu
             )
             .await;
             assert_eq!(content_type, "audio/mpeg");
-            let record = app.sim.tts_requests().pop().expect("a speech");
+            let record = app.sim.speech().requests().pop().expect("a speech");
             assert_eq!(record.timbre, expected, "{model} {voice}");
-            assert_eq!(app.sim.current_voice("token-a").as_deref(), Some(expected));
+            assert_eq!(app.sim.speech().current_voice("token-a").as_deref(), Some(expected));
         }
     }
-    assert!(app.sim.voice_mismatches().is_empty());
+    assert!(app.sim.speech().voice_mismatches().is_empty());
     app.assert_protocol_clean();
     Ok(())
 }
@@ -86,7 +86,7 @@ async fn a_hailuo_voice_id_is_used_as_given() -> TestResult {
     )
     .await;
     assert_eq!(
-        app.sim.tts_requests().pop().expect("a speech").timbre,
+        app.sim.speech().requests().pop().expect("a speech").timbre,
         "Guodegang_hailuo"
     );
     speech_ok(
@@ -95,7 +95,10 @@ async fn a_hailuo_voice_id_is_used_as_given() -> TestResult {
         &json!({"model": "whatever", "input": "克隆", "voice": "puv_123456"}),
     )
     .await;
-    assert_eq!(app.sim.tts_requests().pop().expect("a speech").timbre, "puv_123456");
+    assert_eq!(
+        app.sim.speech().requests().pop().expect("a speech").timbre,
+        "puv_123456"
+    );
     Ok(())
 }
 
@@ -107,10 +110,10 @@ async fn replaced_voices_take_the_place_of_the_standard_ones() -> TestResult {
         s.audio.replace_voices("voice-a,,voice-c");
     })
     .await;
-    app.sim.set_tts_pending_polls(1);
+    app.sim.speech().set_pending_polls(1);
     for (voice, expected) in [("alloy", "voice-a"), ("echo", "Podcast_girl"), ("fable", "voice-c")] {
         speech_ok(&app, "token-a", &json!({"input": "hi", "voice": voice})).await;
-        assert_eq!(app.sim.tts_requests().pop().expect("a speech").timbre, expected);
+        assert_eq!(app.sim.speech().requests().pop().expect("a speech").timbre, expected);
     }
     speech_ok(
         &app,
@@ -118,7 +121,10 @@ async fn replaced_voices_take_the_place_of_the_standard_ones() -> TestResult {
         &json!({"model": "tts-1-hd", "input": "hi", "voice": "alloy"}),
     )
     .await;
-    assert_eq!(app.sim.tts_requests().pop().expect("a speech").timbre, "xiaomo_sft");
+    assert_eq!(
+        app.sim.speech().requests().pop().expect("a speech").timbre,
+        "xiaomo_sft"
+    );
     Ok(())
 }
 
@@ -129,7 +135,7 @@ async fn every_response_format_carries_the_whole_speech() -> TestResult {
     for format in ["mp3", "wav", "pcm", "flac"] {
         let body = json!({"model": "tts-1", "input": input, "voice": "alloy", "response_format": format});
         let (content_type, bytes) = speech_ok(&app, "token-a", &body).await;
-        let record = app.sim.tts_requests().pop().expect("a speech");
+        let record = app.sim.speech().requests().pop().expect("a speech");
         let expected = Simulator::speech_duration_for(&record.text);
         let duration = match format {
             "mp3" => {
@@ -173,7 +179,7 @@ async fn speed_changes_the_duration() -> TestResult {
         &json!({"input": input, "voice": "alloy", "speed": 2.0}),
     )
     .await;
-    let expected = Simulator::speech_duration_for(&app.sim.tts_requests().pop().expect("a speech").text) / 2;
+    let expected = Simulator::speech_duration_for(&app.sim.speech().requests().pop().expect("a speech").text) / 2;
     let duration = hailuo_free_api::outbound::audio::decode(&bytes, Some("mp3"))?.duration;
     assert!(close(duration, expected, TOLERANCE), "{duration:?} vs {expected:?}");
     Ok(())
@@ -208,7 +214,7 @@ async fn bad_speech_requests_are_400s() -> TestResult {
             .expect("a message")
             .contains("mp3, wav, pcm, flac")
     );
-    assert!(app.sim.chats().is_empty());
+    assert!(app.sim.conversations().chats().is_empty());
     Ok(())
 }
 
@@ -223,11 +229,11 @@ async fn concurrent_speeches_on_one_account_keep_their_voices() -> TestResult {
     let speeches = bodies.iter().map(|body| speech_ok(&app, "token-solo", body));
     futures::future::join_all(speeches).await;
     assert!(
-        app.sim.voice_mismatches().is_empty(),
+        app.sim.speech().voice_mismatches().is_empty(),
         "{:?}",
-        app.sim.voice_mismatches()
+        app.sim.speech().voice_mismatches()
     );
-    let mut timbres: Vec<String> = app.sim.tts_requests().into_iter().map(|r| r.timbre).collect();
+    let mut timbres: Vec<String> = app.sim.speech().requests().into_iter().map(|r| r.timbre).collect();
     timbres.sort();
     assert_eq!(
         timbres,
@@ -252,7 +258,7 @@ async fn audio_that_never_becomes_ready_is_a_504() -> TestResult {
         s.audio.tts_timeout_secs = 1;
     })
     .await;
-    app.sim.tts_never_ready();
+    app.sim.speech().never_ready();
     let error = assert_openai_error(
         speech(&app, "token-a", &json!({"input": "hi", "voice": "alloy"})).await,
         504,
@@ -306,7 +312,7 @@ async fn wav_flac_ogg_and_mp3_are_transcribed() -> TestResult {
             app.sim.violations()
         );
         let body: Value = serde_json::from_str(&body_text)?;
-        let upload = app.sim.phone_uploads().pop().expect("an upload");
+        let upload = app.sim.transcription().uploads().pop().expect("an upload");
         assert!(
             close(upload.duration, Duration::from_millis(1_500), TOLERANCE),
             "{name}: {:?}",
@@ -362,7 +368,7 @@ async fn webm_ogg_opus_and_m4a_uploads_are_transcribed() -> TestResult {
             app.sim.violations()
         );
         let body: Value = serde_json::from_str(&body_text)?;
-        let upload = app.sim.phone_uploads().pop().expect("an upload");
+        let upload = app.sim.transcription().uploads().pop().expect("an upload");
         assert!(
             close(upload.duration, expected, TOLERANCE),
             "{name}: {:?}, expected {expected:?}",
@@ -394,7 +400,7 @@ async fn each_transcription_format_is_answered() -> TestResult {
             .starts_with("text/plain")
     );
     let text = text_response.text().await?;
-    let upload = app.sim.phone_uploads().pop().expect("an upload");
+    let upload = app.sim.transcription().uploads().pop().expect("an upload");
     assert_eq!(text, Simulator::transcript_for(upload.duration));
 
     assert!(app.upstream_idle().await);
@@ -451,7 +457,7 @@ async fn bytes_that_are_not_audio_are_a_400() -> TestResult {
         "{error}"
     );
     assert_openai_error(transcribe(&app, Vec::new(), "a.wav", None).await, 400).await;
-    assert!(app.sim.phone_uploads().is_empty());
+    assert!(app.sim.transcription().uploads().is_empty());
     Ok(())
 }
 
@@ -460,7 +466,7 @@ async fn an_oversized_upload_is_a_413() -> TestResult {
     let app = spawn_app_with(|s| s.audio.max_upload_bytes = 10_000).await;
     let big = wav(&sine(1.0, 16_000, 1, 440.0, 0.5), 16_000, 1);
     assert_openai_error(transcribe(&app, big, "big.wav", None).await, 413).await;
-    assert!(app.sim.phone_uploads().is_empty());
+    assert!(app.sim.transcription().uploads().is_empty());
     Ok(())
 }
 
@@ -474,7 +480,7 @@ async fn the_answer_comes_without_waiting_for_the_spoken_reply() -> TestResult {
     assert!(
         eventually(Duration::from_secs(2), || {
             let sim = sim.clone();
-            async move { sim.phone_streams_abandoned() == 1 }
+            async move { sim.transcription().streams_abandoned() == 1 }
         })
         .await
     );

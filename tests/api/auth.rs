@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hailuo_free_api::config::Settings;
 use hailuo_free_api::domain::chat::AccountToken;
-use hailuo_free_api::sim::Fault;
+use hailuo_sim::Fault;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -42,7 +42,10 @@ async fn with_api_keys_a_missing_or_wrong_key_is_a_401_that_never_shows_a_key() 
 
     let response = app.client.get(app.url("/v1/models")).bearer_auth(wrong).send().await?;
     assert_openai_error(response, 401).await;
-    assert!(app.sim.chats().is_empty(), "nothing reached the upstream");
+    assert!(
+        app.sim.conversations().chats().is_empty(),
+        "nothing reached the upstream"
+    );
 
     for open in ["/ping", "/metrics", "/openapi.json", "/docs/"] {
         assert_eq!(app.get(open).await.status(), 200, "{open} stays open");
@@ -55,7 +58,7 @@ async fn the_right_key_runs_the_request_on_the_server_pool() -> TestResult {
     let app = spawn_app_with(with_keys).await;
     let completion = app.chat_ok(KEY, &ask("hello pool")).await;
     assert!(content(&completion).contains("hello pool"), "{completion}");
-    let chats = app.sim.chats();
+    let chats = app.sim.conversations().chats();
     assert_eq!(chats.len(), 1);
     assert!(POOL.contains(&chats[0].token.as_str()), "ran on {}", chats[0].token);
 
@@ -72,7 +75,10 @@ async fn a_raw_hailuo_token_is_refused_when_the_server_has_keys() -> TestResult 
         let error = assert_openai_error(app.chat(raw, &ask("hi")).await, 401).await;
         assert!(!error.to_string().contains(POOL[0]), "{error}");
     }
-    assert!(app.sim.chats().is_empty(), "no raw token reached the upstream");
+    assert!(
+        app.sim.conversations().chats().is_empty(),
+        "no raw token reached the upstream"
+    );
     Ok(())
 }
 
@@ -100,7 +106,7 @@ async fn token_check_needs_a_key_only_when_the_server_has_keys() -> TestResult {
 async fn without_api_keys_the_bearer_value_is_the_client_token_list() -> TestResult {
     let app = spawn_app().await;
     app.chat_ok("client-token-a", &ask("hi")).await;
-    assert_eq!(app.sim.chats().pop().expect("a chat").token, "client-token-a");
+    assert_eq!(app.last_chat().expect("a chat").token, "client-token-a");
     assert_openai_error(app.chat("", &ask("hi")).await, 401).await;
     Ok(())
 }
@@ -122,20 +128,32 @@ async fn a_token_refused_twice_rests_without_upstream_calls_then_is_tried_again(
         s.accounts.cooldown_secs = 4;
     })
     .await;
-    app.sim.inject(Fault::AccountRefused);
-    app.sim.inject(Fault::AccountRefused);
+    app.sim.faults().inject(Fault::AccountRefused);
+    app.sim.faults().inject(Fault::AccountRefused);
     assert_openai_error(app.chat(TOKEN, &ask("one")).await, 401).await;
     assert_openai_error(app.chat(TOKEN, &ask("two")).await, 401).await;
-    assert_eq!(app.sim.chats().len(), 2, "both refusals came from the upstream");
-    let registrations = app.sim.registrations(TOKEN);
+    assert_eq!(
+        app.sim.conversations().chats().len(),
+        2,
+        "both refusals came from the upstream"
+    );
+    let registrations = app.sim.accounts().registrations(TOKEN);
 
     let error = assert_openai_error(app.chat(TOKEN, &ask("three")).await, 401).await;
     assert!(
         error["message"].as_str().unwrap_or_default().contains("rests"),
         "{error}"
     );
-    assert_eq!(app.sim.chats().len(), 2, "a resting token is not sent upstream");
-    assert_eq!(app.sim.registrations(TOKEN), registrations, "nor registered again");
+    assert_eq!(
+        app.sim.conversations().chats().len(),
+        2,
+        "a resting token is not sent upstream"
+    );
+    assert_eq!(
+        app.sim.accounts().registrations(TOKEN),
+        registrations,
+        "nor registered again"
+    );
 
     let fingerprint = format!(r#"account="{}""#, AccountToken::new(TOKEN).fingerprint());
     assert_eq!(metric(&app, "hailuo_accounts_cooldown", &fingerprint).await, Some(1.0));
@@ -146,7 +164,7 @@ async fn a_token_refused_twice_rests_without_upstream_calls_then_is_tried_again(
     })
     .await;
     assert!(back, "the token was never tried again");
-    assert_eq!(app.sim.chats().last().expect("a chat").token, TOKEN);
+    assert_eq!(app.sim.conversations().chats().last().expect("a chat").token, TOKEN);
     assert_eq!(metric(&app, "hailuo_accounts_cooldown", &fingerprint).await, Some(0.0));
     Ok(())
 }
@@ -162,7 +180,7 @@ async fn a_dead_pool_token_rests_and_metrics_show_its_fingerprint_never_the_toke
         s.accounts.cooldown_secs = 300;
     })
     .await;
-    app.sim.kill_token(DEAD);
+    app.sim.accounts().kill_token(DEAD);
     let fingerprint = format!(r#"account="{}""#, AccountToken::new(DEAD).fingerprint());
     // Each request tries the pool in a random order: ask until the dead token has been
     // tried (and refused) twice, which is bound to happen long before 100 requests.
@@ -180,7 +198,7 @@ async fn a_dead_pool_token_rests_and_metrics_show_its_fingerprint_never_the_toke
     for i in 0..16 {
         app.chat_ok(KEY, &ask(&format!("more {i}"))).await;
     }
-    assert!(app.sim.chats().iter().all(|chat| chat.token == ALIVE));
+    assert!(app.sim.conversations().chats().iter().all(|chat| chat.token == ALIVE));
     let refusals = metric(&app, "hailuo_accounts_rejected_total", &fingerprint).await;
     assert_eq!(
         refusals.unwrap_or(0.0),
@@ -202,7 +220,7 @@ async fn requests_past_the_queue_get_503_with_retry_after_and_the_queued_one_is_
         s.server.max_queued = 1;
     })
     .await;
-    app.sim.inject(Fault::SlowChunks(Duration::from_millis(150)));
+    app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(150)));
     let long = json!({"model": "hailuo", "stream": true,
         "messages": [{"role": "user", "content": "a long question that takes a while to answer"}]});
     let streaming = app.chat("token-a", &long).await;
@@ -238,14 +256,14 @@ async fn a_hanging_upstream_ends_in_504_within_the_timeouts_and_frees_the_accoun
         s.upstream.retry_delay_ms = 20;
     })
     .await;
-    app.sim.inject(Fault::Hang);
-    app.sim.inject(Fault::Hang);
+    app.sim.faults().inject(Fault::Hang);
+    app.sim.faults().inject(Fault::Hang);
     let started = Instant::now();
     let error = assert_openai_error(app.chat("token-h1,token-h2", &ask("hello?")).await, 504).await;
     let took = started.elapsed();
     assert_eq!(error["code"], "upstream_timeout");
     assert_eq!(
-        app.sim.chats().len(),
+        app.sim.conversations().chats().len(),
         2,
         "two attempts, each cut at the first-byte timeout"
     );
@@ -258,6 +276,9 @@ async fn a_hanging_upstream_ends_in_504_within_the_timeouts_and_frees_the_accoun
     // think the stream open and refuse this one; what matters here is that it was sent.
     let response = app.chat("token-h1,token-h2", &ask("and now?")).await;
     assert_ne!(response.status(), 429, "an account was still leased");
-    assert!(app.sim.chats().len() > 2, "the next request reached the upstream");
+    assert!(
+        app.sim.conversations().chats().len() > 2,
+        "the next request reached the upstream"
+    );
     Ok(())
 }

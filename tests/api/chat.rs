@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hailuo_free_api::sim::{Fault, Simulator};
+use hailuo_sim::{Fault, Simulator};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -12,7 +12,7 @@ async fn a_single_message_is_answered_with_the_upstream_answer() -> TestResult {
     let app = spawn_app().await;
     let completion = app.chat_ok("token-a", &ask("你好，海螺")).await;
 
-    let record = app.sim.chats().pop().expect("the upstream got the chat");
+    let record = app.last_chat().expect("the upstream got the chat");
     assert_eq!(record.msg_content, "你好，海螺\n");
     assert_eq!(record.requested_chat_id, "0");
     assert_eq!(content(&completion), Simulator::answer_for(&record.msg_content));
@@ -67,7 +67,7 @@ async fn several_messages_are_merged_with_role_prefixes() -> TestResult {
     ], "temperature": 0.2, "unknown_field": {"ignored": true}});
     let completion = app.chat_ok("token-a", &body).await;
 
-    let record = app.sim.chats().pop().expect("the upstream got the chat");
+    let record = app.last_chat().expect("the upstream got the chat");
     assert_eq!(
         record.msg_content,
         "system:Be brief.\nuser:Hi\nassistant:Hello! \nuser:Name\nuser:a colour\nassistant:"
@@ -90,7 +90,7 @@ async fn a_conversation_continues_by_its_id() -> TestResult {
     ]});
     let second = app.chat_ok("token-a", &body).await;
 
-    let record = app.sim.chats().pop().expect("the upstream got the chat");
+    let record = app.last_chat().expect("the upstream got the chat");
     assert_eq!(second["id"], id.as_str());
     assert_eq!(record.requested_chat_id, id);
     // A continued conversation sends the new texts without role prefixes.
@@ -100,7 +100,7 @@ async fn a_conversation_continues_by_its_id() -> TestResult {
         "referer {}",
         record.referer
     );
-    assert_eq!(app.sim.live_conversations("token-a"), vec![id]);
+    assert_eq!(app.sim.conversations().live("token-a"), vec![id]);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -110,7 +110,7 @@ async fn a_malformed_conversation_id_starts_a_new_conversation() -> TestResult {
     let app = spawn_app().await;
     let body = json!({"conversation_id": "12345", "messages": [{"role": "user", "content": "hi"}]});
     app.chat_ok("token-a", &body).await;
-    let record = app.sim.chats().pop().expect("the upstream got the chat");
+    let record = app.last_chat().expect("the upstream got the chat");
     assert_eq!(record.requested_chat_id, "0");
     Ok(())
 }
@@ -146,7 +146,7 @@ async fn a_streamed_answer_is_forwarded_as_openai_chunks() -> TestResult {
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
-    let record = app.sim.chats().pop().expect("the upstream got the chat");
+    let record = app.last_chat().expect("the upstream got the chat");
     assert_eq!(text, Simulator::answer_for(&record.msg_content));
     let finishes: Vec<&Value> = chunks
         .iter()
@@ -180,7 +180,7 @@ async fn include_usage_adds_a_last_chunk_with_usage_and_no_choices() -> TestResu
 #[tokio::test]
 async fn each_delta_is_forwarded_while_the_upstream_is_still_answering() -> TestResult {
     let app = spawn_app().await;
-    app.sim.inject(Fault::SlowChunks(Duration::from_millis(150)));
+    app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(150)));
     let mut body = ask("a slow answer please");
     body["stream"] = json!(true);
     let response = app.chat("token-a", &body).await;
@@ -188,7 +188,7 @@ async fn each_delta_is_forwarded_while_the_upstream_is_still_answering() -> Test
     let mut bytes = response.bytes_stream();
     let seen = read_until_first_words(&mut bytes).await;
     // The first words reached us while the upstream stream is still open.
-    assert_eq!(app.sim.active_streams(), 1);
+    assert_eq!(app.sim.accounts().active_streams(), 1);
     assert!(!seen.contains("[DONE]"));
     Ok(())
 }

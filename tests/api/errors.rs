@@ -1,6 +1,6 @@
 //! Every failure is an OpenAI-shaped error with its real status, never a 200.
 
-use hailuo_free_api::sim::{Fault, Simulator};
+use hailuo_sim::{Fault, Simulator};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -17,7 +17,7 @@ async fn malformed_json_is_a_400() -> TestResult {
         .send()
         .await?;
     assert_openai_error(response, 400).await;
-    assert!(app.sim.chats().is_empty());
+    assert!(app.sim.conversations().chats().is_empty());
     Ok(())
 }
 
@@ -35,7 +35,7 @@ async fn wrong_types_and_odd_parts_are_400s() -> TestResult {
         let response = app.chat("token-a", &body).await;
         assert_openai_error(response, 400).await;
     }
-    assert!(app.sim.chats().is_empty());
+    assert!(app.sim.conversations().chats().is_empty());
     Ok(())
 }
 
@@ -58,7 +58,7 @@ async fn messages_without_any_text_are_a_400() -> TestResult {
     ] {
         assert_openai_error(app.chat("token-a", &body).await, 400).await;
     }
-    assert!(app.sim.chats().is_empty());
+    assert!(app.sim.conversations().chats().is_empty());
     Ok(())
 }
 
@@ -75,7 +75,7 @@ async fn a_request_without_usable_authorization_is_a_401() -> TestResult {
     assert_eq!(error["type"], "authentication_error");
     let empty = app.chat(" , ,", &ask("hi")).await;
     assert_openai_error(empty, 401).await;
-    assert!(app.sim.chats().is_empty());
+    assert!(app.sim.conversations().chats().is_empty());
     Ok(())
 }
 
@@ -112,7 +112,7 @@ async fn a_body_over_the_limit_is_a_413() -> TestResult {
 #[tokio::test]
 async fn content_the_upstream_refuses_is_a_502_with_its_reason() -> TestResult {
     let app = spawn_app().await;
-    app.sim.inject(Fault::ContentFiltered { after_events: 0 });
+    app.sim.faults().inject(Fault::ContentFiltered { after_events: 0 });
     let error = assert_openai_error(app.chat("token-a", &ask("something bad")).await, 502).await;
     assert!(
         error["message"]
@@ -122,14 +122,14 @@ async fn content_the_upstream_refuses_is_a_502_with_its_reason() -> TestResult {
         "{error}"
     );
     // Refused requests are not retried elsewhere.
-    assert_eq!(app.sim.chats().len(), 1);
+    assert_eq!(app.sim.conversations().chats().len(), 1);
     Ok(())
 }
 
 #[tokio::test]
 async fn an_upstream_error_after_streaming_began_ends_the_stream_with_an_error_event() -> TestResult {
     let app = spawn_app().await;
-    app.sim.inject(Fault::ContentFiltered { after_events: 3 });
+    app.sim.faults().inject(Fault::ContentFiltered { after_events: 3 });
     let mut body = ask("a long answer that will be filtered halfway");
     body["stream"] = json!(true);
     let (status, data) = app.chat_stream("token-a", &body).await;
@@ -154,7 +154,7 @@ async fn a_silent_upstream_is_a_504() -> TestResult {
         s.upstream.retries = 0;
     })
     .await;
-    app.sim.inject(Fault::Hang);
+    app.sim.faults().inject(Fault::Hang);
     let error = assert_openai_error(app.chat("token-a", &ask("hello?")).await, 504).await;
     assert_eq!(error["type"], "timeout_error");
     Ok(())
@@ -163,9 +163,9 @@ async fn a_silent_upstream_is_a_504() -> TestResult {
 #[tokio::test]
 async fn a_5xx_once_is_retried_and_answered() -> TestResult {
     let app = spawn_app().await;
-    app.sim.inject(Fault::ServerError);
+    app.sim.faults().inject(Fault::ServerError);
     let completion = app.chat_ok("token-a", &ask("hi")).await;
-    let record = app.sim.chats().pop().expect("the upstream got the chat");
+    let record = app.last_chat().expect("the upstream got the chat");
     assert_eq!(content(&completion), Simulator::answer_for(&record.msg_content));
     app.assert_protocol_clean();
     Ok(())
@@ -174,9 +174,9 @@ async fn a_5xx_once_is_retried_and_answered() -> TestResult {
 #[tokio::test]
 async fn a_stream_cut_before_any_content_is_retried() -> TestResult {
     let app = spawn_app().await;
-    app.sim.inject(Fault::CutStream { after_events: 0 });
+    app.sim.faults().inject(Fault::CutStream { after_events: 0 });
     let completion = app.chat_ok("token-a", &ask("hi")).await;
-    let record = app.sim.chats().pop().expect("the upstream got the chat");
+    let record = app.last_chat().expect("the upstream got the chat");
     assert_eq!(content(&completion), Simulator::answer_for(&record.msg_content));
     Ok(())
 }
@@ -184,7 +184,7 @@ async fn a_stream_cut_before_any_content_is_retried() -> TestResult {
 #[tokio::test]
 async fn a_stream_cut_after_content_is_an_error_not_a_retry() -> TestResult {
     let app = spawn_app().await;
-    app.sim.inject(Fault::CutStream { after_events: 3 });
+    app.sim.faults().inject(Fault::CutStream { after_events: 3 });
     let mut body = ask("a long answer that will be cut off in the middle");
     body["stream"] = json!(true);
     let (status, data) = app.chat_stream("token-a", &body).await;
@@ -192,7 +192,7 @@ async fn a_stream_cut_after_content_is_an_error_not_a_retry() -> TestResult {
     let last: Value = serde_json::from_str(data.last().expect("events"))?;
     assert_eq!(last["error"]["type"], "upstream_error", "{last}");
     assert_eq!(
-        app.sim.chats().len(),
+        app.sim.conversations().chats().len(),
         1,
         "nothing is retried once content reached the client"
     );
@@ -203,7 +203,7 @@ async fn a_stream_cut_after_content_is_an_error_not_a_retry() -> TestResult {
 async fn a_persistently_failing_upstream_is_a_502_after_the_retries() -> TestResult {
     let app = spawn_app_with(|s| s.upstream.retries = 2).await;
     for _ in 0..3 {
-        app.sim.inject(Fault::ServerError);
+        app.sim.faults().inject(Fault::ServerError);
     }
     let error = assert_openai_error(app.chat("token-a", &ask("hi")).await, 502).await;
     assert_eq!(error["code"], "upstream_unavailable");
@@ -226,9 +226,9 @@ async fn an_unreachable_upstream_is_a_502() -> TestResult {
 #[tokio::test]
 async fn a_malformed_event_is_skipped() -> TestResult {
     let app = spawn_app().await;
-    app.sim.inject(Fault::MalformedEvent);
+    app.sim.faults().inject(Fault::MalformedEvent);
     let completion = app.chat_ok("token-a", &ask("hi")).await;
-    let record = app.sim.chats().pop().expect("the upstream got the chat");
+    let record = app.last_chat().expect("the upstream got the chat");
     assert_eq!(content(&completion), Simulator::answer_for(&record.msg_content));
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hailuo_free_api::config::Settings;
-use hailuo_free_api::sim::{Fault, SimConfig, Simulator};
+use hailuo_sim::{Fault, SimConfig, Simulator};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -28,7 +28,7 @@ async fn assert_recovered(app: &TestApp, token: &str) {
     let completion = app.chat_ok(token, &ask("are you still there?")).await;
     assert_eq!(
         content(&completion),
-        Simulator::answer_for(&app.sim.chats().last().expect("a chat").msg_content)
+        Simulator::answer_for(&app.sim.conversations().chats().last().expect("a chat").msg_content)
     );
     assert_nothing_left(app).await;
 }
@@ -38,10 +38,10 @@ async fn assert_nothing_left(app: &TestApp) {
     assert!(
         app.nothing_left_upstream(Duration::from_secs(20)).await,
         "conversations left upstream: {:?}",
-        app.sim.all_live_conversations()
+        app.sim.conversations().all_live()
     );
-    let deleted = app.sim.deleted_conversations();
-    for (created, _) in app.sim.created_conversations() {
+    let deleted = app.sim.conversations().deleted();
+    for (created, _) in app.sim.conversations().created() {
         assert!(deleted.contains(&created), "{created} was never deleted");
     }
     app.assert_protocol_clean();
@@ -54,7 +54,7 @@ async fn an_upstream_5xx_is_a_502_and_leaves_the_account_free() -> TestResult {
         s.upstream.retries = 0;
     })
     .await;
-    app.sim.inject(Fault::ServerError);
+    app.sim.faults().inject(Fault::ServerError);
     let error = assert_openai_error(app.chat("token-a", &ask("hi")).await, 502).await;
     assert_eq!(error["code"], "upstream_unavailable");
     assert_recovered(&app, "token-a").await;
@@ -64,12 +64,12 @@ async fn an_upstream_5xx_is_a_502_and_leaves_the_account_free() -> TestResult {
 #[tokio::test]
 async fn a_reset_before_any_response_is_retried() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
-    app.sim.inject(Fault::ResetBeforeResponse);
+    app.sim.faults().inject(Fault::ResetBeforeResponse);
     let completion = app.chat_ok("token-a", &ask("hi")).await;
-    let chats = app.sim.chats();
+    let chats = app.sim.conversations().chats();
     assert_eq!(chats.len(), 2, "the reset attempt and its retry");
     assert_eq!(content(&completion), Simulator::answer_for(&chats[1].msg_content));
-    assert_eq!(app.sim.faults_played().get("ResetBeforeResponse"), Some(&1));
+    assert_eq!(app.sim.faults().played().get("ResetBeforeResponse"), Some(&1));
     assert_recovered(&app, "token-a").await;
     Ok(())
 }
@@ -81,8 +81,8 @@ async fn resets_past_the_retries_are_a_502() -> TestResult {
         s.upstream.retries = 1;
     })
     .await;
-    app.sim.inject(Fault::ResetBeforeResponse);
-    app.sim.inject(Fault::ResetBeforeResponse);
+    app.sim.faults().inject(Fault::ResetBeforeResponse);
+    app.sim.faults().inject(Fault::ResetBeforeResponse);
     let error = assert_openai_error(app.chat("token-a", &streamed("hi")).await, 502).await;
     assert_eq!(error["code"], "upstream_unavailable");
     assert_recovered(&app, "token-a").await;
@@ -92,7 +92,7 @@ async fn resets_past_the_retries_are_a_502() -> TestResult {
 #[tokio::test]
 async fn a_reset_during_the_stream_ends_it_with_an_error_event() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
-    app.sim.inject(Fault::ResetStream { after_events: 3 });
+    app.sim.faults().inject(Fault::ResetStream { after_events: 3 });
     let (status, data) = app
         .chat_stream(
             "token-a",
@@ -104,8 +104,12 @@ async fn a_reset_during_the_stream_ends_it_with_an_error_event() -> TestResult {
     assert_eq!(last["error"]["type"], "upstream_error", "{last}");
     assert!(!data.iter().any(|d| d == "[DONE]"));
     assert!(data.len() >= 2, "content came before the reset: {data:?}");
-    assert_eq!(app.sim.chats().len(), 1, "nothing is retried once content was sent");
-    assert_eq!(app.sim.created_conversations().len(), 1);
+    assert_eq!(
+        app.sim.conversations().chats().len(),
+        1,
+        "nothing is retried once content was sent"
+    );
+    assert_eq!(app.sim.conversations().created().len(), 1);
     assert_recovered(&app, "token-a").await;
     Ok(())
 }
@@ -113,13 +117,13 @@ async fn a_reset_during_the_stream_ends_it_with_an_error_event() -> TestResult {
 #[tokio::test]
 async fn a_reset_before_any_content_is_retried_and_both_conversations_deleted() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
-    app.sim.inject(Fault::ResetStream { after_events: 0 });
+    app.sim.faults().inject(Fault::ResetStream { after_events: 0 });
     let completion = app.chat_ok("token-a", &ask("hi")).await;
-    let chats = app.sim.chats();
+    let chats = app.sim.conversations().chats();
     assert_eq!(chats.len(), 2);
     assert_eq!(content(&completion), Simulator::answer_for(&chats[1].msg_content));
     // The broken attempt had made a conversation already (its send_result came first).
-    assert_eq!(app.sim.created_conversations().len(), 2);
+    assert_eq!(app.sim.conversations().created().len(), 2);
     assert_nothing_left(&app).await;
     Ok(())
 }
@@ -128,11 +132,11 @@ async fn a_reset_before_any_content_is_retried_and_both_conversations_deleted() 
 async fn a_stream_cut_without_an_end_event_leaves_nothing_upstream() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
     // Before content: retried, and the cut attempt's conversation is deleted too.
-    app.sim.inject(Fault::CutStream { after_events: 0 });
+    app.sim.faults().inject(Fault::CutStream { after_events: 0 });
     app.chat_ok("token-a", &ask("hi")).await;
-    assert_eq!(app.sim.created_conversations().len(), 2);
+    assert_eq!(app.sim.conversations().created().len(), 2);
     // After content: an error event ends the client's stream.
-    app.sim.inject(Fault::CutStream { after_events: 2 });
+    app.sim.faults().inject(Fault::CutStream { after_events: 2 });
     let (status, data) = app
         .chat_stream("token-a", &streamed("an answer cut off without its end"))
         .await;
@@ -146,9 +150,9 @@ async fn a_stream_cut_without_an_end_event_leaves_nothing_upstream() -> TestResu
 #[tokio::test]
 async fn content_refused_at_once_still_has_its_conversation_deleted() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
-    app.sim.inject(Fault::ContentFiltered { after_events: 0 });
+    app.sim.faults().inject(Fault::ContentFiltered { after_events: 0 });
     assert_openai_error(app.chat("token-a", &ask("something bad")).await, 502).await;
-    assert_eq!(app.sim.created_conversations().len(), 1);
+    assert_eq!(app.sim.conversations().created().len(), 1);
     assert_recovered(&app, "token-a").await;
     Ok(())
 }
@@ -160,10 +164,10 @@ async fn a_malformed_json_envelope_is_retried_then_a_502() -> TestResult {
         s.upstream.retries = 1;
     })
     .await;
-    app.sim.inject(Fault::MalformedEnvelope);
+    app.sim.faults().inject(Fault::MalformedEnvelope);
     app.chat_ok("token-a", &ask("hi")).await;
-    app.sim.inject(Fault::MalformedEnvelope);
-    app.sim.inject(Fault::MalformedEnvelope);
+    app.sim.faults().inject(Fault::MalformedEnvelope);
+    app.sim.faults().inject(Fault::MalformedEnvelope);
     let error = assert_openai_error(app.chat("token-a", &ask("hi")).await, 502).await;
     assert_eq!(error["code"], "upstream_unavailable");
     assert_recovered(&app, "token-a").await;
@@ -173,7 +177,7 @@ async fn a_malformed_json_envelope_is_retried_then_a_502() -> TestResult {
 #[tokio::test]
 async fn a_malformed_event_in_a_stream_is_skipped() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
-    app.sim.inject(Fault::MalformedEvent);
+    app.sim.faults().inject(Fault::MalformedEvent);
     let (status, data) = app.chat_stream("token-a", &streamed("hi")).await;
     assert_eq!(status, 200);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
@@ -189,7 +193,7 @@ async fn a_hanging_upstream_is_a_504_and_frees_the_account() -> TestResult {
         s.upstream.retries = 0;
     })
     .await;
-    app.sim.inject(Fault::Hang);
+    app.sim.faults().inject(Fault::Hang);
     let error = assert_openai_error(app.chat("token-a", &streamed("hello?")).await, 504).await;
     assert_eq!(error["type"], "timeout_error");
     assert_recovered(&app, "token-a").await;
@@ -201,11 +205,18 @@ async fn a_token_that_dies_between_requests_is_skipped_for_the_other() -> TestRe
     let app = spawn_app_with(delete_at_once).await;
     app.chat_ok("token-dead", &ask("hi")).await;
     assert!(app.nothing_left_upstream(Duration::from_secs(20)).await);
-    app.sim.kill_token("token-dead");
+    app.sim.accounts().kill_token("token-dead");
     for _ in 0..4 {
         app.chat_ok("token-dead,token-alive", &ask("hi")).await;
     }
-    let answered_by: Vec<String> = app.sim.chats().iter().skip(1).map(|c| c.token.clone()).collect();
+    let answered_by: Vec<String> = app
+        .sim
+        .conversations()
+        .chats()
+        .iter()
+        .skip(1)
+        .map(|c| c.token.clone())
+        .collect();
     assert!(
         answered_by.iter().all(|token| token == "token-alive"),
         "{answered_by:?}"
@@ -223,7 +234,7 @@ async fn a_token_that_dies_between_requests_is_skipped_for_the_other() -> TestRe
 #[tokio::test]
 async fn a_token_that_dies_mid_stream_finishes_its_answer_and_requests_move_on() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
-    app.sim.inject(Fault::SlowChunks(Duration::from_millis(40)));
+    app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(40)));
     let response = app
         .chat(
             "token-x,token-y",
@@ -231,32 +242,40 @@ async fn a_token_that_dies_mid_stream_finishes_its_answer_and_requests_move_on()
         )
         .await;
     assert_eq!(response.status(), 200);
-    let running = app.sim.chats().last().expect("the chat").token.clone();
+    let running = app.sim.conversations().chats().last().expect("the chat").token.clone();
     let other = if running == "token-x" { "token-y" } else { "token-x" };
     let mut bytes = Box::pin(response.bytes_stream());
     read_until_first_words(&mut bytes).await;
-    app.sim.kill_token(&running);
+    app.sim.accounts().kill_token(&running);
     let rest = sse_data_from(bytes).await;
     assert_eq!(rest.last().map(String::as_str), Some("[DONE]"), "{rest:?}");
     // The next requests go to the living token.
     for _ in 0..3 {
         app.chat_ok("token-x,token-y", &ask("next")).await;
     }
-    assert!(app.sim.chats().iter().skip(1).all(|chat| chat.token == other));
+    assert!(
+        app.sim
+            .conversations()
+            .chats()
+            .iter()
+            .skip(1)
+            .all(|chat| chat.token == other)
+    );
     // The dead account's conversation cannot be deleted (every call of it is refused): it is
     // the only one left upstream, and only until its owner logs in and deletes it.
     assert!(
         eventually(Duration::from_secs(20), || async {
             app.sim
-                .all_live_conversations()
+                .conversations()
+                .all_live()
                 .iter()
                 .all(|(_, owner)| *owner == running)
         })
         .await,
         "{:?}",
-        app.sim.all_live_conversations()
+        app.sim.conversations().all_live()
     );
-    assert_eq!(app.sim.live_conversations(&running).len(), 1);
+    assert_eq!(app.sim.conversations().live(&running).len(), 1);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -269,7 +288,7 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
         s.accounts.busy_wait_secs = 0;
     })
     .await;
-    app.sim.inject(Fault::SlowChunks(Duration::from_millis(40)));
+    app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(40)));
     let response = app
         .chat("token-a", &streamed("a slow answer nobody will read to the end"))
         .await;
@@ -279,9 +298,9 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
     drop(bytes);
     // The upstream stream closes once the proxy lets go of it, and with it the account.
     assert!(app.upstream_idle().await, "the upstream stream stayed open");
-    let first = app.sim.created_conversations()[0].0.clone();
+    let first = app.sim.conversations().created()[0].0.clone();
     assert_recovered(&app, "token-a").await;
-    assert!(app.sim.deleted_conversations().contains(&first));
+    assert!(app.sim.conversations().deleted().contains(&first));
     Ok(())
 }
 
@@ -302,7 +321,7 @@ async fn the_simulator_restarting_between_requests_is_survived() -> TestResult {
 #[tokio::test]
 async fn the_simulator_restarting_mid_stream_ends_it_with_an_error_event() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
-    app.sim.inject(Fault::SlowChunks(Duration::from_millis(40)));
+    app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(40)));
     let response = app
         .chat("token-a", &streamed("a slow answer that a restart will break"))
         .await;
@@ -320,17 +339,17 @@ async fn the_simulator_restarting_mid_stream_ends_it_with_an_error_event() -> Te
 #[tokio::test]
 async fn failed_deletions_are_retried_until_the_conversation_is_gone() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
-    app.sim.fail_deletes(2);
+    app.sim.faults().fail_deletes(2);
     app.chat_ok("token-a", &ask("hi")).await;
-    let created = app.sim.created_conversations();
+    let created = app.sim.conversations().created();
     assert_eq!(created.len(), 1);
     // Retries back off (1 s, then 2 s): bound the wait generously.
     assert!(
         app.nothing_left_upstream(Duration::from_secs(30)).await,
         "{:?}",
-        app.sim.all_live_conversations()
+        app.sim.conversations().all_live()
     );
-    assert_eq!(app.sim.deleted_conversations(), vec![created[0].0.clone()]);
+    assert_eq!(app.sim.conversations().deleted(), vec![created[0].0.clone()]);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -368,9 +387,9 @@ async fn with_every_request_faulted_each_one_ends_and_nothing_is_left() -> TestR
         // The next request queues behind nothing: every token is free again.
         assert!(app.upstream_idle().await);
     }
-    let played: usize = app.sim.faults_played().values().sum();
-    assert!(played >= 24, "{:?}", app.sim.faults_played());
-    app.sim.set_fault_rate(0.0);
+    let played: usize = app.sim.faults().played().values().sum();
+    assert!(played >= 24, "{:?}", app.sim.faults().played());
+    app.sim.faults().set_rate(0.0);
     // Refused tokens (AccountRefused) lost their device; they register again when used.
     assert_recovered(&app, tokens).await;
     Ok(())
@@ -380,19 +399,19 @@ async fn with_every_request_faulted_each_one_ends_and_nothing_is_left() -> TestR
 async fn a_non_streamed_answer_cut_mid_way_is_asked_for_again_and_both_conversations_are_deleted() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
     // Content has come, but nothing has reached the client: worth another try.
-    app.sim.inject(Fault::CutStream { after_events: 2 });
+    app.sim.faults().inject(Fault::CutStream { after_events: 2 });
     let completion = app.chat_ok("token-a", &ask("an answer cut off mid-way")).await;
     assert_eq!(
         content(&completion),
         Simulator::answer_for("an answer cut off mid-way\n")
     );
     assert_eq!(
-        app.sim.created_conversations().len(),
+        app.sim.conversations().created().len(),
         2,
         "the cut attempt and the retry"
     );
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
-    app.sim.inject(Fault::ResetStream { after_events: 2 });
+    app.sim.faults().inject(Fault::ResetStream { after_events: 2 });
     let completion = app.chat_ok("token-a", &ask("an answer reset mid-way")).await;
     assert_eq!(content(&completion), Simulator::answer_for("an answer reset mid-way\n"));
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
@@ -404,11 +423,11 @@ async fn a_non_streamed_answer_cut_mid_way_is_asked_for_again_and_both_conversat
 async fn a_device_the_upstream_forgot_is_registered_again_and_the_request_answered() -> TestResult {
     let app = spawn_app_with(delete_at_once).await;
     app.chat_ok("token-a", &ask("hi")).await;
-    assert_eq!(app.sim.registrations("token-a"), 1);
-    app.sim.forget_devices("token-a");
+    assert_eq!(app.sim.accounts().registrations("token-a"), 1);
+    app.sim.accounts().forget_devices("token-a");
     let completion = app.chat_ok("token-a", &ask("again")).await;
     assert_eq!(content(&completion), Simulator::answer_for("again\n"));
-    assert_eq!(app.sim.registrations("token-a"), 2, "one new registration");
+    assert_eq!(app.sim.accounts().registrations("token-a"), 2, "one new registration");
     // Not counted as a refusal of the token: it is not resting.
     let check = app.check_token("token-a").await;
     assert_eq!(check.json::<Value>().await?["live"], json!(true));
@@ -422,14 +441,14 @@ async fn concurrent_requests_on_a_forgotten_device_share_one_new_registration() 
     let app = spawn_app_with(delete_at_once).await;
     app.chat_ok("token-a,token-b", &ask("hi")).await;
     for token in ["token-a", "token-b"] {
-        app.sim.forget_devices(token);
+        app.sim.accounts().forget_devices(token);
     }
     let (one, two) = (ask("one"), ask("two"));
     let (first, second) = tokio::join!(app.chat("token-a,token-b", &one), app.chat("token-a,token-b", &two));
     assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
     for token in ["token-a", "token-b"] {
         // At most the first registration and one new one, however many requests met the loss.
-        let registered = app.sim.registrations(token);
+        let registered = app.sim.accounts().registrations(token);
         assert!(registered <= 2, "{token}: {registered} registrations");
     }
     app.assert_protocol_clean();
@@ -444,16 +463,16 @@ async fn a_conversation_made_by_an_upstream_that_answered_after_we_gave_up_is_de
     })
     .await;
     // The first attempt times out; the upstream answers it later, the retry at once.
-    app.sim.inject(Fault::LateAnswer(Duration::from_millis(1_500)));
+    app.sim.faults().inject(Fault::LateAnswer(Duration::from_millis(1_500)));
     let completion = app.chat_ok("token-a", &ask("hi")).await;
     assert_eq!(content(&completion), Simulator::answer_for("hi\n"));
     let both_made = eventually(Duration::from_secs(5), || async {
-        app.sim.created_conversations().len() == 2
+        app.sim.conversations().created().len() == 2
     })
     .await;
     assert!(both_made, "the late attempt never made its conversation");
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
-    assert_eq!(app.sim.deleted_conversations().len(), 2, "the late one too");
+    assert_eq!(app.sim.conversations().deleted().len(), 2, "the late one too");
     app.assert_protocol_clean();
     Ok(())
 }

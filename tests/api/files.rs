@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hailuo_free_api::sim::Simulator;
+use hailuo_sim::Simulator;
 use serde_json::{Value, json};
 
 use crate::file_server::{FileServer, TINY_PDF, TINY_PNG};
@@ -32,13 +32,13 @@ async fn an_image_by_url_reaches_the_upstream_as_an_image_file() -> TestResult {
     ]));
     let completion = app.chat_ok("token-a", &body).await;
 
-    let record = app.sim.chats().pop().expect("a chat");
+    let record = app.last_chat().expect("a chat");
     assert_eq!(record.msg_content, "What is in this picture?\n");
     assert_eq!(content(&completion), Simulator::answer_for(&record.msg_content));
     assert_eq!(record.files.len(), 1);
     assert_eq!(record.files[0].form_type, 2);
     assert!(record.files[0].file_name.ends_with(".png"), "{:?}", record.files);
-    let uploaded = app.sim.uploaded_files();
+    let uploaded = app.sim.oss().uploaded_files();
     assert_eq!(uploaded.len(), 1);
     assert_eq!(uploaded[0].bytes, TINY_PNG);
     assert_eq!(uploaded[0].mime, "image/png");
@@ -56,11 +56,11 @@ async fn a_document_by_data_url_reaches_the_upstream_as_a_document() -> TestResu
     ]));
     app.chat_ok("token-a", &body).await;
 
-    let record = app.sim.chats().pop().expect("a chat");
+    let record = app.last_chat().expect("a chat");
     assert_eq!(record.files.len(), 1);
     assert_eq!(record.files[0].form_type, 6);
     assert!(record.files[0].file_name.ends_with(".pdf"));
-    let uploaded = app.sim.uploaded_files();
+    let uploaded = app.sim.oss().uploaded_files();
     assert_eq!(
         (uploaded[0].bytes.as_slice(), uploaded[0].mime.as_str()),
         (TINY_PDF, "application/pdf")
@@ -85,7 +85,7 @@ async fn two_attachments_after_a_history_keep_their_order_and_draw_attention() -
     ]});
     app.chat_ok("token-a", &body).await;
 
-    let record = app.sim.chats().pop().expect("a chat");
+    let record = app.last_chat().expect("a chat");
     assert_eq!(
         record.msg_content,
         "system:You read documents.\nuser:Hello\nassistant:Hi!\nsystem:关注用户最新发送文件和消息\nuser:Compare these\nassistant:"
@@ -113,7 +113,7 @@ async fn a_streamed_answer_about_an_image_works() -> TestResult {
     let (status, data) = app.chat_stream("token-a", &body).await;
     assert_eq!(status, 200);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    assert_eq!(app.sim.chats().pop().expect("a chat").files.len(), 1);
+    assert_eq!(app.last_chat().expect("a chat").files.len(), 1);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -127,7 +127,7 @@ async fn the_mime_type_comes_from_the_bytes_when_nothing_else_tells() -> TestRes
         &with_parts(json!([{"type": "file", "file_url": {"url": url}}])),
     )
     .await;
-    let record = app.sim.chats().pop().expect("a chat");
+    let record = app.last_chat().expect("a chat");
     assert_eq!(record.files[0].form_type, 2, "PNG bytes make it an image");
     assert!(record.files[0].file_name.ends_with(".png"));
     Ok(())
@@ -136,11 +136,11 @@ async fn the_mime_type_comes_from_the_bytes_when_nothing_else_tells() -> TestRes
 #[tokio::test]
 async fn a_failed_upload_is_retried() -> TestResult {
     let (app, _files) = spawn_app_with_files().await;
-    app.sim.fail_uploads(1);
+    app.sim.faults().fail_uploads(1);
     let body = with_parts(json!([{"type": "image_url", "image_url": {"url": data_url("image/png", TINY_PNG)}}]));
     app.chat_ok("token-a", &body).await;
-    assert_eq!(app.sim.chats().len(), 1);
-    assert_eq!(app.sim.uploaded_files().len(), 1);
+    assert_eq!(app.sim.conversations().chats().len(), 1);
+    assert_eq!(app.sim.oss().uploaded_files().len(), 1);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -152,8 +152,8 @@ async fn assert_refused(app: &TestApp, url: &str, status: u16) -> Value {
         {"type": "image_url", "image_url": {"url": url}}
     ]));
     let error = assert_openai_error(app.chat("token-a", &body).await, status).await;
-    assert!(app.sim.chats().is_empty(), "no chat request for {url}");
-    assert!(app.sim.uploaded_files().is_empty(), "no upload for {url}");
+    assert!(app.sim.conversations().chats().is_empty(), "no chat request for {url}");
+    assert!(app.sim.oss().uploaded_files().is_empty(), "no upload for {url}");
     error
 }
 
@@ -239,8 +239,8 @@ async fn when_one_attachment_fails_nothing_is_sent() -> TestResult {
         {"type": "file", "file_url": {"url": files.url("/files/gone.pdf")}}
     ]));
     assert_openai_error(app.chat("token-a", &body).await, 400).await;
-    assert!(app.sim.chats().is_empty());
-    assert!(app.sim.uploaded_files().is_empty());
+    assert!(app.sim.conversations().chats().is_empty());
+    assert!(app.sim.oss().uploaded_files().is_empty());
     Ok(())
 }
 
@@ -308,13 +308,13 @@ async fn more_attachments_than_a_message_may_carry_are_a_400_before_any_download
         "{error}"
     );
     assert_eq!(files.downloads(), 0, "refused before downloading");
-    assert!(app.sim.chats().is_empty() && app.sim.uploaded_files().is_empty());
+    assert!(app.sim.conversations().chats().is_empty() && app.sim.oss().uploaded_files().is_empty());
 
     let parts: Vec<Value> = (0..2)
         .map(|_| json!({"type": "image_url", "image_url": {"url": url}}))
         .collect();
     app.chat_ok("token-a", &with_parts(json!(parts))).await;
-    assert_eq!(app.sim.uploaded_files().len(), 2);
+    assert_eq!(app.sim.oss().uploaded_files().len(), 2);
     Ok(())
 }
 
@@ -348,24 +348,24 @@ async fn attachments_past_the_total_are_a_413_though_each_is_within_its_limit() 
             "{error}"
         );
     }
-    assert!(app.sim.chats().is_empty() && app.sim.uploaded_files().is_empty());
+    assert!(app.sim.conversations().chats().is_empty() && app.sim.oss().uploaded_files().is_empty());
     app.assert_protocol_clean();
 
     let body = with_parts(json!([{"type": "file", "file_url": {"url": files.url("/chunked/10000")}}]));
     app.chat_ok("token-a", &body).await;
-    assert_eq!(app.sim.uploaded_files()[0].bytes.len(), 10_000);
+    assert_eq!(app.sim.oss().uploaded_files()[0].bytes.len(), 10_000);
     Ok(())
 }
 
 #[tokio::test]
 async fn a_failed_upload_of_a_url_is_retried_with_a_fresh_download() -> TestResult {
     let (app, files) = spawn_app_with_files().await;
-    app.sim.fail_uploads(1);
+    app.sim.faults().fail_uploads(1);
     let url = files.put("again.png", Some("image/png"), TINY_PNG);
     let body = with_parts(json!([{"type": "image_url", "image_url": {"url": url}}]));
     app.chat_ok("token-a", &body).await;
     assert_eq!(files.downloads(), 2, "the first download went into the failed upload");
-    let uploaded = app.sim.uploaded_files();
+    let uploaded = app.sim.oss().uploaded_files();
     assert_eq!(uploaded.len(), 1);
     assert_eq!(uploaded[0].bytes, TINY_PNG);
     app.assert_protocol_clean();

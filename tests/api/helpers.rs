@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hailuo_free_api::config::Settings;
-use hailuo_free_api::sim::{SimConfig, Simulator};
 use hailuo_free_api::startup::Application;
+use hailuo_sim::{ChatRecord, SimConfig, Simulator};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -76,6 +76,11 @@ pub fn ask(text: &str) -> Value {
 }
 
 impl TestApp {
+    /// The last chat request the simulator accepted.
+    pub fn last_chat(&self) -> Option<ChatRecord> {
+        self.sim.conversations().chats().pop()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -128,12 +133,12 @@ impl TestApp {
 
     /// Waits (bounded) until the simulator holds no conversation of `token`.
     pub async fn all_conversations_deleted(&self, token: &str, within: Duration) -> bool {
-        eventually(within, || async { self.sim.live_conversations(token).is_empty() }).await
+        eventually(within, || async { self.sim.conversations().live(token).is_empty() }).await
     }
 
     /// Waits (bounded) until the simulator holds no conversation at all, whoever made it.
     pub async fn nothing_left_upstream(&self, within: Duration) -> bool {
-        eventually(within, || async { self.sim.all_live_conversations().is_empty() }).await
+        eventually(within, || async { self.sim.conversations().all_live().is_empty() }).await
     }
 
     /// Starts a graceful shutdown, as SIGTERM does.
@@ -146,7 +151,10 @@ impl TestApp {
     /// Waits (bounded) until the simulator has no stream open: after we hang up on one, the
     /// upstream notices at its next write, and until then the account is busy there.
     pub async fn upstream_idle(&self) -> bool {
-        eventually(Duration::from_secs(5), || async { self.sim.active_streams() == 0 }).await
+        eventually(Duration::from_secs(5), || async {
+            self.sim.accounts().active_streams() == 0
+        })
+        .await
     }
 
     /// The simulator saw nothing that breaks the protocol.

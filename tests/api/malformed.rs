@@ -690,14 +690,20 @@ async fn still_serving(app: &TestApp, failures: Vec<String>) {
         failures.len(),
         failures.join("\n")
     );
-    assert!(app.sim.chats().is_empty(), "a refused request reached the upstream");
-    assert!(app.sim.uploaded_files().is_empty(), "a refused attachment was uploaded");
     assert!(
-        app.sim.tts_requests().is_empty(),
+        app.sim.conversations().chats().is_empty(),
+        "a refused request reached the upstream"
+    );
+    assert!(
+        app.sim.oss().uploaded_files().is_empty(),
+        "a refused attachment was uploaded"
+    );
+    assert!(
+        app.sim.speech().requests().is_empty(),
         "a refused speech reached the upstream"
     );
     assert!(
-        app.sim.phone_uploads().is_empty(),
+        app.sim.transcription().uploads().is_empty(),
         "a refused transcription reached the upstream"
     );
     assert_eq!(app.get("/ping").await.status(), 200);

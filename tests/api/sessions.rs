@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hailuo_free_api::sim::Fault;
+use hailuo_sim::Fault;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -13,7 +13,7 @@ async fn with_no_idle_time_a_conversation_is_deleted_as_soon_as_its_answer_ends(
     let completion = app.chat_ok("token-a", &ask("hi")).await;
     let id = completion["id"].as_str().expect("an id").to_owned();
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(3)).await);
-    assert_eq!(app.sim.deleted_conversations(), vec![id]);
+    assert_eq!(app.sim.conversations().deleted(), vec![id]);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -24,7 +24,7 @@ async fn a_conversation_is_deleted_once_idle_for_the_ttl_and_not_before() -> Tes
     app.chat_ok("token-a", &ask("hi")).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(
-        app.sim.live_conversations("token-a").len(),
+        app.sim.conversations().live("token-a").len(),
         1,
         "still there before the TTL"
     );
@@ -42,7 +42,7 @@ async fn continuing_a_conversation_refreshes_its_idle_time() -> TestResult {
     app.chat_ok("token-a", &body).await;
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     // 2.6 s after it began, but 1.3 s after its last use.
-    assert_eq!(app.sim.live_conversations("token-a").len(), 1);
+    assert_eq!(app.sim.conversations().live("token-a").len(), 1);
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(4)).await);
     Ok(())
 }
@@ -50,10 +50,10 @@ async fn continuing_a_conversation_refreshes_its_idle_time() -> TestResult {
 #[tokio::test]
 async fn a_failed_deletion_is_retried_later() -> TestResult {
     let app = spawn_app_with(|s| s.session.idle_ttl_secs = 0).await;
-    app.sim.fail_deletes(1);
+    app.sim.faults().fail_deletes(1);
     app.chat_ok("token-a", &ask("hi")).await;
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
-    assert_eq!(app.sim.deleted_conversations().len(), 1);
+    assert_eq!(app.sim.conversations().deleted().len(), 1);
     Ok(())
 }
 
@@ -65,7 +65,7 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
     })
     .await;
     // This answer would take about 10 s at this pace.
-    app.sim.inject(Fault::SlowChunks(Duration::from_millis(500)));
+    app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(500)));
     let mut body = ask("a long, slow answer that the client will not wait for, not at all, never");
     body["stream"] = json!(true);
     let response = app.chat("token-a", &body).await;
@@ -80,7 +80,7 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
     assert!(
         eventually(Duration::from_secs(5), || {
             let sim = sim.clone();
-            async move { sim.active_streams() == 0 }
+            async move { sim.accounts().active_streams() == 0 }
         })
         .await,
         "the upstream stream was closed"
@@ -91,7 +91,7 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
     assert!(completion["id"].is_string());
     // Both conversations are left to the sweeper, which deletes them.
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
-    assert_eq!(app.sim.deleted_conversations().len(), 2);
+    assert_eq!(app.sim.conversations().deleted().len(), 2);
     Ok(())
 }
 
@@ -101,12 +101,15 @@ async fn a_conversation_already_deleted_upstream_is_done_not_retried() -> TestRe
     let completion = app.chat_ok("token-a", &ask("hi")).await;
     let id = completion["id"].as_str().expect("an id").to_owned();
     // Its user deletes it in the web app before the sweeper does.
-    app.sim.delete_in_web_app(&id);
-    let asked = eventually(Duration::from_secs(5), || async { app.sim.delete_requests() >= 1 }).await;
+    app.sim.conversations().delete_in_web_app(&id);
+    let asked = eventually(Duration::from_secs(5), || async {
+        app.sim.conversations().delete_requests() >= 1
+    })
+    .await;
     assert!(asked, "the sweeper never asked");
     // A failed deletion is retried 1 s later, then 2 s: past both, it was asked once.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
-    assert_eq!(app.sim.delete_requests(), 1, "asked once, not retried");
+    assert_eq!(app.sim.conversations().delete_requests(), 1, "asked once, not retried");
     app.assert_protocol_clean();
     Ok(())
 }
@@ -115,9 +118,9 @@ async fn a_conversation_already_deleted_upstream_is_done_not_retried() -> TestRe
 async fn a_device_the_upstream_forgot_is_registered_again_to_delete_a_conversation() -> TestResult {
     let app = spawn_app_with(|s| s.session.idle_ttl_secs = 1).await;
     app.chat_ok("token-a", &ask("hi")).await;
-    app.sim.forget_devices("token-a");
+    app.sim.accounts().forget_devices("token-a");
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
-    assert_eq!(app.sim.registrations("token-a"), 2);
+    assert_eq!(app.sim.accounts().registrations("token-a"), 2);
     app.assert_protocol_clean();
     Ok(())
 }
@@ -147,7 +150,7 @@ mod ownership {
         // Its owner still can, and only one chat reached the upstream for the refusals: none.
         let continued = app.chat_ok("sk-alice", &again(&first["id"])).await;
         assert_eq!(continued["id"], first["id"]);
-        assert_eq!(app.sim.chats().len(), 2);
+        assert_eq!(app.sim.conversations().chats().len(), 2);
         app.assert_protocol_clean();
         Ok(())
     }

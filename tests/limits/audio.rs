@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use hailuo_free_api::sim::SimConfig;
+use hailuo_sim::SimConfig;
 use serde_json::Value;
 
 use crate::audio_fixtures::wav_claiming;
@@ -173,7 +173,7 @@ async fn a_wav_claiming(rate: u32, channels: u16, case: &str) {
     let answers = refused_while_pinging(&mut server, vec![(wav, "speech.wav")], case).await;
     assert_refused(&answers[0], 400, "invalid_audio", case);
     assert!(
-        server.sim.phone_uploads().is_empty(),
+        server.sim.transcription().uploads().is_empty(),
         "{case}: nothing reached the upstream"
     );
 }

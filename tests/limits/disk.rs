@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hailuo_free_api::sim::{SimConfig, Simulator};
+use hailuo_sim::{SimConfig, Simulator};
 use serde_json::json;
 
 use crate::server::{Server, run_to_exit};
@@ -135,7 +135,7 @@ async fn a_damaged_row_is_set_aside_once_and_the_other_conversations_are_still_d
     ];
     let server = Server::start_against(sim.clone(), &sweep).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !sim.live_conversations("token-b").is_empty() {
+    while !sim.conversations().live("token-b").is_empty() {
         assert!(
             Instant::now() < deadline,
             "the intact conversation was never deleted:\n{}",
@@ -143,7 +143,7 @@ async fn a_damaged_row_is_set_aside_once_and_the_other_conversations_are_still_d
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(sim.deleted_conversations(), vec![intact]);
+    assert_eq!(sim.conversations().deleted(), vec![intact]);
     // Many sweeps later (every 50 ms), the damaged row was set aside once, not retried.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let log = server.log();
@@ -163,7 +163,7 @@ async fn a_damaged_row_is_set_aside_once_and_the_other_conversations_are_still_d
         .unwrap_or_else(|| panic!("no unreadable counter in:\n{metrics}"));
     assert!(unreadable.ends_with(" 1"), "{unreadable}");
     assert_eq!(
-        sim.live_conversations("token-a"),
+        sim.conversations().live("token-a"),
         vec![damaged.clone()],
         "it stays upstream"
     );

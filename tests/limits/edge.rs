@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use hailuo_free_api::sim::SimConfig;
+use hailuo_sim::SimConfig;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -106,7 +106,10 @@ async fn sixty_thousand_tokens_are_a_quick_400_and_ping_keeps_answering_meanwhil
         "took {:?}",
         started.elapsed()
     );
-    assert!(server.sim.chats().is_empty(), "a refused request reached the upstream");
+    assert!(
+        server.sim.conversations().chats().is_empty(),
+        "a refused request reached the upstream"
+    );
     server.assert_memory_bounded("three 60,000-token requests");
 }
 
@@ -263,7 +266,10 @@ async fn a_hundred_trickling_bodies_are_cut_off_at_the_body_deadline_with_memory
         grown / (1024 * 1024)
     );
     server.assert_memory_bounded("100 trickling bodies");
-    assert!(server.sim.chats().is_empty(), "a cut-off body reached the upstream");
+    assert!(
+        server.sim.conversations().chats().is_empty(),
+        "a cut-off body reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -393,7 +399,7 @@ async fn with_api_keys_a_body_is_refused_before_it_is_read_on_unknown_and_keyles
         assert_openai_error(&answer, status, code);
         assert!(sent < HUGE_BODY / 4, "{head:?}: {sent} bytes of the body were taken");
     }
-    assert!(server.sim.chats().is_empty());
+    assert!(server.sim.conversations().chats().is_empty());
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use hailuo_free_api::sim::SimConfig;
+use hailuo_sim::SimConfig;
 use poem::http::{Method, StatusCode};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Body, Request, Response};
@@ -184,7 +184,7 @@ async fn twenty_declared_images_of_sixty_megabytes_are_refused_by_their_total_wi
         message.contains("104857600") && message.contains("in total"),
         "{message}"
     );
-    assert!(server.sim.uploaded_files().is_empty() && server.sim.chats().is_empty());
+    assert!(server.sim.oss().uploaded_files().is_empty() && server.sim.conversations().chats().is_empty());
     server.assert_memory_bounded(case);
     server.assert_pings_within(Duration::from_secs(2), case).await;
 }
@@ -201,7 +201,7 @@ async fn twenty_undeclared_images_of_sixty_megabytes_are_cut_at_the_total_with_4
 
     assert_eq!(status, 413, "{error}");
     assert_eq!(error["error"]["code"], "attachment_too_large", "{error}");
-    assert!(server.sim.uploaded_files().is_empty() && server.sim.chats().is_empty());
+    assert!(server.sim.oss().uploaded_files().is_empty() && server.sim.conversations().chats().is_empty());
     // The other downloads stopped with the one that passed the total: far less than the
     // 1.2 GB named was sent (the budget, plus what the sockets held).
     let served = files.seen.served.load(Ordering::SeqCst);
@@ -236,7 +236,7 @@ async fn four_such_requests_at_once_keep_memory_bounded() {
     for (status, error) in &answers {
         assert_eq!(*status, 413, "{error}");
     }
-    assert!(server.sim.uploaded_files().is_empty() && server.sim.chats().is_empty());
+    assert!(server.sim.oss().uploaded_files().is_empty() && server.sim.conversations().chats().is_empty());
     server.assert_memory_bounded(case);
     server.assert_pings_within(Duration::from_secs(2), case).await;
 }
@@ -262,9 +262,9 @@ async fn images_within_the_budget_stream_through_to_the_simulators_oss() {
     // holds what starting took above its idle size).
     let grown = server.peak_rss().saturating_sub(idle);
     assert!(grown < 60 * 1024 * 1024, "{case}: grew by {} MB", grown / (1024 * 1024));
-    let chat = server.sim.chats().pop().unwrap();
+    let chat = server.sim.conversations().chats().pop().unwrap();
     assert_eq!(chat.files.len(), 3);
-    let uploaded = server.sim.uploaded_files();
+    let uploaded = server.sim.oss().uploaded_files();
     assert_eq!(uploaded.len(), 3);
     for (file, record) in uploaded.iter().zip(&chat.files) {
         assert_eq!(file.bytes.len() as u64, size);

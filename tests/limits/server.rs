@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hailuo_free_api::sim::{SimConfig, Simulator};
+use hailuo_sim::{SimConfig, Simulator};
 
 /// How much the server's peak resident memory may grow over its idle size in one case:
 /// generous, so that only a real leak or an unbounded allocation trips it.

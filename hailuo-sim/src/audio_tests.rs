@@ -75,7 +75,7 @@ async fn speech_is_pending_then_served_as_mp3s_as_long_as_the_answer() {
     assert!(answer.chars().count() > 20);
 
     assert_eq!(select_voice(&browser, "female-shaonv").await["statusInfo"]["code"], 0);
-    assert_eq!(sim.current_voice("token-s").as_deref(), Some("female-shaonv"));
+    assert_eq!(sim.speech().current_voice("token-s").as_deref(), Some("female-shaonv"));
 
     for _ in 0..2 {
         let pending = poll_tts(&browser, &msg_id, "female-shaonv").await;
@@ -85,7 +85,7 @@ async fn speech_is_pending_then_served_as_mp3s_as_long_as_the_answer() {
     }
     let urls = tts_urls(&browser, &msg_id, "female-shaonv").await;
     assert_eq!(urls.len(), 2, "a long answer is spoken in two files: {urls:?}");
-    assert_eq!(sim.tts_polls(&msg_id), 3);
+    assert_eq!(sim.speech().polls(&msg_id), 3);
 
     let referer = format!("{}/", browser.profile.origin);
     let mut total = Duration::ZERO;
@@ -103,7 +103,7 @@ async fn speech_is_pending_then_served_as_mp3s_as_long_as_the_answer() {
         "{total:?} vs {expected:?}"
     );
     assert_eq!(
-        sim.tts_requests(),
+        sim.speech().requests(),
         vec![TtsRecord {
             token: "token-s".to_owned(),
             msg_id: msg_id.clone(),
@@ -111,14 +111,14 @@ async fn speech_is_pending_then_served_as_mp3s_as_long_as_the_answer() {
             text: answer,
         }]
     );
-    assert!(sim.voice_mismatches().is_empty());
+    assert!(sim.speech().voice_mismatches().is_empty());
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
 
 #[tokio::test]
 async fn a_short_answer_is_one_file_and_the_cdn_wants_the_referer() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    sim.set_tts_pending_polls(0);
+    sim.speech().set_pending_polls(0);
     let browser = registered(&sim, "token-r").await;
     let msg_id = answered_message(&browser, "你好").await;
     select_voice(&browser, "male-botong").await;
@@ -144,14 +144,14 @@ async fn a_short_answer_is_one_file_and_the_cdn_wants_the_referer() {
 #[tokio::test]
 async fn a_timbre_other_than_the_selected_voice_is_a_voice_mismatch() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    sim.set_tts_pending_polls(0);
+    sim.speech().set_pending_polls(0);
     let browser = registered(&sim, "token-m").await;
     let msg_id = answered_message(&browser, "说点什么").await;
     select_voice(&browser, "male-botong").await;
     let answer = poll_tts(&browser, &msg_id, "Podcast_girl").await;
     assert_eq!(answer["data"]["requestStatus"], 2, "{answer}");
-    assert_eq!(sim.voice_mismatches().len(), 1);
-    assert!(sim.voice_mismatches()[0].contains("Podcast_girl"));
+    assert_eq!(sim.speech().voice_mismatches().len(), 1);
+    assert!(sim.speech().voice_mismatches()[0].contains("Podcast_girl"));
     assert_eq!(sim.violations().len(), 1, "{:?}", sim.violations());
     assert!(sim.violations()[0].contains("voice mismatch"));
 }
@@ -164,7 +164,7 @@ async fn polling_without_pause_is_flagged() {
     select_voice(&browser, "male-botong").await;
     poll_tts(&browser, &msg_id, "male-botong").await;
     poll_tts(&browser, &msg_id, "male-botong").await;
-    assert_eq!(sim.tts_polls(&msg_id), 2);
+    assert_eq!(sim.speech().polls(&msg_id), 2);
     assert!(
         sim.violations().iter().any(|v| v.contains("polling without pause")),
         "{:?}",
@@ -181,7 +181,7 @@ async fn unknown_messages_are_refused_and_never_ready_stays_pending() {
     assert_ne!(unknown["statusInfo"]["code"], 0);
     assert_eq!(sim.violations().len(), 1, "{:?}", sim.violations());
 
-    sim.tts_never_ready();
+    sim.speech().never_ready();
     let msg_id = answered_message(&browser, "等不到").await;
     for _ in 0..4 {
         let answer = poll_tts(&browser, &msg_id, "male-botong").await;
@@ -197,10 +197,10 @@ async fn unknown_messages_are_refused_and_never_ready_stays_pending() {
 #[tokio::test]
 async fn speech_after_the_conversation_was_deleted_is_a_violation() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    sim.set_tts_pending_polls(0);
+    sim.speech().set_pending_polls(0);
     let browser = registered(&sim, "token-d").await;
     let msg_id = answered_message(&browser, "删掉了").await;
-    let chat_id = sim.chats()[0].chat_id.clone();
+    let chat_id = sim.conversations().chats()[0].chat_id.clone();
     select_voice(&browser, "male-botong").await;
     let path = format!("/v1/api/chat/history/{chat_id}");
     browser.json(reqwest::Method::DELETE, &path, None).await;
@@ -275,7 +275,7 @@ async fn a_one_second_tone_is_transcribed_then_the_reply_streams_for_seconds() {
     let events = named_events(&body);
     assert_eq!(events[0].0, "asr_chunk", "{body}");
     assert_eq!(events[0].1["status_code"], 0);
-    let uploads = sim.phone_uploads();
+    let uploads = sim.transcription().uploads();
     assert_eq!(uploads.len(), 1);
     assert_eq!(uploads[0].bytes_len, mp3.len());
     assert_eq!((uploads[0].channels, uploads[0].sample_rate), (1, SPEECH_SAMPLE_RATE));
@@ -287,8 +287,8 @@ async fn a_one_second_tone_is_transcribed_then_the_reply_streams_for_seconds() {
     assert_eq!(events[0].1["data"]["text"], "（1.0 秒的语音）");
     assert!(events[1..].iter().all(|(name, _)| name == "audio_chunk"));
     assert!(events.len() > 10);
-    assert_eq!(sim.phone_streams_abandoned(), 0);
-    assert_eq!(sim.active_streams(), 0);
+    assert_eq!(sim.transcription().streams_abandoned(), 0);
+    assert_eq!(sim.accounts().active_streams(), 0);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
 
@@ -305,7 +305,7 @@ async fn silence_and_too_short_audio_are_no_speech() {
         assert_eq!(events[0].1["status_code"], 1_200_041);
         assert_eq!(events[0].1["err_message"], "未识别到语音");
     }
-    assert_eq!(sim.phone_uploads().len(), 2);
+    assert_eq!(sim.transcription().uploads().len(), 2);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
 
@@ -329,7 +329,7 @@ async fn a_wav_upload_is_an_audio_format_error_and_a_violation() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_ne!(events[0].1["status_code"], 0);
     assert_eq!(events[0].1["err_message"], "音频格式错误");
-    assert!(sim.phone_uploads().is_empty());
+    assert!(sim.transcription().uploads().is_empty());
     assert_eq!(sim.violations().len(), 1, "{:?}", sim.violations());
     assert!(sim.violations()[0].contains("not MP3"));
 }
@@ -385,20 +385,20 @@ async fn a_client_that_leaves_after_the_transcript_is_counted_as_abandoning() {
     assert!(String::from_utf8_lossy(&first).contains("asr_chunk"));
     drop(response);
     for _ in 0..40 {
-        if sim.phone_streams_abandoned() == 1 {
+        if sim.transcription().streams_abandoned() == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(sim.phone_streams_abandoned(), 1);
-    assert_eq!(sim.active_streams(), 0);
+    assert_eq!(sim.transcription().streams_abandoned(), 1);
+    assert_eq!(sim.accounts().active_streams(), 0);
 }
 
 #[tokio::test]
 async fn a_voice_message_while_a_chat_streams_gets_a_busy_event() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let browser = registered(&sim, "token-z").await;
-    sim.inject(Fault::SlowChunks(Duration::from_millis(300)));
+    sim.faults().inject(Fault::SlowChunks(Duration::from_millis(300)));
     let slow = browser.chat_request("慢慢说", "0").await;
     let events = named_events(&phone(&browser, &tone_mp3(Duration::from_secs(1), false)).await);
     assert_eq!(events.len(), 1, "{events:?}");

@@ -11,12 +11,13 @@ use poem::web::Multipart;
 use poem::{FromRequest, Request, Response};
 use serde_json::json;
 
-use super::PhoneRecord;
-use super::audio;
-use super::chat::{ClientGone, EventWriter, event_stream_response};
-use super::routes::{Expectation, SignedBody, admit, refuse};
-use super::state::{SimState, StreamGuard};
-use super::verify::{Rejection, VoiceSignedFields};
+use super::admission::{Expectation, SignedBody, admit, refuse};
+use super::sse::{ClientGone, EventWriter, event_stream_response};
+use crate::audio;
+use crate::records::PhoneRecord;
+use crate::replies;
+use crate::state::{SimState, StreamGuard};
+use crate::verify::{Rejection, VoiceSignedFields};
 
 /// The event carrying the transcript (and any error about the audio).
 const ASR_EVENT: &str = "asr_chunk";
@@ -38,11 +39,6 @@ const MIN_SPEECH: Duration = Duration::from_millis(300);
 const REPLY_CHUNKS: usize = 15;
 /// Pause between `audio_chunk` events (15 × 200 ms: about three seconds).
 const REPLY_GAP: Duration = Duration::from_millis(200);
-
-/// The transcript the simulator hears in audio of `duration`.
-pub(crate) fn transcript_for(duration: Duration) -> String {
-    format!("（{:.1} 秒的语音）", duration.as_secs_f64())
-}
 
 /// The fields of a voice message, as sent.
 struct VoiceFields {
@@ -95,7 +91,7 @@ pub(crate) async fn phone_msg(state: &Arc<SimState>, req: Request) -> Response {
             return single_event(guard, INTERNAL_CODE, "服务器错误");
         }
     };
-    state.ledger().phone_uploads.push(PhoneRecord {
+    state.ledger().voice.uploads.push(PhoneRecord {
         token,
         bytes_len,
         duration: summary.duration,
@@ -106,13 +102,13 @@ pub(crate) async fn phone_msg(state: &Arc<SimState>, req: Request) -> Response {
         return single_event(guard, NO_SPEECH_CODE, "未识别到语音");
     }
 
-    let transcript = transcript_for(summary.duration);
+    let transcript = replies::transcript_for(summary.duration);
     let (writer, body) = EventWriter::channel();
     let state = Arc::clone(state);
     tokio::spawn(async move {
         let _guard = guard;
         if play_reply(writer, &transcript).await.is_err() {
-            state.ledger().phone_abandoned += 1;
+            state.ledger().voice.abandoned += 1;
         }
     });
     event_stream_response(body)

@@ -13,10 +13,11 @@ use rand::distr::Alphanumeric;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::routes::{admit_json_body, admit_json_call, refuse, success};
-use super::state::{OSS_BUCKET, SimState, StsCredential};
-use super::verify::Rejection;
-use super::{FormFile, SimFile};
+use super::admission::{admit_json_body, admit_json_call, refuse, success};
+use crate::ledger::{OSS_BUCKET, StsCredential};
+use crate::records::{FormFile, SimFile};
+use crate::state::SimState;
+use crate::verify::Rejection;
 
 /// How long STS credentials stay valid.
 const CREDENTIAL_LIFETIME: Duration = Duration::from_secs(15 * 60);
@@ -42,13 +43,14 @@ pub(crate) async fn request_policy(state: &Arc<SimState>, mut req: Request) -> R
     let security_token = format!("CAIS{}", BASE64.encode(&token_bytes));
     let user_number = state.new_id();
     let mut ledger = state.ledger();
-    *ledger.policy_requests.entry(caller.token.clone()).or_default() += 1;
+    *ledger.bucket.policy_requests.entry(caller.token.clone()).or_default() += 1;
     let dir = ledger
+        .bucket
         .upload_dirs
         .entry(caller.token.clone())
         .or_insert_with(|| format!("cdn-yingshi-ai-com/prod/sim/user/{user_number}"))
         .clone();
-    ledger.credentials.insert(
+    ledger.bucket.credentials.insert(
         access_key_id.clone(),
         StsCredential {
             token: caller.token,
@@ -147,6 +149,7 @@ fn confirm_upload(state: &SimState, token: &str, body: &str) -> Result<String, R
     let key = format!("{}/{}", callback.dir, callback.file_name);
     let mut ledger = state.ledger();
     let object = ledger
+        .bucket
         .objects
         .get(&(callback.bucket_name.clone(), key.clone()))
         .ok_or_else(|| Rejection::violation(1_300_001, "文件不存在", format!("no object {key:?} was uploaded")))?;
@@ -185,7 +188,7 @@ fn confirm_upload(state: &SimState, token: &str, body: &str) -> Result<String, R
         bytes: object.bytes.clone(),
     };
     let file_id = file.file_id.clone();
-    ledger.files.push(file);
+    ledger.bucket.files.push(file);
     Ok(file_id)
 }
 
@@ -237,6 +240,7 @@ pub(crate) fn check_form(
             )));
         };
         let file = ledger
+            .bucket
             .files
             .iter()
             .find(|file| file.file_id == file_id)

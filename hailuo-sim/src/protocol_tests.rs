@@ -180,11 +180,11 @@ pub(super) async fn registered(sim: &Simulator, token: &str) -> Browser {
 async fn a_clean_client_registers_chats_and_deletes_without_violations() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let browser = registered(&sim, "token-a").await;
-    assert_eq!(sim.registrations("token-a"), 1);
+    assert_eq!(sim.accounts().registrations("token-a"), 1);
 
     let info = browser.json(reqwest::Method::GET, "/v1/api/user/info", None).await;
     assert!(info["data"]["userInfo"].is_object(), "{info}");
-    assert_eq!(sim.user_info_calls("token-a"), 1);
+    assert_eq!(sim.accounts().user_info_calls("token-a"), 1);
 
     let prompt = "你好，海螺！\nhello";
     let body = browser.chat(prompt, "0").await;
@@ -197,17 +197,17 @@ async fn a_clean_client_registers_chats_and_deletes_without_violations() {
     assert!(events(&body).iter().any(|event| event["type"] == 3));
     assert!(events(&body).iter().any(|event| event["type"] == 8));
 
-    let chat_id = sim.chats()[0].chat_id.clone();
-    assert_eq!(sim.live_conversations("token-a"), vec![chat_id.clone()]);
+    let chat_id = sim.conversations().chats()[0].chat_id.clone();
+    assert_eq!(sim.conversations().live("token-a"), vec![chat_id.clone()]);
     let continued = browser.chat("再来", &chat_id).await;
     assert_eq!(final_answer(&continued), Some(Simulator::answer_for("再来")));
 
     let path = format!("/v1/api/chat/history/{chat_id}");
     let deleted = browser.json(reqwest::Method::DELETE, &path, None).await;
     assert_eq!(deleted["statusInfo"]["code"], 0, "{deleted}");
-    assert!(sim.live_conversations("token-a").is_empty());
-    assert_eq!(sim.deleted_conversations(), vec![chat_id]);
-    assert_eq!(sim.active_streams(), 0);
+    assert!(sim.conversations().live("token-a").is_empty());
+    assert_eq!(sim.conversations().deleted(), vec![chat_id]);
+    assert_eq!(sim.accounts().active_streams(), 0);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
 
@@ -255,12 +255,12 @@ async fn an_unregistered_device_and_a_bad_signature_are_violations() {
 async fn a_killed_token_is_logged_out_everywhere_without_a_violation() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let browser = registered(&sim, "token-c").await;
-    sim.kill_token("token-c");
+    sim.accounts().kill_token("token-c");
     let answer = browser.json(reqwest::Method::GET, "/v1/api/user/info", None).await;
     assert_eq!(answer["statusInfo"]["code"], 1004);
     let chat: Value = serde_json::from_str(&browser.chat("hi", "0").await).unwrap();
     assert_eq!(chat["statusInfo"]["code"], 1004);
-    sim.revive_token("token-c");
+    sim.accounts().revive_token("token-c");
     let answer = browser.json(reqwest::Method::GET, "/v1/api/user/info", None).await;
     assert_eq!(answer["statusInfo"]["code"], 0);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
@@ -270,11 +270,11 @@ async fn a_killed_token_is_logged_out_everywhere_without_a_violation() {
 async fn a_second_stream_on_a_busy_token_gets_an_error_event() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let browser = registered(&sim, "token-d").await;
-    sim.inject(Fault::SlowChunks(Duration::from_millis(50)));
+    sim.faults().inject(Fault::SlowChunks(Duration::from_millis(50)));
     let slow = browser.chat_request("慢慢来", "0").await;
     let busy = browser.chat("插队", "0").await;
     assert!(busy.contains("1200009"), "{busy}");
-    assert_eq!(sim.max_concurrent_streams("token-d"), 2);
+    assert_eq!(sim.accounts().max_concurrent_streams("token-d"), 2);
     assert_eq!(
         final_answer(&slow.text().await.unwrap()),
         Some(Simulator::answer_for("慢慢来"))
@@ -285,11 +285,11 @@ async fn a_second_stream_on_a_busy_token_gets_an_error_event() {
 async fn faults_are_played_in_order() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let browser = registered(&sim, "token-e").await;
-    sim.inject(Fault::ServerError);
-    sim.inject(Fault::AccountRefused);
-    sim.inject(Fault::ContentFiltered { after_events: 1 });
-    sim.inject(Fault::CutStream { after_events: 2 });
-    sim.inject(Fault::MalformedEvent);
+    sim.faults().inject(Fault::ServerError);
+    sim.faults().inject(Fault::AccountRefused);
+    sim.faults().inject(Fault::ContentFiltered { after_events: 1 });
+    sim.faults().inject(Fault::CutStream { after_events: 2 });
+    sim.faults().inject(Fault::MalformedEvent);
 
     assert_eq!(browser.chat_request("a", "0").await.status(), 500);
     let refused: Value = serde_json::from_str(&browser.chat("b", "0").await).unwrap();
@@ -304,7 +304,7 @@ async fn faults_are_played_in_order() {
     let malformed = browser.chat("坏事件", "0").await;
     assert!(malformed.contains("not json"));
     assert_eq!(final_answer(&malformed), Some(Simulator::answer_for("坏事件")));
-    assert_eq!(sim.chats().len(), 5);
+    assert_eq!(sim.conversations().chats().len(), 5);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
 
@@ -312,9 +312,9 @@ async fn faults_are_played_in_order() {
 async fn a_hanging_stream_sends_headers_then_nothing() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let browser = registered(&sim, "token-f").await;
-    sim.inject(Fault::Hang);
+    sim.faults().inject(Fault::Hang);
     let hanging = browser.chat_request("等等", "0").await;
-    assert_eq!(sim.active_streams(), 1);
+    assert_eq!(sim.accounts().active_streams(), 1);
     let silence = tokio::time::timeout(Duration::from_millis(200), hanging.text()).await;
     assert!(silence.is_err(), "the hanging stream answered: {silence:?}");
 }
@@ -324,8 +324,8 @@ async fn failing_deletes_answer_500_and_keep_the_conversation() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let browser = registered(&sim, "token-g").await;
     browser.chat("留下", "0").await;
-    let chat_id = sim.chats()[0].chat_id.clone();
-    sim.fail_deletes(1);
+    let chat_id = sim.conversations().chats()[0].chat_id.clone();
+    sim.faults().fail_deletes(1);
     let unix = Browser::unix();
     let uri = browser.full_uri(&format!("/v1/api/chat/history/{chat_id}"), &unix);
     let yy = json_signature(&uri, "", &unix, &browser.profile.salt);
@@ -336,5 +336,5 @@ async fn failing_deletes_answer_500_and_keep_the_conversation() {
         .await
         .unwrap();
     assert_eq!(response.status(), 500);
-    assert_eq!(sim.live_conversations("token-g"), vec![chat_id]);
+    assert_eq!(sim.conversations().live("token-g"), vec![chat_id]);
 }

@@ -148,7 +148,7 @@ async fn a_clean_client_uploads_confirms_and_attaches_files_without_violations()
     let browser = registered(&sim, "token-files").await;
 
     let policy = request_policy(&browser).await;
-    assert_eq!(sim.policy_requests("token-files"), 1);
+    assert_eq!(sim.oss().policy_requests("token-files"), 1);
     assert_eq!(policy.endpoint, sim.base_url());
     assert!(!policy.dir.is_empty() && !policy.bucket.starts_with('v'));
 
@@ -177,7 +177,7 @@ async fn a_clean_client_uploads_confirms_and_attaches_files_without_violations()
     assert!(image_id.bytes().all(|b| b.is_ascii_digit()));
     let document_id = attach(&browser, "notes.pdf", PDF, "application/pdf").await;
     assert_ne!(image_id, document_id);
-    assert_eq!(sim.policy_requests("token-files"), 2);
+    assert_eq!(sim.oss().policy_requests("token-files"), 2);
 
     let prompt = "关注用户最新发送文件和消息\n这是什么？";
     let form = form(
@@ -195,7 +195,7 @@ async fn a_clean_client_uploads_confirms_and_attaches_files_without_violations()
         .unwrap();
     assert_eq!(final_answer(&body), Some(Simulator::answer_for(prompt)), "{body}");
 
-    let chat = &sim.chats()[0];
+    let chat = &sim.conversations().chats()[0];
     assert_eq!(chat.form.as_deref(), Some(form.as_str()));
     assert_eq!(
         chat.files,
@@ -212,7 +212,7 @@ async fn a_clean_client_uploads_confirms_and_attaches_files_without_violations()
             },
         ]
     );
-    let files = sim.uploaded_files();
+    let files = sim.oss().uploaded_files();
     assert_eq!(files.len(), 2);
     assert_eq!(
         (files[0].file_id.as_str(), files[0].mime.as_str()),
@@ -299,7 +299,7 @@ async fn a_put_with_a_wrong_signature_token_key_or_md5_is_refused_like_oss_and_r
     assert_eq!(sim.violations().len(), 6, "{:?}", sim.violations());
     let never_stored = confirm(&browser, &policy, "a.png", PNG.len(), "image/png").await;
     assert_ne!(never_stored["statusInfo"]["code"], 0);
-    assert!(sim.uploaded_files().is_empty());
+    assert!(sim.oss().uploaded_files().is_empty());
 }
 
 #[tokio::test]
@@ -330,7 +330,7 @@ async fn a_callback_with_the_wrong_size_or_mime_is_refused() {
     assert_eq!(numeric["statusInfo"]["code"], 1005, "{numeric}");
 
     assert_eq!(sim.violations().len(), 3, "{:?}", sim.violations());
-    assert!(sim.uploaded_files().is_empty());
+    assert!(sim.oss().uploaded_files().is_empty());
     let right = confirm(&browser, &policy, "doc.pdf", PDF.len(), "application/pdf").await;
     assert_eq!(right["statusInfo"]["code"], 0, "{right}");
 }
@@ -359,7 +359,7 @@ async fn credentials_are_fresh_per_call_and_files_private_to_their_token() {
     let refused: Value = serde_json::from_str(&refused).unwrap();
     assert_eq!(refused["statusInfo"]["code"], 1005);
     assert_eq!(sim.violations().len(), 2, "{:?}", sim.violations());
-    assert!(sim.chats().is_empty());
+    assert!(sim.conversations().chats().is_empty());
 }
 
 #[tokio::test]
@@ -392,7 +392,7 @@ async fn a_form_that_misdescribes_its_files_is_refused() {
         assert_eq!(answer["statusInfo"]["code"], 1005, "{form}");
     }
     assert_eq!(sim.violations().len(), wrong_forms.len(), "{:?}", sim.violations());
-    assert!(sim.chats().is_empty());
+    assert!(sim.conversations().chats().is_empty());
 }
 
 #[tokio::test]
@@ -400,7 +400,7 @@ async fn failing_uploads_answer_500_store_nothing_and_are_no_violation() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let browser = registered(&sim, "token-fail").await;
     let policy = request_policy(&browser).await;
-    sim.fail_uploads(1);
+    sim.faults().fail_uploads(1);
     let upload = Upload::new(&policy, "x.pdf", PDF, "application/pdf");
     let failed = upload.send().await;
     assert_eq!(failed.status(), 500);

@@ -1,6 +1,6 @@
 //! The TCP acceptor `hailuo-sim` listens with: poem's, with Nagle's algorithm turned off on
 //! every accepted connection, as the gateway's own connection loop
-//! (`crate::inbound::server`) does.
+//! (`hailuo_free_api::inbound::server`) does.
 //!
 //! poem leaves `TCP_NODELAY` unset, so the second small write of a response (the next event
 //! of a stream) waits for the client's acknowledgement of the first, which a delayed ACK

@@ -11,11 +11,11 @@ use poem::{Request, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::TtsRecord;
-use super::audio::{self, SPEECH_MS_PER_CHAR, SPEECH_SAMPLE_RATE};
-use super::routes::{Expectation, SignedBody, admit, admit_json_body, body_text, envelope, refuse, success};
-use super::state::SimState;
-use super::verify::{self, Rejection};
+use super::admission::{Expectation, SignedBody, admit, admit_json_body, body_text, envelope, refuse, success};
+use crate::audio::{self, SPEECH_MS_PER_CHAR, SPEECH_SAMPLE_RATE};
+use crate::records::TtsRecord;
+use crate::state::SimState;
+use crate::verify::{self, Rejection};
 
 /// Where the speech audio is served: `/__audio/<id>.mp3`.
 pub(crate) const AUDIO_PREFIX: &str = "/__audio/";
@@ -71,7 +71,7 @@ pub(crate) async fn select_voice(state: &Arc<SimState>, mut req: Request) -> Res
     .await;
     match outcome {
         Ok((caller, voice)) => {
-            state.ledger().voices.insert(caller.token, voice);
+            state.ledger().speech.voices.insert(caller.token, voice);
             success(json!({}))
         }
         Err(rejection) => refuse(state, &req, rejection),
@@ -161,7 +161,7 @@ struct TtsPoll {
 /// Checks that `msg_id` is a live message of `token` and counts the poll.
 fn record_poll(state: &SimState, token: &str, msg_id: &str, timbre: &str, now: Instant) -> Result<TtsPoll, Rejection> {
     let mut ledger = state.ledger();
-    let message = match ledger.messages.get(msg_id) {
+    let message = match ledger.conversations.messages.get(msg_id) {
         Some(message) if message.token == token => message.clone(),
         Some(_) => {
             let what = format!("msgID {msg_id} is a message of another token");
@@ -172,40 +172,40 @@ fn record_poll(state: &SimState, token: &str, msg_id: &str, timbre: &str, now: I
             return Err(Rejection::violation(1_200_003, "消息不存在", what));
         }
     };
-    if ledger.conversation_owner(&message.chat_id) != Some(token) {
+    if ledger.conversations.owner(&message.chat_id) != Some(token) {
         let what = format!(
             "msgID {msg_id}: its conversation {} was deleted before the speech was fetched",
             message.chat_id
         );
         return Err(Rejection::violation(1_200_003, "消息不存在", what));
     }
-    let voice = ledger.voices.get(token).cloned();
+    let voice = ledger.speech.voices.get(token).cloned();
     let mismatch = (voice.as_deref() != Some(timbre))
         .then(|| format!("token {token:?}, msgID {msg_id}: timbre {timbre:?} while the account's voice is {voice:?}"));
     if let Some(mismatch) = &mismatch {
-        ledger.voice_mismatches.push(mismatch.clone());
+        ledger.speech.voice_mismatches.push(mismatch.clone());
     }
-    let job = ledger.tts_jobs.entry(msg_id.to_owned()).or_default();
+    let job = ledger.speech.jobs.entry(msg_id.to_owned()).or_default();
     job.polls += 1;
     let polls = job.polls;
     let gap = job.last_poll.map(|last| now.duration_since(last));
     job.last_poll = Some(now);
     let ready_urls = job.urls.clone();
     if polls == 1 {
-        ledger.tts_requests.push(TtsRecord {
+        ledger.speech.requests.push(TtsRecord {
             token: token.to_owned(),
             msg_id: msg_id.to_owned(),
             timbre: timbre.to_owned(),
             text: message.content.clone(),
         });
     }
-    let pending_polls = ledger.tts_pending_polls.unwrap_or(DEFAULT_TTS_PENDING_POLLS);
+    let pending_polls = ledger.speech.pending_polls.unwrap_or(DEFAULT_TTS_PENDING_POLLS);
     Ok(TtsPoll {
         text: message.content,
         mismatch,
         gap,
         ready_urls,
-        pending: ledger.tts_never_ready || polls <= pending_polls,
+        pending: ledger.speech.never_ready || polls <= pending_polls,
     })
 }
 
@@ -245,9 +245,9 @@ async fn make_speech(state: &Arc<SimState>, msg_id: &str, text: &str, voice: &st
     for mp3 in files {
         let id = state.new_id();
         urls.push(format!("{}{AUDIO_PREFIX}{id}.mp3", state.oss_endpoint));
-        ledger.audio_files.insert(id, mp3);
+        ledger.speech.audio_files.insert(id, mp3);
     }
-    if let Some(job) = ledger.tts_jobs.get_mut(msg_id) {
+    if let Some(job) = ledger.speech.jobs.get_mut(msg_id) {
         job.urls = Some(urls.clone());
     }
     Ok(urls)
@@ -266,7 +266,7 @@ pub(crate) fn audio_file(state: &Arc<SimState>, req: Request) -> Response {
         return Response::builder().status(StatusCode::FORBIDDEN).body("forbidden");
     }
     let id = path.trim_start_matches(AUDIO_PREFIX).strip_suffix(".mp3").unwrap_or("");
-    let bytes = state.ledger().audio_files.get(id).cloned();
+    let bytes = state.ledger().speech.audio_files.get(id).cloned();
     match bytes {
         Some(bytes) => Response::builder().content_type("audio/mpeg").body(bytes),
         None => Response::builder().status(StatusCode::NOT_FOUND).body("not found"),

@@ -5,67 +5,21 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+mod signature;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use percent_encoding::percent_decode_str;
 use poem::http::{Method, StatusCode};
 use poem::{Request, Response};
-use sha1::Sha1;
 
-use super::state::{OSS_BUCKET, OssObject, SimState, StsCredential};
+use crate::ledger::{OSS_BUCKET, OssObject, StsCredential};
+use crate::state::SimState;
+use signature::{OssSignedRequest, oss_string_to_sign, verify_oss_signature};
 
 /// How far the `Date` header may be from the simulator's clock (OSS allows 15 minutes).
 const DATE_TOLERANCE: Duration = Duration::from_secs(15 * 60);
-
-/// What an OSS V1 signature covers.
-pub(crate) struct OssSignedRequest<'a> {
-    /// The HTTP method, e.g. `PUT`.
-    pub verb: &'a str,
-    /// The `Content-MD5` header, empty when absent.
-    pub content_md5: &'a str,
-    /// The `Content-Type` header, empty when absent.
-    pub content_type: &'a str,
-    /// The `Date` header.
-    pub date: &'a str,
-    /// Every `x-oss-*` header as sent (any case, any order, untrimmed values).
-    pub oss_headers: Vec<(String, String)>,
-    /// `CanonicalizedResource`: `/<bucket>/<key>` with the key percent-decoded.
-    pub resource: &'a str,
-}
-
-/// The V1 `StringToSign`: `VERB\nContent-MD5\nContent-Type\nDate\n`, then the canonicalized
-/// `x-oss-*` headers (lowercase names, sorted, trimmed values, one `name:value\n` each), then the
-/// canonicalized resource.
-pub(crate) fn oss_string_to_sign(request: &OssSignedRequest<'_>) -> String {
-    let mut headers: Vec<(String, String)> = request
-        .oss_headers
-        .iter()
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    headers.sort();
-    let canonical_headers: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}:{value}\n"))
-        .collect();
-    format!(
-        "{}\n{}\n{}\n{}\n{canonical_headers}{}",
-        request.verb, request.content_md5, request.content_type, request.date, request.resource
-    )
-}
-
-/// `base64(HMAC-SHA1(secret, string_to_sign))`.
-pub(crate) fn oss_signature(secret: &str, string_to_sign: &str) -> Option<String> {
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).ok()?;
-    mac.update(string_to_sign.as_bytes());
-    Some(BASE64.encode(mac.finalize().into_bytes()))
-}
-
-/// Whether `sent` is the signature of `string_to_sign` under `secret`.
-pub(crate) fn verify_oss_signature(secret: &str, string_to_sign: &str, sent: &str) -> bool {
-    oss_signature(secret, string_to_sign).is_some_and(|expected| expected == sent)
-}
 
 /// An OSS error answer: status, `<Code>`, `<Message>`, and whether the client broke the rules.
 struct OssRejection {
@@ -121,19 +75,15 @@ pub(crate) async fn object(state: &SimState, mut req: Request) -> Response {
             return refuse_put(state, &req, rejection);
         }
     };
-    {
-        let mut ledger = state.ledger();
-        if ledger.failing_uploads > 0 {
-            ledger.failing_uploads -= 1;
-            let failure = OssRejection {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: "InternalError",
-                message: "We encountered an internal error. Please try again.".to_owned(),
-                string_to_sign: None,
-                violation: false,
-            };
-            return oss_error_response(state, &failure, false);
-        }
+    if state.ledger().faults.take_failing_upload() {
+        let failure = OssRejection {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "InternalError",
+            message: "We encountered an internal error. Please try again.".to_owned(),
+            string_to_sign: None,
+            violation: false,
+        };
+        return oss_error_response(state, &failure, false);
     }
     let (bucket, key) = match located {
         Ok(located) => located,
@@ -147,7 +97,7 @@ pub(crate) async fn object(state: &SimState, mut req: Request) -> Response {
                 content_type: req.header("Content-Type").unwrap_or("").to_owned(),
                 token: credential.token,
             };
-            state.ledger().objects.insert((bucket, key), object);
+            state.ledger().bucket.objects.insert((bucket, key), object);
             Response::builder()
                 .header("ETag", etag)
                 .header("x-oss-request-id", request_id())
@@ -177,7 +127,7 @@ fn locate(path: &str) -> Result<(String, String), OssRejection> {
 /// `HEAD /<bucket>/<key>`: the object's size, type and ETag, or 404.
 fn head(state: &SimState, bucket: &str, key: &str) -> Response {
     let ledger = state.ledger();
-    match ledger.objects.get(&(bucket.to_owned(), key.to_owned())) {
+    match ledger.bucket.objects.get(&(bucket.to_owned(), key.to_owned())) {
         Some(object) => Response::builder()
             .header("Content-Length", object.bytes.len())
             .header("Content-Type", object.content_type.clone())
@@ -224,13 +174,19 @@ fn admit_put(
                 "Authorization {authorization:?} is not \"OSS <accessKeyId>:<signature>\""
             ))
         })?;
-    let credential = state.ledger().credentials.get(access_key_id).cloned().ok_or_else(|| {
-        OssRejection::violation(
-            StatusCode::FORBIDDEN,
-            "InvalidAccessKeyId",
-            format!("accessKeyId {access_key_id:?} was never issued by request_policy"),
-        )
-    })?;
+    let credential = state
+        .ledger()
+        .bucket
+        .credentials
+        .get(access_key_id)
+        .cloned()
+        .ok_or_else(|| {
+            OssRejection::violation(
+                StatusCode::FORBIDDEN,
+                "InvalidAccessKeyId",
+                format!("accessKeyId {access_key_id:?} was never issued by request_policy"),
+            )
+        })?;
     if Instant::now() > credential.expires {
         return Err(OssRejection::violation(
             StatusCode::FORBIDDEN,
@@ -400,63 +356,6 @@ fn request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Alibaba's documented example (also the test vector of its SDKs). The author header is
-    /// `foo@bar.com`: with `foo@example.com` the same secret signs `fV5fq7DPwNbrrig7nvUSZIVyruI=`.
-    fn alibaba_example() -> OssSignedRequest<'static> {
-        OssSignedRequest {
-            verb: "PUT",
-            content_md5: "ODBGOERFMDMzQTczRUY3NUE3NzA5QzdFNUYzMDQxNEM=",
-            content_type: "text/html",
-            date: "Thu, 17 Nov 2005 18:49:58 GMT",
-            oss_headers: vec![
-                ("X-OSS-Meta-Author".to_owned(), "foo@bar.com".to_owned()),
-                ("x-oss-magic".to_owned(), " abracadabra ".to_owned()),
-            ],
-            resource: "/oss-example/nelson",
-        }
-    }
-
-    #[test]
-    fn the_signature_matches_alibabas_documented_example() {
-        let string_to_sign = oss_string_to_sign(&alibaba_example());
-        assert_eq!(
-            string_to_sign,
-            "PUT\nODBGOERFMDMzQTczRUY3NUE3NzA5QzdFNUYzMDQxNEM=\ntext/html\nThu, 17 Nov 2005 18:49:58 GMT\n\
-             x-oss-magic:abracadabra\nx-oss-meta-author:foo@bar.com\n/oss-example/nelson"
-        );
-        let secret = "OtxrzxIsfpFjA7SwPzILwy8Bw21TLhquhboDYROV";
-        assert_eq!(
-            oss_signature(secret, &string_to_sign).as_deref(),
-            Some("26NBxoKdsyly4EDv6inkoDft/yA=")
-        );
-        assert!(verify_oss_signature(
-            secret,
-            &string_to_sign,
-            "26NBxoKdsyly4EDv6inkoDft/yA="
-        ));
-        assert!(!verify_oss_signature(
-            "wrong",
-            &string_to_sign,
-            "26NBxoKdsyly4EDv6inkoDft/yA="
-        ));
-    }
-
-    #[test]
-    fn without_md5_and_oss_headers_the_string_to_sign_keeps_its_empty_lines() {
-        let request = OssSignedRequest {
-            verb: "PUT",
-            content_md5: "",
-            content_type: "",
-            date: "Thu, 17 Nov 2005 18:49:58 GMT",
-            oss_headers: Vec::new(),
-            resource: "/b/k",
-        };
-        assert_eq!(
-            oss_string_to_sign(&request),
-            "PUT\n\n\nThu, 17 Nov 2005 18:49:58 GMT\n/b/k"
-        );
-    }
 
     #[test]
     fn only_imf_fixdates_near_now_are_accepted() {

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::listener::NoDelayAcceptor;
+use crate::listener::NoDelayAcceptor;
 
 /// How often a probe looks again when the client sent more bytes instead of leaving.
 const PROBE_AGAIN: std::time::Duration = std::time::Duration::from_millis(50);

@@ -1,0 +1,45 @@
+//! How a simulator behaves: the profile it enforces, the pace of its answers and the rate of
+//! the faults it plays unasked.
+
+use std::time::Duration;
+
+use crate::profile::{Profile, default_profile};
+
+/// How the simulator behaves.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The profile values requests must carry (default: the gateway's embedded configuration's).
+    pub profile: Profile,
+    /// Characters added to the answer per cumulative event.
+    pub chunk_chars: usize,
+    /// Pause between answer events.
+    pub chunk_delay: Duration,
+    /// Pause between the two writes of a torn event (every other answer event is torn, so
+    /// that clients meet events split across reads); 1 ms by default. Zero only yields between
+    /// the writes: the benchmark's setting, since a tokio timer fires on a millisecond tick and
+    /// would round whatever the client added before it up to whole milliseconds.
+    pub tear_pause: Duration,
+    /// Accept any non-empty token except killed ones; when `false`, only tokens passed to
+    /// [`Accounts::revive_token`](crate::Accounts::revive_token) are logged in.
+    pub open: bool,
+    /// The fraction (0 to 1) of chat requests without a queued fault that suffer one drawn
+    /// from [`Fault::MIX`](crate::Fault::MIX) (see [`Faults::set_rate`](crate::Faults::set_rate));
+    /// 0 by default.
+    pub fault_rate: f64,
+    /// Seeds the draws of `fault_rate`, for a reproducible run; random when `None`.
+    pub fault_seed: Option<u64>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            profile: default_profile(),
+            chunk_chars: 3,
+            chunk_delay: Duration::from_millis(1),
+            tear_pause: Duration::from_millis(1),
+            open: true,
+            fault_rate: 0.0,
+            fault_seed: None,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The simulator's HTTP surface: the dispatch of every request by method and path to its
+//! handler. The admission check every endpoint shares is in `admission`, the account endpoints
+//! in `account`, chat in `chat` (its event stream written by `sse`), files and the OSS bucket
+//! in `files` and `oss`, speech and its MP3s in `speech`, voice messages in `transcription`.
+
+mod account;
+mod admission;
+mod chat;
+mod files;
+mod oss;
+mod speech;
+mod sse;
+mod transcription;
+
+use std::sync::Arc;
+
+use poem::http::{Method, StatusCode};
+use poem::{Endpoint, Request, Response};
+
+use crate::state::SimState;
+use account::HISTORY_PREFIX;
+
+/// The endpoint serving every simulated path.
+pub(crate) struct SimEndpoint {
+    pub state: Arc<SimState>,
+}
+
+impl Endpoint for SimEndpoint {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        let state = &self.state;
+        Ok(match (method, path.as_str()) {
+            (Method::POST, "/v1/api/user/device/register") => account::register_device(state, req).await,
+            (Method::GET, "/v1/api/user/info") => account::user_info(state, req).await,
+            (Method::POST, "/v4/api/chat/msg") => chat::chat_message(state, req).await,
+            (Method::DELETE, p) if p.starts_with(HISTORY_PREFIX) => account::delete_conversation(state, req).await,
+            (Method::GET, "/v1/api/files/request_policy") => files::request_policy(state, req).await,
+            (Method::POST, "/v1/api/files/policy_callback") => files::policy_callback(state, req).await,
+            (Method::POST, "/v1/api/chat/update_robot_custom_config") => speech::select_voice(state, req).await,
+            (Method::GET, "/v1/api/chat/msg_tts") => speech::msg_tts(state, req).await,
+            (Method::POST, "/v1/api/chat/phone_msg") => transcription::phone_msg(state, req).await,
+            (Method::GET | Method::HEAD, p) if p.starts_with(speech::AUDIO_PREFIX) => speech::audio_file(state, req),
+            // Path-style OSS: `/<bucket>/<key>`, any path outside the API's own prefixes.
+            (Method::PUT | Method::HEAD, p) if !is_api_path(p) => oss::object(state, req).await,
+            _ => Response::builder().status(StatusCode::NOT_FOUND).body("not found"),
+        })
+    }
+}
+
+/// Whether `path` belongs to the Hailuo API (or the speech audio) rather than to the OSS bucket.
+fn is_api_path(path: &str) -> bool {
+    path.starts_with("/v1/") || path.starts_with("/v4/") || path.starts_with(speech::AUDIO_PREFIX)
+}

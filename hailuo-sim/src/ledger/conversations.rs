@@ -1,0 +1,62 @@
+//! The conversations the simulated upstream holds, the chat requests it accepted on them and
+//! the assistant messages it answered (which `msg_tts` may speak).
+
+use crate::records::ChatRecord;
+
+/// An assistant message the simulator answered: what `msg_tts` may speak.
+#[derive(Clone, Debug)]
+pub(crate) struct AssistantMessage {
+    /// The token whose chat produced it.
+    pub token: String,
+    /// Its conversation.
+    pub chat_id: String,
+    /// Its complete content (the answer).
+    pub content: String,
+}
+
+/// Conversations and the chats on them.
+#[derive(Default)]
+pub(crate) struct ConversationBook {
+    /// Accepted chat requests, in order.
+    pub chats: Vec<ChatRecord>,
+    /// Live conversations: id → owning token, in creation order.
+    pub live: Vec<(String, String)>,
+    /// Every conversation created: id → owning token, in creation order.
+    pub created: Vec<(String, String)>,
+    /// Deleted conversations, in deletion order.
+    pub deleted: Vec<String>,
+    /// DELETEs of a conversation that passed the protocol checks, answered or not.
+    pub delete_requests: usize,
+    /// Assistant messages answered, by `msgID`, for `msg_tts`.
+    pub messages: std::collections::HashMap<String, AssistantMessage>,
+}
+
+impl ConversationBook {
+    /// The owner of a live conversation.
+    pub fn owner(&self, chat_id: &str) -> Option<&str> {
+        self.live
+            .iter()
+            .find(|(id, _)| id == chat_id)
+            .map(|(_, token)| token.as_str())
+    }
+
+    /// Opens conversation `chat_id` for `token`.
+    pub fn open(&mut self, chat_id: &str, token: &str) {
+        self.live.push((chat_id.to_owned(), token.to_owned()));
+        self.created.push((chat_id.to_owned(), token.to_owned()));
+    }
+
+    /// Ends conversation `chat_id`: from then on it is not live.
+    pub fn remove(&mut self, chat_id: &str) {
+        self.live.retain(|(id, _)| id != chat_id);
+    }
+
+    /// Drops the history a long run piles up: chat records, the created and deleted lists and
+    /// the answered messages.
+    pub fn forget_history(&mut self) {
+        self.chats = Vec::new();
+        self.created = Vec::new();
+        self.deleted = Vec::new();
+        self.messages = std::collections::HashMap::new();
+    }
+}

@@ -1,0 +1,116 @@
+//! `hailuo-sim`: serves the simulated Hailuo upstream in open mode (any non-empty token)
+//! until Ctrl-C; `hailuo-sim --help` lists the options. Its first line on stdout is
+//! `hailuo-sim listening on http://HOST:PORT`; logs go to stderr.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use clap::Parser;
+use hailuo_sim::{SimConfig, Simulator};
+
+/// The library's defaults, which the command line's defaults show.
+static DEFAULTS: LazyLock<Defaults> = LazyLock::new(Defaults::new);
+
+/// [`SimConfig::default`]'s pace, in the command line's units.
+struct Defaults {
+    chunk_delay_ms: String,
+    chunk_chars: String,
+    tear_pause_us: String,
+}
+
+impl Defaults {
+    fn new() -> Self {
+        let config = SimConfig::default();
+        Self {
+            chunk_delay_ms: config.chunk_delay.as_millis().to_string(),
+            chunk_chars: config.chunk_chars.to_string(),
+            tear_pause_us: config.tear_pause.as_micros().to_string(),
+        }
+    }
+}
+
+/// A simulated Hailuo upstream that enforces the web protocol the gateway speaks and answers
+/// every chat deterministically (`海螺收到：<prompt>`). Open mode: any non-empty token is
+/// logged in. Point the gateway at it with `HAILUO_UPSTREAM__BASE_URL=http://HOST:PORT`.
+#[derive(Debug, Parser)]
+#[command(name = "hailuo-sim", version)]
+struct Cli {
+    /// The address to listen on.
+    #[arg(long, env = "HAILUO_SIM_HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// The port to listen on (0 picks a free one; the line printed at start names it).
+    #[arg(long, env = "HAILUO_SIM_PORT", default_value_t = 8100)]
+    port: u16,
+    /// Pause between the events of an answer, in milliseconds.
+    #[arg(long, env = "HAILUO_SIM_CHUNK_DELAY_MS", default_value = DEFAULTS.chunk_delay_ms.as_str())]
+    chunk_delay_ms: u64,
+    /// Characters added to the answer per event (at least 1).
+    #[arg(
+        long,
+        env = "HAILUO_SIM_CHUNK_CHARS",
+        default_value = DEFAULTS.chunk_chars.as_str(),
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    chunk_chars: u32,
+    /// Pause between the two writes of a torn event, in microseconds (0 only yields).
+    #[arg(long, env = "HAILUO_SIM_TEAR_PAUSE_US", default_value = DEFAULTS.tear_pause_us.as_str())]
+    tear_pause_us: u64,
+}
+
+impl Cli {
+    /// The simulator's configuration with these options.
+    fn config(&self) -> SimConfig {
+        SimConfig {
+            chunk_delay: Duration::from_millis(self.chunk_delay_ms),
+            chunk_chars: usize::try_from(self.chunk_chars).unwrap_or(usize::MAX),
+            tear_pause: Duration::from_micros(self.tear_pause_us),
+            ..SimConfig::default()
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_writer(std::io::stderr)
+        .init();
+    let sim = Simulator::start_on(cli.config(), SocketAddr::new(cli.host, cli.port)).await?;
+    println!("hailuo-sim listening on {}", sim.base_url());
+    // Standalone, nobody reads the records the tests inspect: drop them every second, so a
+    // long benchmark neither grows the simulator nor pays for its growth.
+    let forgetting = sim.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            forgetting.forget_history();
+        }
+    });
+    tokio::signal::ctrl_c().await?;
+    sim.shutdown();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_defaults_are_the_librarys() {
+        let cli = Cli::parse_from(["hailuo-sim"]);
+        let (config, default) = (cli.config(), SimConfig::default());
+        assert_eq!(config.chunk_delay, default.chunk_delay);
+        assert_eq!(config.chunk_chars, default.chunk_chars);
+        assert_eq!(config.tear_pause, default.tear_pause);
+        assert_eq!((cli.host, cli.port), (IpAddr::from([127, 0, 0, 1]), 8100));
+    }
+}
