@@ -10,6 +10,9 @@ use crate::domain::audio::AudioError;
 /// Frames per FFT chunk: large enough to be efficient, small enough to keep the delay short.
 const CHUNK_FRAMES: usize = 1024;
 
+/// Calls in a row that make no frame after which finishing stops asking the resampler.
+const MAX_IDLE_CALLS: usize = 4;
+
 /// Where converted samples go (an encoder, a buffer); interleaved, whole frames.
 pub type PcmSink<'a> = &'a mut dyn FnMut(&[f32]) -> Result<(), AudioError>;
 
@@ -135,11 +138,26 @@ impl StreamResampler {
             self.process(0, Some(left), expected, out)?;
             self.pending.clear();
         }
-        while self.frames_out < expected {
-            // Silence pushes the last real frames out past the delay.
+        // Silence pushes the last real frames out past the delay. Between some rates a call
+        // can make no frame at all; after a few such calls the frames still owed (less than
+        // the resampler's delay and a chunk) are silence, and are written as such.
+        let mut idle_calls = 0;
+        while self.frames_out < expected && idle_calls < MAX_IDLE_CALLS {
             if self.process(0, Some(0), expected, out)?.1 == 0 {
-                return Err(AudioError::Encoding("the resampler makes no progress".to_owned()));
+                idle_calls += 1;
+            } else {
+                idle_calls = 0;
             }
+        }
+        let mut owed = usize::try_from(expected.saturating_sub(self.frames_out)).unwrap_or(0);
+        if owed > 0 {
+            let silence = vec![0.0; CHUNK_FRAMES.min(owed) * self.channels];
+            while owed > 0 {
+                let frames = CHUNK_FRAMES.min(owed);
+                out(&silence[..frames * self.channels])?;
+                owed -= frames;
+            }
+            self.frames_out = expected;
         }
         Ok(())
     }
