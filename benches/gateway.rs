@@ -612,7 +612,7 @@ async fn direct_accounts(client: &HailuoClient, prefix: &str, count: usize) -> B
 
 fn direct_client(upstream: &str) -> BenchResult<HailuoClient> {
     let mut settings = Settings::defaults()?;
-    settings.upstream.base_url = upstream.to_owned();
+    settings.upstream.base_url = upstream.parse()?;
     Ok(HailuoClient::new(&settings.upstream)?)
 }
 

@@ -1,17 +1,28 @@
 //! One typed [`Settings`], read with figment from the embedded defaults, an optional file and
-//! `HAILUO_*` environment variables; the upstream profile lives here too.
+//! `HAILUO_*` environment variables; the upstream profile lives here too. Every value is
+//! parsed at load (durations, URLs, the store, the log format): a bad one stops the server
+//! at start, naming its key. Adapters are chosen from these settings in `startup.rs`.
+
+mod error;
+mod parse;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
-use serde::{Deserialize, Deserializer};
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::Deserialize;
+use url::Url;
+
+pub use error::{ConfigError, InvalidSettings};
+pub use parse::{LogFormat, StoreUrl};
+
+use error::{ENV_PREFIX, ENV_SPLIT};
 
 use crate::domain::audio::{AudioLimits, VoiceTable};
-use crate::domain::ports::StoreError;
-use crate::outbound::store::Stores;
 
 /// The defaults compiled into the binary: `config/default.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -48,15 +59,19 @@ pub struct ServerSettings {
     pub port: u16,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// A request body must have arrived whole within this many seconds of its head.
-    pub body_timeout_secs: u64,
-    /// After `body_rate_grace_secs`, a body arriving slower than this on average (bytes per
+    /// A request body must have arrived whole within this of its head
+    /// (`server.body_timeout_secs`).
+    #[serde(rename = "body_timeout_secs", deserialize_with = "parse::secs")]
+    pub body_timeout: Duration,
+    /// After `body_rate_grace`, a body arriving slower than this on average (bytes per
     /// second since its head) is cut off; 0 checks no rate.
     pub min_body_bytes_per_sec: u64,
-    /// Seconds a body may take before its rate is checked.
-    pub body_rate_grace_secs: u64,
-    /// How long a shutdown lets requests in flight finish.
-    pub shutdown_grace_secs: u64,
+    /// How long a body may take before its rate is checked (`server.body_rate_grace_secs`).
+    #[serde(rename = "body_rate_grace_secs", deserialize_with = "parse::secs")]
+    pub body_rate_grace: Duration,
+    /// How long a shutdown lets requests in flight finish (`server.shutdown_grace_secs`).
+    #[serde(rename = "shutdown_grace_secs", deserialize_with = "parse::secs")]
+    pub shutdown_grace: Duration,
     /// Upstream work items running at once.
     pub max_in_flight: usize,
     /// Requests waiting for a slot; one more gets 503.
@@ -68,26 +83,33 @@ pub struct ServerSettings {
 /// The Hailuo upstream and how to talk to it.
 #[derive(Clone, Debug, Deserialize)]
 pub struct UpstreamSettings {
-    /// Base URL of the web API, without a trailing slash.
-    pub base_url: String,
-    /// The response head (and a chat's first chunk) must arrive within this.
-    pub first_byte_timeout_secs: u64,
-    /// Idle timeout: no byte for this long ends a call.
-    pub idle_timeout_secs: u64,
+    /// Base URL of the web API (`http://` or `https://`).
+    #[serde(deserialize_with = "parse::http_url")]
+    pub base_url: Url,
+    /// The response head (and a chat's first chunk) must arrive within this
+    /// (`upstream.first_byte_timeout_secs`).
+    #[serde(rename = "first_byte_timeout_secs", deserialize_with = "parse::secs")]
+    pub first_byte_timeout: Duration,
+    /// Idle timeout: no byte for this long ends a call (`upstream.idle_timeout_secs`, or its
+    /// other name `upstream.timeout_secs`, which wins when set and not 0).
+    #[serde(rename = "idle_timeout_secs", deserialize_with = "parse::secs")]
+    pub idle_timeout: Duration,
     /// After a chat's response head timed out, how long the request is still listened to in
-    /// the background, so that a conversation the upstream makes late is learnt and deleted.
-    pub late_answer_wait_secs: u64,
-    /// The former name of `idle_timeout_secs`, still accepted: when set (not 0) it wins.
-    #[serde(default)]
-    pub timeout_secs: u64,
-    /// Connect timeout.
-    pub connect_timeout_secs: u64,
+    /// the background, so that a conversation the upstream makes late is learnt and deleted
+    /// (`upstream.late_answer_wait_secs`; zero: not at all).
+    #[serde(rename = "late_answer_wait_secs", deserialize_with = "parse::secs")]
+    pub late_answer_wait: Duration,
+    /// Connect timeout (`upstream.connect_timeout_secs`).
+    #[serde(rename = "connect_timeout_secs", deserialize_with = "parse::secs")]
+    pub connect_timeout: Duration,
     /// Retries after a transient failure.
     pub retries: u32,
-    /// Pause before a retry.
-    pub retry_delay_ms: u64,
-    /// How long a registered device is reused.
-    pub device_ttl_secs: u64,
+    /// Pause before a retry (`upstream.retry_delay_ms`).
+    #[serde(rename = "retry_delay_ms", deserialize_with = "parse::millis")]
+    pub retry_delay: Duration,
+    /// How long a registered device is reused (`upstream.device_ttl_secs`).
+    #[serde(rename = "device_ttl_secs", deserialize_with = "parse::secs")]
+    pub device_ttl: Duration,
     /// Speak HTTP/2 without negotiation (h2c) to a plain-HTTP upstream.
     pub http2_prior_knowledge: bool,
     /// The browser profile the upstream is told it talks to.
@@ -99,9 +121,9 @@ impl ServerSettings {
     pub fn body_limits(&self) -> BodyLimits {
         BodyLimits {
             max_bytes: self.max_body_bytes,
-            timeout: Duration::from_secs(self.body_timeout_secs),
+            timeout: self.body_timeout,
             min_bytes_per_sec: self.min_body_bytes_per_sec,
-            rate_grace: Duration::from_secs(self.body_rate_grace_secs),
+            rate_grace: self.body_rate_grace,
         }
     }
 }
@@ -120,39 +142,14 @@ pub struct BodyLimits {
 }
 
 impl UpstreamSettings {
-    /// The idle timeout as a [`Duration`] (`timeout_secs` when the old name is set).
-    pub fn idle_timeout(&self) -> Duration {
-        let secs = if self.timeout_secs > 0 {
-            self.timeout_secs
-        } else {
-            self.idle_timeout_secs
-        };
-        Duration::from_secs(secs)
-    }
-
-    /// The time allowed until the response head and a stream's first chunk.
-    pub fn first_byte_timeout(&self) -> Duration {
-        Duration::from_secs(self.first_byte_timeout_secs)
-    }
-
-    /// The connect timeout as a [`Duration`].
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_secs(self.connect_timeout_secs)
-    }
-
-    /// The pause before a retry as a [`Duration`].
-    pub fn retry_delay(&self) -> Duration {
-        Duration::from_millis(self.retry_delay_ms)
-    }
-
     /// Builds the HTTP client for the upstream: timeouts, decompression, connection reuse.
     ///
     /// # Errors
     /// When the TLS backend cannot be initialised.
     pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
         let builder = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout())
-            .read_timeout(self.idle_timeout())
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.idle_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true);
         let builder = if self.http2_prior_knowledge {
@@ -206,12 +203,14 @@ pub struct Profile {
 /// Account scheduling.
 #[derive(Clone, Debug, Deserialize)]
 pub struct AccountSettings {
-    /// How long a request waits for a free account before 429.
-    pub busy_wait_secs: u64,
+    /// How long a request waits for a free account before 429 (`accounts.busy_wait_secs`).
+    #[serde(rename = "busy_wait_secs", deserialize_with = "parse::secs")]
+    pub busy_wait: Duration,
     /// Refusals in a row after which a token rests.
     pub cooldown_after: u32,
-    /// How long a refused token rests.
-    pub cooldown_secs: u64,
+    /// How long a refused token rests (`accounts.cooldown_secs`).
+    #[serde(rename = "cooldown_secs", deserialize_with = "parse::secs")]
+    pub cooldown: Duration,
     /// The most Hailuo tokens one client request may name in `Authorization`.
     pub max_tokens_per_request: usize,
 }
@@ -220,10 +219,10 @@ pub struct AccountSettings {
 #[derive(Clone, Default, Deserialize)]
 pub struct AuthSettings {
     /// Keys clients present as `Bearer`; empty = the bearer value is the client's token list.
-    #[serde(deserialize_with = "list_or_comma_separated")]
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
     pub api_keys: Vec<String>,
     /// The server's Hailuo tokens, used for requests that present an API key.
-    #[serde(deserialize_with = "list_or_comma_separated")]
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
     pub tokens: Vec<String>,
 }
 
@@ -236,69 +235,31 @@ impl std::fmt::Debug for AuthSettings {
     }
 }
 
-/// A list given as a TOML/JSON sequence or as one comma-separated string (what an
-/// environment variable gives): items trimmed, empties dropped.
-fn list_or_comma_separated<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ListOrString {
-        List(Vec<String>),
-        Text(String),
-        // An environment value that looks like a number is given to us as one.
-        Integer(i128),
-    }
-    let items = match ListOrString::deserialize(deserializer)? {
-        ListOrString::List(items) => items,
-        ListOrString::Text(text) => text.split(',').map(str::to_owned).collect(),
-        ListOrString::Integer(number) => vec![number.to_string()],
-    };
-    Ok(items
-        .into_iter()
-        .map(|item| item.trim().to_owned())
-        .filter(|item| !item.is_empty())
-        .collect())
-}
-
-/// Settings that parse but cannot work together.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum InvalidSettings {
-    /// API keys without a token pool would refuse every request.
-    #[error(
-        "`auth.api_keys` is set but `auth.tokens` is empty: requests with an API key run on the \
-         server's own Hailuo tokens; set HAILUO_AUTH__TOKENS (or unset the API keys)"
-    )]
-    KeysWithoutTokens,
-    /// A zero bound would refuse every request.
-    #[error("`server.max_in_flight` must be at least 1")]
-    NoInFlight,
-    /// A zero deadline would refuse every request body.
-    #[error("`server.body_timeout_secs` must be at least 1")]
-    NoBodyTime,
-    /// A zero cap would refuse every client's token list.
-    #[error("`accounts.max_tokens_per_request` must be at least 1")]
-    NoClientTokens,
-}
-
 /// Upstream conversation cleanup.
 #[derive(Clone, Debug, Deserialize)]
 pub struct SessionSettings {
-    /// Idle time after which a conversation is deleted; 0 = right after the answer.
-    pub idle_ttl_secs: u64,
-    /// How often the sweeper looks for due conversations.
-    pub sweep_interval_ms: u64,
+    /// Idle time after which a conversation is deleted; zero: right after the answer
+    /// (`session.idle_ttl_secs`).
+    #[serde(rename = "idle_ttl_secs", deserialize_with = "parse::secs")]
+    pub idle_ttl: Duration,
+    /// How often the sweeper looks for due conversations (`session.sweep_interval_ms`).
+    #[serde(rename = "sweep_interval_ms", deserialize_with = "parse::millis")]
+    pub sweep_interval: Duration,
 }
 
 /// Where devices and pending conversations are kept.
 #[derive(Clone, Deserialize)]
 pub struct StoreSettings {
-    /// `memory`, or `sqlite://PATH` (the file and its folders are created when missing).
-    pub url: String,
+    /// `memory`, `sqlite://PATH` (the file and its folders are created when missing) or
+    /// `postgres://...`.
+    pub url: StoreUrl,
     /// The server secret protecting the tokens in SQLite; unset, a random key is kept in
     /// `<db>.key` next to the database.
     #[serde(default)]
     pub secret: Option<String>,
-    /// How long an SQLite write waits for another one to finish, in milliseconds.
-    pub busy_timeout_ms: u64,
+    /// How long an SQLite write waits for another one to finish (`store.busy_timeout_ms`).
+    #[serde(rename = "busy_timeout_ms", deserialize_with = "parse::millis")]
+    pub busy_timeout: Duration,
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -306,19 +267,8 @@ impl std::fmt::Debug for StoreSettings {
         f.debug_struct("StoreSettings")
             .field("url", &self.url)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
-            .field("busy_timeout_ms", &self.busy_timeout_ms)
+            .field("busy_timeout", &self.busy_timeout)
             .finish()
-    }
-}
-
-impl StoreSettings {
-    /// Builds the token and session stores `url` names.
-    ///
-    /// # Errors
-    /// [`StoreError`] for an unknown URL, or when the SQLite database or its key cannot be
-    /// opened (a key other than the one the database was written with included).
-    pub async fn connect(&self) -> Result<Stores, StoreError> {
-        crate::outbound::store::connect(self).await
     }
 }
 
@@ -331,30 +281,29 @@ pub struct FileSettings {
     pub max_per_message: usize,
     /// Most bytes the attachments of one request may add up to.
     pub max_total_bytes: u64,
-    /// Time allowed for one download's answer to begin, and again for its body.
-    pub download_timeout_secs: u64,
+    /// Time allowed for one download's answer to begin, and again for its body
+    /// (`files.download_timeout_secs`).
+    #[serde(rename = "download_timeout_secs", deserialize_with = "parse::secs")]
+    pub download_timeout: Duration,
     /// Whether client URLs may reach loopback, private, link-local and other internal addresses.
     pub allow_private_networks: bool,
-}
-
-impl FileSettings {
-    /// The download timeout as a [`Duration`].
-    pub fn download_timeout(&self) -> Duration {
-        Duration::from_secs(self.download_timeout_secs)
-    }
 }
 
 /// Speech and transcription.
 #[derive(Clone, Debug, Deserialize)]
 pub struct AudioSettings {
-    /// How long to wait for the upstream's audio.
-    pub tts_timeout_secs: u64,
-    /// Pause between polls of the upstream's audio.
-    pub tts_poll_interval_ms: u64,
+    /// How long to wait for the upstream's audio (`audio.tts_timeout_secs`).
+    #[serde(rename = "tts_timeout_secs", deserialize_with = "parse::secs")]
+    pub tts_timeout: Duration,
+    /// Pause between polls of the upstream's audio (`audio.tts_poll_interval_ms`).
+    #[serde(rename = "tts_poll_interval_ms", deserialize_with = "parse::millis")]
+    pub tts_poll_interval: Duration,
     /// Largest transcription upload.
     pub max_upload_bytes: usize,
-    /// The longest audio decoded (an upload, or the upstream's speech); longer gets 413.
-    pub max_duration_secs: u64,
+    /// The longest audio decoded (an upload, or the upstream's speech); longer gets 413
+    /// (`audio.max_duration_secs`).
+    #[serde(rename = "max_duration_secs", deserialize_with = "parse::secs")]
+    pub max_duration: Duration,
     /// The most PCM one decode produces, at 4 bytes a sample; more gets 413.
     pub max_decoded_bytes: u64,
     /// Decodes (and encodes) running at once; 0: one per core.
@@ -372,7 +321,7 @@ impl AudioSettings {
     /// The bounds of one decode.
     pub fn limits(&self) -> AudioLimits {
         AudioLimits {
-            max_duration: Duration::from_secs(self.max_duration_secs),
+            max_duration: self.max_duration,
             max_decoded_bytes: self.max_decoded_bytes,
         }
     }
@@ -417,29 +366,34 @@ pub struct LogSettings {
     /// Default level filter.
     pub level: String,
     /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
 }
+
+/// The other name of `upstream.idle_timeout_secs`.
+const IDLE_TIMEOUT_ALIAS: &str = "upstream.timeout_secs";
 
 impl Settings {
     /// Reads the embedded defaults, then `file` when given, then `HAILUO_*` variables.
     ///
     /// # Errors
-    /// When the file cannot be read or a value has the wrong type.
-    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+    /// [`ConfigError`] when the file cannot be read, a value has the wrong type or does not
+    /// parse, or the settings do not fit together; each message names its key.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
         if let Some(file) = file {
+            std::fs::metadata(file).map_err(|source| ConfigError::File {
+                path: file.to_owned(),
+                source,
+            })?;
             figment = figment.merge(Toml::file_exact(file));
         }
-        let mut settings: Settings = figment
-            .merge(Env::prefixed("HAILUO_").split("__").ignore(&["config"]))
-            .extract()
-            .map_err(Box::new)?;
+        let figment =
+            with_idle_timeout_alias(figment.merge(Env::prefixed(ENV_PREFIX).split(ENV_SPLIT).ignore(&["config"])))?;
+        let mut settings: Settings = figment.extract().map_err(ConfigError::from_figment)?;
         if let Ok(replacements) = std::env::var("REPLACE_AUDIO_MODEL") {
             settings.audio.replace_voices(&replacements);
         }
-        settings
-            .validate()
-            .map_err(|error| Box::new(figment::Error::from(error.to_string())))?;
+        settings.validate()?;
         Ok(settings)
     }
 
@@ -454,7 +408,7 @@ impl Settings {
         if self.server.max_in_flight == 0 {
             return Err(InvalidSettings::NoInFlight);
         }
-        if self.server.body_timeout_secs == 0 {
+        if self.server.body_timeout.is_zero() {
             return Err(InvalidSettings::NoBodyTime);
         }
         if self.accounts.max_tokens_per_request == 0 {
@@ -472,149 +426,16 @@ impl Settings {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_embedded_defaults_parse_and_match_the_protocol_profile() -> Result<(), Box<figment::Error>> {
-        let settings = Settings::defaults()?;
-        assert_eq!(settings.server.port, 8000);
-        assert_eq!(settings.upstream.base_url, "https://hailuoai.com");
-        assert_eq!(settings.upstream.profile.app_id, "3001");
-        assert_eq!(settings.upstream.profile.version_code, "22200");
-        assert_eq!(settings.upstream.profile.salt, "ooui");
-        assert_eq!(settings.upstream.device_ttl_secs, 10_800);
-        assert!(settings.upstream.profile.headers.contains_key("User-Agent"));
-        assert_eq!(settings.store.url, "memory");
-        assert_eq!(settings.store.secret, None);
-        assert_eq!(settings.accounts.max_tokens_per_request, 64);
-        let body = settings.server.body_limits();
-        assert_eq!(body.max_bytes, 104_857_600);
-        assert_eq!(body.timeout, Duration::from_secs(300));
-        assert_eq!(body.min_bytes_per_sec, 1024);
-        assert_eq!(body.rate_grace, Duration::from_secs(10));
-        Ok(())
+/// `upstream.timeout_secs` sets `upstream.idle_timeout_secs` when it is set and not 0,
+/// wherever either was given.
+fn with_idle_timeout_alias(figment: Figment) -> Result<Figment, ConfigError> {
+    let Ok(value) = figment.find_value(IDLE_TIMEOUT_ALIAS) else {
+        return Ok(figment);
+    };
+    let timeout = parse::secs(&value)
+        .map_err(|error| ConfigError::Values(vec![format!("`{IDLE_TIMEOUT_ALIAS}`: {}", error.kind)]))?;
+    if timeout.is_zero() {
+        return Ok(figment);
     }
-
-    #[test]
-    fn a_zero_body_deadline_or_token_cap_is_refused() -> Result<(), Box<figment::Error>> {
-        let mut settings = Settings::defaults()?;
-        settings.server.body_timeout_secs = 0;
-        assert_eq!(settings.validate(), Err(InvalidSettings::NoBodyTime));
-        let mut settings = Settings::defaults()?;
-        settings.accounts.max_tokens_per_request = 0;
-        assert_eq!(settings.validate(), Err(InvalidSettings::NoClientTokens));
-        Ok(())
-    }
-
-    #[test]
-    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
-    fn a_file_overrides_the_defaults_and_the_environment_overrides_the_file() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "custom.toml",
-                "[server]\nport = 9100\n[upstream]\nretries = 7\n[upstream.profile]\nversion_code = \"22300\"\n",
-            )?;
-            jail.set_env("HAILUO_SERVER__PORT", "9200");
-            jail.set_env("HAILUO_SESSION__IDLE_TTL_SECS", "0");
-            jail.set_env("HAILUO_CONFIG", "ignored-here.toml");
-            jail.set_env("HAILUO_STORE__URL", "sqlite://data/hailuo.db");
-            jail.set_env("HAILUO_STORE__SECRET", "s3cret");
-            let settings = Settings::load(Some(Path::new("custom.toml"))).map_err(|e| e.to_string())?;
-            assert_eq!(settings.server.port, 9200, "the environment wins over the file");
-            assert_eq!(settings.upstream.retries, 7, "the file wins over the defaults");
-            assert_eq!(settings.upstream.profile.version_code, "22300");
-            assert_eq!(
-                settings.upstream.profile.app_id, "3001",
-                "untouched keys keep their defaults"
-            );
-            assert_eq!(settings.session.idle_ttl_secs, 0);
-            assert_eq!(settings.store.url, "sqlite://data/hailuo.db");
-            assert_eq!(settings.store.secret.as_deref(), Some("s3cret"));
-            assert!(!format!("{settings:?}").contains("s3cret"), "the secret is not logged");
-            Ok(())
-        });
-    }
-
-    #[test]
-    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
-    fn replace_audio_model_overrides_the_standard_voices_in_order() {
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("REPLACE_AUDIO_MODEL", "voice-a, ,voice-c");
-            let settings = Settings::load(None).map_err(|e| e.to_string())?;
-            let table = settings.audio.voice_table();
-            assert_eq!(table.standard["alloy"], "voice-a");
-            assert_eq!(
-                table.standard["echo"], "Podcast_girl",
-                "an empty slot keeps the default"
-            );
-            assert_eq!(table.standard["fable"], "voice-c");
-            assert_eq!(table.standard["shimmer"], "xiaoyi_mix_hailuo");
-            assert_eq!(table.hd["alloy"], "xiaomo_sft", "the HD table is untouched");
-            Ok(())
-        });
-    }
-
-    #[test]
-    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
-    fn api_keys_and_tokens_come_from_a_toml_list_or_a_comma_separated_variable() {
-        figment::Jail::expect_with(|jail| {
-            let settings = Settings::load(None).map_err(|e| e.to_string())?;
-            assert!(settings.auth.api_keys.is_empty(), "no keys by default");
-            assert!(settings.auth.tokens.is_empty());
-
-            jail.create_file("keys.toml", "[auth]\napi_keys = [\"sk-file\"]\ntokens = [\"t-file\"]\n")?;
-            let settings = Settings::load(Some(Path::new("keys.toml"))).map_err(|e| e.to_string())?;
-            assert_eq!(settings.auth.api_keys, ["sk-file"]);
-            assert_eq!(settings.auth.tokens, ["t-file"]);
-
-            jail.set_env("HAILUO_AUTH__API_KEYS", "sk-a, sk-b,,");
-            jail.set_env("HAILUO_AUTH__TOKENS", "t1,t2");
-            let settings = Settings::load(Some(Path::new("keys.toml"))).map_err(|e| e.to_string())?;
-            assert_eq!(
-                settings.auth.api_keys,
-                ["sk-a", "sk-b"],
-                "the environment wins, split on commas"
-            );
-            assert_eq!(settings.auth.tokens, ["t1", "t2"]);
-            let shown = format!("{settings:?}");
-            for secret in ["sk-a", "sk-b", "t1", "t2"] {
-                assert!(!shown.contains(secret), "{secret} shows in Debug");
-            }
-            Ok(())
-        });
-    }
-
-    #[test]
-    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
-    fn api_keys_without_a_token_pool_do_not_start() {
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("HAILUO_AUTH__API_KEYS", "sk-a");
-            let error = Settings::load(None)
-                .map(|_| ())
-                .expect_err("keys without tokens are refused");
-            assert!(error.to_string().contains("auth.tokens"), "{error}");
-            Ok(())
-        });
-    }
-
-    #[test]
-    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
-    fn the_old_timeout_name_still_sets_the_idle_timeout() {
-        figment::Jail::expect_with(|jail| {
-            let settings = Settings::load(None).map_err(|e| e.to_string())?;
-            assert_eq!(settings.upstream.idle_timeout(), Duration::from_secs(120));
-            assert_eq!(settings.upstream.first_byte_timeout(), Duration::from_secs(60));
-            jail.set_env("HAILUO_UPSTREAM__TIMEOUT_SECS", "7");
-            let settings = Settings::load(None).map_err(|e| e.to_string())?;
-            assert_eq!(settings.upstream.idle_timeout(), Duration::from_secs(7));
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn a_missing_config_file_is_an_error() {
-        assert!(Settings::load(Some(Path::new("/nonexistent/hailuo.toml"))).is_err());
-    }
+    Ok(figment.merge(Serialized::default("upstream.idle_timeout_secs", value)))
 }

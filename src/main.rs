@@ -1,10 +1,10 @@
-//! The `hailuo-free-api` server: read the configuration, set up telemetry, build and run,
-//! then flush the telemetry.
+//! The `hailuo-free-api` server: read the command line and the configuration, set up
+//! telemetry, build and run, then flush the telemetry.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
+use clap::Parser;
 use hailuo_free_api::config::Settings;
 use hailuo_free_api::outbound::telemetry;
 use hailuo_free_api::startup::Application;
@@ -20,10 +20,23 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// OpenAI-compatible API gateway to the Hailuo AI web app.
+///
+/// Settings come from the defaults built in (config/default.toml), then the file given with
+/// --config, then HAILUO_<SECTION>__<KEY> environment variables (docs/configuration.md).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A TOML file with any of the keys of config/default.toml.
+    #[arg(long, value_name = "PATH", env = "HAILUO_CONFIG")]
+    config: Option<PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     #[cfg(feature = "dhat-heap")]
     let _profiler = dhat::Profiler::new_heap();
-    let settings = Settings::load(config_path().as_deref()).context("reading the configuration")?;
+    let settings = Settings::load(cli.config.as_deref()).context("reading the configuration")?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if settings.server.worker_threads > 0 {
         runtime.worker_threads(settings.server.worker_threads);
@@ -47,7 +60,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Ok(limit) => tracing::debug!(limit, "open files limit"),
         Err(error) => tracing::warn!(%error, "could not raise the open files limit"),
     }
-    let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
+    let grace = settings.server.shutdown_grace;
     let app = Application::build(settings).await?;
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     tracing::info!(addr = %app.addr(), workers, "hailuo-free-api listening; docs at /docs; metrics at /metrics");
@@ -58,18 +71,4 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     served?;
     Ok(())
-}
-
-/// `--config PATH`, else `HAILUO_CONFIG`.
-fn config_path() -> Option<PathBuf> {
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--config" {
-            return args.next().map(PathBuf::from);
-        }
-        if let Some(path) = arg.strip_prefix("--config=") {
-            return Some(PathBuf::from(path));
-        }
-    }
-    std::env::var_os("HAILUO_CONFIG").map(PathBuf::from)
 }

@@ -1,5 +1,6 @@
-//! The composition root as a library: builds the adapters the settings ask for, wires the
-//! use cases, binds the listener and serves. `main.rs` and the tests both start here.
+//! The composition root as a library: builds the adapters the settings ask for (the store
+//! `store.url` names among them), wires the use cases, binds the listener and serves.
+//! `main.rs` and the tests both start here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::Settings;
+use crate::config::{Settings, StoreSettings, StoreUrl};
 use crate::domain::ports::{AttachmentSource, AudioCodec, ChatProvider, SpeechProvider, TranscriptionProvider};
 use crate::domain::service::{
     AccountPool, AccountRunner, Admission, ChatService, CodecSlots, ConversationSweeper, ConversationTracker,
@@ -19,6 +20,10 @@ use crate::outbound::attachments::AttachmentFetcher;
 use crate::outbound::audio::SymphoniaLameCodec;
 use crate::outbound::hailuo::HailuoClient;
 use crate::outbound::hailuo::speech::SpeechTiming;
+use crate::outbound::store::{self, Stores};
+
+/// The sweeper looks at most this often, whatever `session.sweep_interval_ms` says.
+const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(10);
 
 /// A built server, bound and ready to run.
 pub struct Application {
@@ -40,25 +45,25 @@ impl Application {
         crate::outbound::telemetry::install_metrics();
         // Before any token is labelled: stable across restarts when the server has a secret.
         crate::domain::chat::init_fingerprint_key(settings.store.secret.as_deref());
-        let (tokens, sessions) = settings.store.connect().await.context("opening the stores")?;
+        let (tokens, sessions) = open_stores(&settings.store).await?;
         let tracker = ConversationTracker::new();
         let hailuo = Arc::new(
             HailuoClient::new(&settings.upstream)
                 .context("building the upstream HTTP client")?
                 .with_speech_timing(SpeechTiming {
-                    timeout: Duration::from_secs(settings.audio.tts_timeout_secs),
-                    poll_interval: Duration::from_millis(settings.audio.tts_poll_interval_ms),
+                    timeout: settings.audio.tts_timeout,
+                    poll_interval: settings.audio.tts_poll_interval,
                 })
                 .with_late_conversations(
                     LateConversationRecorder::new(Arc::clone(&sessions), Arc::clone(&tracker)),
-                    Duration::from_secs(settings.upstream.late_answer_wait_secs),
+                    settings.upstream.late_answer_wait,
                 ),
         );
         let provider: Arc<dyn ChatProvider> = Arc::clone(&hailuo) as Arc<dyn ChatProvider>;
         let devices = Arc::new(DeviceRegistry::new(
             tokens,
             Arc::clone(&provider),
-            Duration::from_secs(settings.upstream.device_ttl_secs),
+            settings.upstream.device_ttl,
         ));
         let attachments: Arc<dyn AttachmentSource> =
             Arc::new(AttachmentFetcher::new(&settings.files).context("building the attachment fetcher")?);
@@ -68,11 +73,11 @@ impl Application {
             Admission::new(settings.server.max_in_flight, settings.server.max_queued),
             RunPolicy {
                 retries: settings.upstream.retries,
-                retry_delay: settings.upstream.retry_delay(),
-                busy_wait: Duration::from_secs(settings.accounts.busy_wait_secs),
+                retry_delay: settings.upstream.retry_delay,
+                busy_wait: settings.accounts.busy_wait,
                 cooldown: CooldownPolicy {
                     after: settings.accounts.cooldown_after,
-                    rest: Duration::from_secs(settings.accounts.cooldown_secs),
+                    rest: settings.accounts.cooldown,
                 },
             },
         ));
@@ -105,8 +110,8 @@ impl Application {
             Arc::clone(&devices),
             provider,
             tracker,
-            Duration::from_secs(settings.session.idle_ttl_secs),
-            Duration::from_millis(settings.session.sweep_interval_ms.max(10)),
+            settings.session.idle_ttl,
+            settings.session.sweep_interval.max(MIN_SWEEP_INTERVAL),
         ));
         let state = HttpState {
             chat,
@@ -177,5 +182,55 @@ impl Application {
     /// When serving fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(std::future::pending(), Duration::from_secs(30)).await
+    }
+}
+
+/// The token and session stores `store.url` names.
+///
+/// # Errors
+/// When this build has no adapter for the URL's kind, or the database or its key cannot be
+/// opened.
+pub async fn open_stores(settings: &StoreSettings) -> anyhow::Result<Stores> {
+    match &settings.url {
+        StoreUrl::Memory => Ok(store::in_memory()),
+        StoreUrl::Sqlite(path) => store::open_sqlite(path, settings.secret.as_deref(), settings.busy_timeout)
+            .await
+            .context("opening the stores"),
+        StoreUrl::Postgres(_) => anyhow::bail!(
+            "`store.url`: postgres:// stores are not supported by this build; use \"memory\" or \"sqlite://PATH\""
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_postgres_store_is_refused_at_start_naming_its_key() {
+        let mut settings = Settings::defaults().unwrap().store;
+        settings.url = "postgres://hailuo:hunter2@db/hailuo".parse().unwrap();
+        let Err(error) = open_stores(&settings).await else {
+            panic!("no PostgreSQL adapter is built");
+        };
+        let shown = format!("{error:#}");
+        assert!(shown.contains("store.url"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn memory_and_sqlite_urls_open_their_stores() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut settings = Settings::defaults().unwrap().store;
+        let (_, sessions) = open_stores(&settings).await?;
+        assert_eq!(sessions.pending().await?, 0);
+        settings.url = StoreUrl::Sqlite(dir.path().join("nested/hailuo.db"));
+        let (_, sessions) = open_stores(&settings).await?;
+        assert_eq!(sessions.pending().await?, 0);
+        assert!(
+            dir.path().join("nested/hailuo.db.key").exists(),
+            "a key file without a secret"
+        );
+        Ok(())
     }
 }

@@ -174,15 +174,15 @@ async fn soak_many_requests_with_faults_leave_nothing_behind() {
     let mut settings = Settings::defaults().expect("the embedded defaults parse");
     settings.server.host = "127.0.0.1".into();
     settings.server.port = 0;
-    settings.upstream.base_url = sim.base_url();
-    settings.upstream.timeout_secs = 10;
-    settings.upstream.retry_delay_ms = 10;
-    settings.accounts.busy_wait_secs = BUSY_WAIT_SECS;
+    settings.upstream.base_url = sim.base_url().parse().expect("the simulator's URL");
+    settings.upstream.idle_timeout = Duration::from_secs(10);
+    settings.upstream.retry_delay = Duration::from_millis(10);
+    settings.accounts.busy_wait = Duration::from_secs(BUSY_WAIT_SECS);
     // Injected refusals (`AccountRefused`) rest a token refused twice in a row: briefly, so
     // the cool-down is exercised and over before the final checks.
-    settings.accounts.cooldown_secs = COOLDOWN_SECS;
-    settings.session.idle_ttl_secs = 0;
-    settings.session.sweep_interval_ms = 200;
+    settings.accounts.cooldown = Duration::from_secs(COOLDOWN_SECS);
+    settings.session.idle_ttl = Duration::from_secs(0);
+    settings.session.sweep_interval = Duration::from_millis(200);
     let app = Application::build(settings).await.expect("the server builds");
     let base = format!("http://{}", app.addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -201,10 +201,45 @@ pub trait AudioCodec: Send + Sync {
     fn render_speech(&self, mp3: &[u8], format: SpeechFormat, speed: f32) -> Result<Vec<u8>, AudioError>;
 }
 
-/// A store failed (I/O, database); the message carries no secrets.
-#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-#[error("store failure: {0}")]
-pub struct StoreError(pub String);
+/// A store failed; what it says (its cause included) carries no secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened, read or written.
+    #[error("store failure: {doing}: {source}")]
+    Database {
+        /// What the store was doing, e.g. "saving a device".
+        doing: String,
+        /// The database's own error (it never shows bound values).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A file of the store (the database, its folder, its key file) could not be used.
+    #[error("store failure: {doing}: {source}")]
+    File {
+        /// What the store was doing, naming the file.
+        doing: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store's key does not open the store: another secret, a missing or damaged key
+    /// file, or an emptied database next to its key file.
+    #[error("store failure: {0}")]
+    Key(String),
+    /// A stored row cannot be read back (damaged, or sealed under another key).
+    #[error("store failure: {0}")]
+    Unreadable(String),
+}
+
+impl StoreError {
+    /// A database failure while `doing` something.
+    pub fn database(doing: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Database {
+            doing: doing.into(),
+            source: Box::new(source),
+        }
+    }
+}
 
 /// Where an adapter reports a conversation it learnt of only after giving up on the request
 /// that made it (an upstream that hung, then answered), so that it is deleted like the others.

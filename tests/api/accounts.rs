@@ -99,7 +99,7 @@ async fn two_tokens_answer_two_requests_side_by_side() -> TestResult {
 
 #[tokio::test]
 async fn a_request_waiting_past_the_busy_wait_gets_a_429() -> TestResult {
-    let app = spawn_app_with(|s| s.accounts.busy_wait_secs = 1).await;
+    let app = spawn_app_with(|s| s.accounts.busy_wait = Duration::from_secs(1)).await;
     app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(400)));
     let mut slow = ask("a slow answer that keeps the account busy for a while");
     slow["stream"] = json!(true);
@@ -135,7 +135,7 @@ async fn concurrent_first_requests_share_one_registration() -> TestResult {
 
 #[tokio::test]
 async fn a_device_is_registered_again_after_its_lifetime() -> TestResult {
-    let app = spawn_app_with(|s| s.upstream.device_ttl_secs = 1).await;
+    let app = spawn_app_with(|s| s.upstream.device_ttl = Duration::from_secs(1)).await;
     app.chat_ok("token-a", &ask("hi")).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     app.chat_ok("token-a", &ask("hi again")).await;

@@ -11,8 +11,8 @@ use crate::helpers::*;
 
 /// Quick polls (the simulator flags polls closer than 100 ms) and one pending poll.
 fn audio_settings(settings: &mut Settings) {
-    settings.audio.tts_poll_interval_ms = 120;
-    settings.session.idle_ttl_secs = 600;
+    settings.audio.tts_poll_interval = Duration::from_millis(120);
+    settings.session.idle_ttl = Duration::from_secs(600);
 }
 
 async fn spawn_audio_app() -> TestApp {
@@ -255,7 +255,7 @@ async fn the_conversation_spoken_from_is_deleted() -> TestResult {
 async fn audio_that_never_becomes_ready_is_a_504() -> TestResult {
     let app = spawn_app_with(|s| {
         audio_settings(s);
-        s.audio.tts_timeout_secs = 1;
+        s.audio.tts_timeout = Duration::from_secs(1);
     })
     .await;
     app.sim.speech().never_ready();

@@ -125,7 +125,7 @@ async fn a_token_refused_twice_rests_without_upstream_calls_then_is_tried_again(
     const TOKEN: &str = "token-resting-4c2d";
     let app = spawn_app_with(|s| {
         s.accounts.cooldown_after = 2;
-        s.accounts.cooldown_secs = 4;
+        s.accounts.cooldown = Duration::from_secs(4);
     })
     .await;
     app.sim.faults().inject(Fault::AccountRefused);
@@ -177,7 +177,7 @@ async fn a_dead_pool_token_rests_and_metrics_show_its_fingerprint_never_the_toke
         s.auth.api_keys = vec![KEY.to_owned()];
         s.auth.tokens = vec![DEAD.to_owned(), ALIVE.to_owned()];
         s.accounts.cooldown_after = 2;
-        s.accounts.cooldown_secs = 300;
+        s.accounts.cooldown = Duration::from_secs(300);
     })
     .await;
     app.sim.accounts().kill_token(DEAD);
@@ -250,10 +250,10 @@ async fn requests_past_the_queue_get_503_with_retry_after_and_the_queued_one_is_
 #[tokio::test]
 async fn a_hanging_upstream_ends_in_504_within_the_timeouts_and_frees_the_accounts() -> TestResult {
     let app = spawn_app_with(|s| {
-        s.upstream.first_byte_timeout_secs = 1;
-        s.accounts.busy_wait_secs = 3;
+        s.upstream.first_byte_timeout = Duration::from_secs(1);
+        s.accounts.busy_wait = Duration::from_secs(3);
         s.upstream.retries = 1;
-        s.upstream.retry_delay_ms = 20;
+        s.upstream.retry_delay = Duration::from_millis(20);
     })
     .await;
     app.sim.faults().inject(Fault::Hang);

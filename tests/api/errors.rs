@@ -150,7 +150,7 @@ async fn an_upstream_error_after_streaming_began_ends_the_stream_with_an_error_e
 #[tokio::test]
 async fn a_silent_upstream_is_a_504() -> TestResult {
     let app = spawn_app_with(|s| {
-        s.upstream.timeout_secs = 1;
+        s.upstream.idle_timeout = std::time::Duration::from_secs(1);
         s.upstream.retries = 0;
     })
     .await;
@@ -215,7 +215,7 @@ async fn a_persistently_failing_upstream_is_a_502_after_the_retries() -> TestRes
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_502() -> TestResult {
     let app = spawn_app_with(|s| {
-        s.upstream.base_url = "http://127.0.0.1:9".into();
+        s.upstream.base_url = "http://127.0.0.1:9".parse().expect("a URL");
         s.upstream.retries = 1;
     })
     .await;

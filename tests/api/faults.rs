@@ -12,7 +12,7 @@ use crate::helpers::*;
 
 /// Conversations are deleted as soon as their answer ends.
 fn delete_at_once(settings: &mut Settings) {
-    settings.session.idle_ttl_secs = 0;
+    settings.session.idle_ttl = Duration::from_secs(0);
 }
 
 /// A streamed request.
@@ -189,7 +189,7 @@ async fn a_malformed_event_in_a_stream_is_skipped() -> TestResult {
 async fn a_hanging_upstream_is_a_504_and_frees_the_account() -> TestResult {
     let app = spawn_app_with(|s| {
         delete_at_once(s);
-        s.upstream.timeout_secs = 1;
+        s.upstream.idle_timeout = Duration::from_secs(1);
         s.upstream.retries = 0;
     })
     .await;
@@ -285,7 +285,7 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
     // No waiting for a busy account: the follow-up succeeds only if the account is free.
     let app = spawn_app_with(|s| {
         delete_at_once(s);
-        s.accounts.busy_wait_secs = 0;
+        s.accounts.busy_wait = Duration::from_secs(0);
     })
     .await;
     app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(40)));
@@ -459,7 +459,7 @@ async fn concurrent_requests_on_a_forgotten_device_share_one_new_registration() 
 async fn a_conversation_made_by_an_upstream_that_answered_after_we_gave_up_is_deleted() -> TestResult {
     let app = spawn_app_with(|settings| {
         delete_at_once(settings);
-        settings.upstream.first_byte_timeout_secs = 1;
+        settings.upstream.first_byte_timeout = Duration::from_secs(1);
     })
     .await;
     // The first attempt times out; the upstream answers it later, the retry at once.

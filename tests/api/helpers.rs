@@ -33,11 +33,11 @@ fn test_settings(sim: &Simulator) -> Settings {
     let mut settings = Settings::defaults().expect("the embedded defaults parse");
     settings.server.host = "127.0.0.1".into();
     settings.server.port = 0;
-    settings.upstream.base_url = sim.base_url();
-    settings.upstream.timeout_secs = 5;
-    settings.upstream.retry_delay_ms = 20;
-    settings.accounts.busy_wait_secs = 10;
-    settings.session.sweep_interval_ms = 50;
+    settings.upstream.base_url = sim.base_url().parse().expect("the simulator's URL");
+    settings.upstream.idle_timeout = Duration::from_secs(5);
+    settings.upstream.retry_delay = Duration::from_millis(20);
+    settings.accounts.busy_wait = Duration::from_secs(10);
+    settings.session.sweep_interval = Duration::from_millis(50);
     settings
 }
 

@@ -736,7 +736,7 @@ async fn malformed_transcription_forms_are_openai_shaped_400s_and_the_server_kee
 
 #[tokio::test]
 async fn audio_longer_than_the_duration_cap_is_an_openai_shaped_413() {
-    let app = spawn_app_with(|settings| settings.audio.max_duration_secs = 2).await;
+    let app = spawn_app_with(|settings| settings.audio.max_duration = std::time::Duration::from_secs(2)).await;
     let tone = crate::audio_fixtures::sine(3.0, 8_000, 1, 440.0, 0.5);
     let flac = crate::audio_fixtures::flac(&tone, 8_000, 1);
     let b = "BOUNDARY";

@@ -9,7 +9,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn with_no_idle_time_a_conversation_is_deleted_as_soon_as_its_answer_ends() -> TestResult {
-    let app = spawn_app_with(|s| s.session.idle_ttl_secs = 0).await;
+    let app = spawn_app_with(|s| s.session.idle_ttl = Duration::from_secs(0)).await;
     let completion = app.chat_ok("token-a", &ask("hi")).await;
     let id = completion["id"].as_str().expect("an id").to_owned();
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(3)).await);
@@ -20,7 +20,7 @@ async fn with_no_idle_time_a_conversation_is_deleted_as_soon_as_its_answer_ends(
 
 #[tokio::test]
 async fn a_conversation_is_deleted_once_idle_for_the_ttl_and_not_before() -> TestResult {
-    let app = spawn_app_with(|s| s.session.idle_ttl_secs = 2).await;
+    let app = spawn_app_with(|s| s.session.idle_ttl = Duration::from_secs(2)).await;
     app.chat_ok("token-a", &ask("hi")).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(
@@ -35,7 +35,7 @@ async fn a_conversation_is_deleted_once_idle_for_the_ttl_and_not_before() -> Tes
 
 #[tokio::test]
 async fn continuing_a_conversation_refreshes_its_idle_time() -> TestResult {
-    let app = spawn_app_with(|s| s.session.idle_ttl_secs = 2).await;
+    let app = spawn_app_with(|s| s.session.idle_ttl = Duration::from_secs(2)).await;
     let first = app.chat_ok("token-a", &ask("hi")).await;
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     let body = json!({"conversation_id": first["id"], "messages": [{"role": "user", "content": "again"}]});
@@ -49,7 +49,7 @@ async fn continuing_a_conversation_refreshes_its_idle_time() -> TestResult {
 
 #[tokio::test]
 async fn a_failed_deletion_is_retried_later() -> TestResult {
-    let app = spawn_app_with(|s| s.session.idle_ttl_secs = 0).await;
+    let app = spawn_app_with(|s| s.session.idle_ttl = Duration::from_secs(0)).await;
     app.sim.faults().fail_deletes(1);
     app.chat_ok("token-a", &ask("hi")).await;
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
@@ -60,8 +60,8 @@ async fn a_failed_deletion_is_retried_later() -> TestResult {
 #[tokio::test]
 async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> TestResult {
     let app = spawn_app_with(|s| {
-        s.accounts.busy_wait_secs = 2;
-        s.session.idle_ttl_secs = 1;
+        s.accounts.busy_wait = Duration::from_secs(2);
+        s.session.idle_ttl = Duration::from_secs(1);
     })
     .await;
     // This answer would take about 10 s at this pace.
@@ -97,7 +97,7 @@ async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> Tes
 
 #[tokio::test]
 async fn a_conversation_already_deleted_upstream_is_done_not_retried() -> TestResult {
-    let app = spawn_app_with(|s| s.session.idle_ttl_secs = 1).await;
+    let app = spawn_app_with(|s| s.session.idle_ttl = Duration::from_secs(1)).await;
     let completion = app.chat_ok("token-a", &ask("hi")).await;
     let id = completion["id"].as_str().expect("an id").to_owned();
     // Its user deletes it in the web app before the sweeper does.
@@ -116,7 +116,7 @@ async fn a_conversation_already_deleted_upstream_is_done_not_retried() -> TestRe
 
 #[tokio::test]
 async fn a_device_the_upstream_forgot_is_registered_again_to_delete_a_conversation() -> TestResult {
-    let app = spawn_app_with(|s| s.session.idle_ttl_secs = 1).await;
+    let app = spawn_app_with(|s| s.session.idle_ttl = Duration::from_secs(1)).await;
     app.chat_ok("token-a", &ask("hi")).await;
     app.sim.accounts().forget_devices("token-a");
     assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);

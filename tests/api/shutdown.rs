@@ -10,7 +10,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_shutdown_during_a_stream_lets_it_end_with_done() -> TestResult {
-    let mut app = spawn_app_with(|s| s.session.idle_ttl_secs = 0).await;
+    let mut app = spawn_app_with(|s| s.session.idle_ttl = Duration::from_secs(0)).await;
     app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(60)));
     let mut body = ask("a story that is still being told when the server is asked to stop");
     body["stream"] = json!(true);

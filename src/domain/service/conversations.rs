@@ -308,7 +308,7 @@ mod tests {
     fn sweeper(idle_ttl: Duration) -> (Arc<ConversationSweeper>, Arc<CountingStore>, Arc<ConversationTracker>) {
         let mut upstream = Settings::defaults().unwrap().upstream;
         // Nothing is due in these tests, so nothing is sent: the address only has to parse.
-        upstream.base_url = "http://127.0.0.1:9/".into();
+        upstream.base_url = "http://127.0.0.1:9/".parse().unwrap();
         let provider: Arc<dyn ChatProvider> = Arc::new(HailuoClient::new(&upstream).unwrap());
         let devices = Arc::new(DeviceRegistry::new(
             Arc::new(MemoryTokenStore::default()),

@@ -86,7 +86,7 @@ impl AttachmentFetcher {
         resolver: Arc<dyn Resolve>,
     ) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
-        let timeout = settings.download_timeout();
+        let timeout = settings.download_timeout;
         // No whole-request timeout: a body is read when its upload runs, which may be after
         // a wait for an account; the opening and the body have a deadline each instead.
         let client = reqwest::Client::builder()

@@ -173,7 +173,7 @@ fn settings(max_bytes: u64, allow_private_networks: bool) -> FileSettings {
         max_bytes,
         max_per_message: 10,
         max_total_bytes: u64::MAX,
-        download_timeout_secs: 1,
+        download_timeout: Duration::from_secs(1),
         allow_private_networks,
     }
 }

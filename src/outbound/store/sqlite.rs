@@ -97,7 +97,7 @@ impl KeySource {
             KeySource::Secret(secret) => Ok(Sha256::digest(secret.as_bytes()).into()),
             KeySource::KeyFile(path) => {
                 if database_exists && !path.exists() {
-                    return Err(StoreError(format!(
+                    return Err(StoreError::Key(format!(
                         "the database exists but its key file {} is missing: restore the key file, or set \
                          store.secret to the secret the database was created with; without its key the \
                          rows cannot be read (no new key was written)",
@@ -135,7 +135,10 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     match options.open(path) {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(error) => Err(StoreError(format!("creating the database {}: {error}", path.display()))),
+        Err(source) => Err(StoreError::File {
+            doing: format!("creating the database {}", path.display()),
+            source,
+        }),
     }
 }
 
@@ -153,19 +156,27 @@ fn load_or_create_key_file(path: &Path) -> Result<[u8; 32], StoreError> {
         Ok(mut file) => {
             file.write_all(hex::encode(key).as_bytes())
                 .and_then(|()| file.sync_all())
-                .map_err(|e| StoreError(format!("writing the store key file {shown}: {e}")))?;
+                .map_err(|source| StoreError::File {
+                    doing: format!("writing the store key file {shown}"),
+                    source,
+                })?;
             tracing::info!(path = %shown, "generated a new store key; keep it with the database");
             Ok(key)
         }
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| StoreError(format!("reading the store key file {shown}: {e}")))?;
+            let text = std::fs::read_to_string(path).map_err(|source| StoreError::File {
+                doing: format!("reading the store key file {shown}"),
+                source,
+            })?;
             let bytes = hex::decode(text.trim())
-                .map_err(|_| StoreError(format!("the store key file {shown} does not hold a hex key")))?;
+                .map_err(|_| StoreError::Key(format!("the store key file {shown} does not hold a hex key")))?;
             <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| StoreError(format!("the store key file {shown} does not hold a 32-byte key")))
+                .map_err(|_| StoreError::Key(format!("the store key file {shown} does not hold a 32-byte key")))
         }
-        Err(error) => Err(StoreError(format!("creating the store key file {shown}: {error}"))),
+        Err(source) => Err(StoreError::File {
+            doing: format!("creating the store key file {shown}"),
+            source,
+        }),
     }
 }
 
@@ -200,13 +211,13 @@ impl StoreKeys {
         let sealed = self
             .cipher
             .encrypt(&nonce, payload)
-            .map_err(|_| StoreError(format!("sealing the account token of conversation {conversation}")))?;
+            .map_err(|_| StoreError::Key(format!("sealing the account token of conversation {conversation}")))?;
         Ok((nonce.to_vec(), sealed))
     }
 
     fn open(&self, conversation: &str, nonce: &[u8], sealed: &[u8]) -> Result<AccountToken, StoreError> {
         let unreadable = || {
-            StoreError(format!(
+            StoreError::Unreadable(format!(
                 "cannot decrypt the account token of conversation {conversation}: the row is damaged or \
                  was written with another store key (store.secret or the <db>.key file)"
             ))
@@ -225,13 +236,7 @@ impl StoreKeys {
 
 /// An sqlx error as a [`StoreError`] saying what we were doing (sqlx never shows bound values).
 fn failed(doing: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-    move |error| StoreError(format!("{doing}: {error}"))
-}
-
-/// The path in a `sqlite://PATH` URL (`sqlite:///abs/path` or `sqlite://relative/path`).
-pub fn database_path(url: &str) -> Option<PathBuf> {
-    let path = url.strip_prefix("sqlite://")?;
-    (!path.is_empty()).then(|| PathBuf::from(path))
+    move |error| StoreError::database(doing, error)
 }
 
 /// One SQLite database behind both stores.
@@ -259,15 +264,17 @@ impl SqliteStores {
     pub async fn open(path: &Path, key: &KeySource, busy_timeout: Duration) -> Result<Self, StoreError> {
         let shown = path.display();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError(format!("creating the folder of the database {shown}: {e}")))?;
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::File {
+                doing: format!("creating the folder of the database {shown}"),
+                source,
+            })?;
         }
         let size = std::fs::metadata(path).map(|metadata| metadata.len()).ok();
         if size == Some(0)
             && let KeySource::KeyFile(key_file) = key
             && key_file.exists()
         {
-            return Err(StoreError(format!(
+            return Err(StoreError::Key(format!(
                 "the database {shown} is empty (0 bytes) but its key file {} exists: the database was \
                  emptied or truncated, and starting afresh would lose the conversations it had to delete. \
                  Restore the database, or remove the key file too to start with a new one",
@@ -287,11 +294,11 @@ impl SqliteStores {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| StoreError(format!("opening the database {shown}: {e}")))?;
+            .map_err(|error| StoreError::database(format!("opening the database {shown}"), error))?;
         sqlx::migrate!()
             .run(&pool)
             .await
-            .map_err(|e| StoreError(format!("migrating the database {shown}: {e}")))?;
+            .map_err(|error| StoreError::database(format!("migrating the database {shown}"), error))?;
         check_key(&pool, &keys, path).await?;
         let database = Database { pool, keys };
         Ok(Self {
@@ -318,7 +325,7 @@ async fn check_key(pool: &SqlitePool, keys: &StoreKeys, path: &Path) -> Result<(
         .await
         .map_err(failed("reading the store key check"))?;
     if stored != keys.check {
-        return Err(StoreError(format!(
+        return Err(StoreError::Key(format!(
             "the database {} was written with another store key: set store.secret to the secret it \
              was created with, or restore its key file {}; without that key its rows cannot be read",
             path.display(),
@@ -374,6 +381,14 @@ impl TokenStore for SqliteTokenStore {
     }
 }
 
+/// Why a row cannot be used, as kept in `sessions_unreadable.reason`.
+fn unreadable_reason(error: StoreError) -> String {
+    match error {
+        StoreError::Unreadable(reason) | StoreError::Key(reason) => reason,
+        other => other.to_string(),
+    }
+}
+
 /// Conversations awaiting deletion in SQLite, with their tokens sealed.
 #[derive(Clone)]
 pub struct SqliteSessionStore(Database);
@@ -403,7 +418,7 @@ impl SqliteSessionStore {
             .0
             .keys
             .open(&conversation, &nonce, &sealed)
-            .map_err(|error| (Some(conversation.clone()), error.0))?;
+            .map_err(|error| (Some(conversation.clone()), unreadable_reason(error)))?;
         Ok(Session {
             conversation: ConversationId::from_upstream(conversation),
             token,
@@ -567,8 +582,9 @@ mod tests {
 
         let other = StoreKeys::derive(&[8; 32]);
         let error = other.open(conversation.as_str(), &nonce, &sealed).unwrap_err();
-        assert!(error.0.contains("another store key"), "{error}");
-        assert!(!error.0.contains("sealed-token"));
+        assert!(matches!(&error, StoreError::Unreadable(_)), "{error:?}");
+        assert!(error.to_string().contains("another store key"), "{error}");
+        assert!(!error.to_string().contains("sealed-token"));
         assert!(
             keys.open("243600000000000002", &nonce, &sealed).is_err(),
             "bound to its row"
@@ -579,17 +595,7 @@ mod tests {
     }
 
     #[test]
-    fn the_url_names_the_database_file() {
-        assert_eq!(
-            database_path("sqlite://data/hailuo.db"),
-            Some(PathBuf::from("data/hailuo.db"))
-        );
-        assert_eq!(
-            database_path("sqlite:///var/lib/h.db"),
-            Some(PathBuf::from("/var/lib/h.db"))
-        );
-        assert_eq!(database_path("sqlite://"), None);
-        assert_eq!(database_path("memory"), None);
+    fn the_key_file_sits_next_to_the_database() {
         assert_eq!(
             KeySource::key_file_for(Path::new("data/hailuo.db")),
             PathBuf::from("data/hailuo.db.key")

@@ -21,7 +21,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::config::LogSettings;
+use crate::config::{LogFormat, LogSettings};
 
 pub use self::metrics::{install_metrics, prometheus_text};
 
@@ -93,20 +93,19 @@ fn tracer_provider() -> Option<SdkTracerProvider> {
 }
 
 /// Installs the global subscriber (`RUST_LOG` when set, else `log.level`; `log.format`
-/// `json` for JSON lines, anything else for text), the metrics pipeline and, when
+/// `json` for JSON lines, `text` for text), the metrics pipeline and, when
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the OTLP span exporter. Call it once, inside the
 /// Tokio runtime, before building the application.
 pub fn init(settings: &LogSettings) -> TelemetryGuard {
     install_metrics();
     let tracer = tracer_provider();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let logs: Box<dyn Layer<Registry> + Send + Sync> = if settings.format == "json" {
-        tracing_subscriber::fmt::layer().json().boxed()
-    } else {
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match settings.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
         // Colours for a person at a terminal; plain text for a file, a pipe or `docker logs`.
-        tracing_subscriber::fmt::layer()
+        LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::stdout().is_terminal())
-            .boxed()
+            .boxed(),
     };
     // Spans are exported whatever the log level, but only ours: the HTTP stacks' own
     // spans (hyper, h2, the exporter's client) would only add noise, or loop.

@@ -1,0 +1,83 @@
+//! Why settings cannot be used, each message naming the key at fault and where it was set.
+
+use std::path::PathBuf;
+
+/// Settings that parse but cannot work together.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidSettings {
+    /// API keys without a token pool would refuse every request.
+    #[error(
+        "`auth.api_keys` is set but `auth.tokens` is empty: requests with an API key run on the \
+         server's own Hailuo tokens; set HAILUO_AUTH__TOKENS (or unset the API keys)"
+    )]
+    KeysWithoutTokens,
+    /// A zero bound would refuse every request.
+    #[error("`server.max_in_flight` must be at least 1")]
+    NoInFlight,
+    /// A zero deadline would refuse every request body (`server.body_timeout_secs`).
+    #[error("`server.body_timeout_secs` must be more than zero")]
+    NoBodyTime,
+    /// A zero cap would refuse every client's token list.
+    #[error("`accounts.max_tokens_per_request` must be at least 1")]
+    NoClientTokens,
+}
+
+/// The configuration cannot be used; every message names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file given with `--config` (or `HAILUO_CONFIG`) cannot be read.
+    #[error("cannot read the configuration file {}", path.display())]
+    File {
+        /// The file named.
+        path: PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Values that are missing, of the wrong type or do not parse, one message each.
+    #[error("{}", .0.join("\n"))]
+    Values(Vec<String>),
+    /// Values that parse but cannot work together.
+    #[error(transparent)]
+    Invalid(#[from] InvalidSettings),
+}
+
+impl ConfigError {
+    /// Each of figment's errors as `` `section.key`: what is wrong (where it was set) ``.
+    pub(super) fn from_figment(errors: figment::Error) -> Self {
+        Self::Values(errors.into_iter().map(|error| describe(&error)).collect())
+    }
+}
+
+fn describe(error: &figment::Error) -> String {
+    let key = error.path.join(".");
+    let origin = match (&error.metadata, &error.profile) {
+        (Some(metadata), Some(profile)) => {
+            let named = metadata.interpolate(profile, &error.path);
+            if !error.path.is_empty() && named != format!("{profile}.{key}") {
+                // Only the environment names its keys otherwise: give the variable's name.
+                format!(" (set by {})", env_variable(&error.path))
+            } else if let Some(source) = &metadata.source {
+                format!(" (in {source})")
+            } else {
+                format!(" (in {})", metadata.name)
+            }
+        }
+        _ => String::new(),
+    };
+    if key.is_empty() {
+        format!("{}{origin}", error.kind)
+    } else {
+        format!("`{key}`: {}{origin}", error.kind)
+    }
+}
+
+/// The environment variables that set keys: `HAILUO_` and the key path, its parts joined by `__`.
+pub(super) const ENV_PREFIX: &str = "HAILUO_";
+pub(super) const ENV_SPLIT: &str = "__";
+
+/// The environment variable that sets the key at `path`.
+fn env_variable(path: &[String]) -> String {
+    let parts: Vec<String> = path.iter().map(|part| part.to_ascii_uppercase()).collect();
+    format!("{ENV_PREFIX}{}", parts.join(ENV_SPLIT))
+}
