@@ -65,13 +65,13 @@ fn tear_note(tear_pause_us: u64) -> String {
     if tear_pause_us == 0 {
         "The simulator answers the latency and stream runs without timers: the two halves of a torn event go \
          out back to back (`--tear-pause-us 0`), since a timer there fires on the simulator's millisecond tick \
-         and would round the time a request took to arrive to whole milliseconds."
+         and would round the time a request took to arrive to whole milliseconds (section 6, \"[The simulator's tear pause and the latency it distorts](#the-simulators-tear-pause-and-the-latency-it-distorts)\")."
             .to_owned()
     } else {
         format!(
             "The simulator pauses {tear_pause_us} µs inside every torn event (`--tear-pause-us {tear_pause_us}`): its \
              timer fires on a millisecond tick, so the added latency below is rounded to whole milliseconds, by how \
-             the requests' arrival meets that tick."
+             the requests' arrival meets that tick (section 6, \"[The simulator's tear pause and the latency it distorts](#the-simulators-tear-pause-and-the-latency-it-distorts)\")."
         )
     }
 }
