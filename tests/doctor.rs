@@ -1,7 +1,8 @@
 //! `hailuo-free-api doctor`, the real binary, against a simulator started by each test: every
 //! step passes on a simulator that expects what the gateway sends; a simulator expecting
-//! another profile, a dead token and an unreachable host each fail a named step with their
-//! hint and exit 1; the token's expiry is printed; the token itself never is.
+//! another profile, a dead token, an unreachable host, an upstream failing or breaking off each
+//! fail a named step with their hint and exit 1; a conversation made is deleted whatever its
+//! answer did; the token's expiry is printed; the token itself never is.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,7 +10,7 @@ use std::process::Stdio;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hailuo_sim::{SimConfig, Simulator};
+use hailuo_sim::{Fault, SimConfig, Simulator};
 
 /// What a run printed and how it ended.
 struct Run {
@@ -184,6 +185,44 @@ async fn an_unreachable_base_url_is_a_network_failure_at_the_first_step() {
         run.stdout
     );
     assert!(!run.shows(TOKEN), "{}{}", run.stdout, run.stderr);
+}
+
+#[tokio::test]
+async fn an_upstream_failing_on_its_side_fails_the_chat_step_as_down() {
+    const TOKEN: &str = "doctor-token-5xx-19fa";
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    sim.faults().inject(Fault::ServerError);
+    let run = doctor(&[("HAILUO_TOKEN", TOKEN)], &["--base-url", &sim.base_url()]).await;
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(run.line("user info").contains(" ok: "), "{}", run.stdout);
+    let chat = run.line("chat");
+    assert!(chat.contains("FAILED") && chat.contains("HTTP 500"), "{}", run.stdout);
+    assert!(
+        run.line("result").contains("failed at chat: the upstream is down"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.line("answer").ends_with("skipped"), "{}", run.stdout);
+    assert!(
+        run.line("delete").ends_with("skipped"),
+        "no conversation was made: {}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_answer_broken_off_fails_its_step_and_its_conversation_is_still_deleted() {
+    const TOKEN: &str = "doctor-token-cut-8e23";
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    sim.faults().inject(Fault::CutStream { after_events: 1 });
+    let run = doctor(&[("HAILUO_TOKEN", TOKEN)], &["--base-url", &sim.base_url()]).await;
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(run.line("chat").contains(" ok: "), "{}", run.stdout);
+    assert!(run.line("answer").contains("FAILED"), "{}", run.stdout);
+    assert!(run.line("delete").contains(" ok: "), "{}", run.stdout);
+    assert!(run.line("result").contains("failed at answer"), "{}", run.stdout);
+    assert_eq!(sim.conversations().chats().len(), 1);
+    assert!(sim.conversations().live(TOKEN).is_empty(), "nothing left upstream");
 }
 
 #[tokio::test]

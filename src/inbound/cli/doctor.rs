@@ -99,8 +99,22 @@ async fn checkup(upstream: &UpstreamSettings, token: &AccountToken) -> anyhow::R
     let http = client.http().clone();
     let mut report = Report::default();
     // `None` at the first failed step: the report's missing steps are the skipped ones.
-    let _ = run_steps(&mut report, &client, &http, &upstream.base_url, token).await;
+    let reach = Reach {
+        http: &http,
+        base_url: &upstream.base_url,
+        within: upstream.first_byte_timeout,
+    };
+    let _ = run_steps(&mut report, &client, reach, token).await;
     Ok(report)
+}
+
+/// How the first step reaches the host: the adapter's HTTP client, the base URL, and the
+/// time allowed for the response head (`upstream.first_byte_timeout_secs`).
+#[derive(Clone, Copy)]
+struct Reach<'a> {
+    http: &'a reqwest::Client,
+    base_url: &'a Url,
+    within: Duration,
 }
 
 /// The steps in order, each recorded in `report`; stops at the first that fails, except that
@@ -108,12 +122,14 @@ async fn checkup(upstream: &UpstreamSettings, token: &AccountToken) -> anyhow::R
 async fn run_steps(
     report: &mut Report,
     provider: &dyn ChatProvider,
-    http: &reqwest::Client,
-    base_url: &Url,
+    reach: Reach<'_>,
     token: &AccountToken,
 ) -> Option<()> {
     let started = Instant::now();
-    let reached = http.get(base_url.clone()).send().await.map_err(transport_error);
+    let reached = match tokio::time::timeout(reach.within, reach.http.get(reach.base_url.clone()).send()).await {
+        Ok(sent) => sent.map_err(transport_error),
+        Err(_) => Err(ProviderError::Timeout),
+    };
     report.check(Step::Reach, reached, |response| {
         format!(
             "HTTP {} in {} ms",
