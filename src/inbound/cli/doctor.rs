@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -95,20 +96,29 @@ pub fn run(settings: &Settings, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
 
 /// Builds the adapter of `upstream` and runs the steps on `token`.
 async fn checkup(upstream: &UpstreamSettings, token: &AccountToken) -> anyhow::Result<Report> {
-    let client = HailuoClient::new(upstream).context("building the upstream HTTP client")?;
-    let http = client.http().clone();
-    let mut report = Report::default();
-    // `None` at the first failed step: the report's missing steps are the skipped ones.
+    let http = upstream.http_client().context("building the upstream HTTP client")?;
+    let provider = chat_provider(upstream)?;
     let reach = Reach {
         http: &http,
         base_url: &upstream.base_url,
         within: upstream.first_byte_timeout,
     };
-    let _ = run_steps(&mut report, &client, reach, token).await;
+    let mut report = Report::default();
+    // `None` at the first failed step: the report's missing steps are the skipped ones.
+    let _ = run_steps(&mut report, provider.as_ref(), reach, token).await;
     Ok(report)
 }
 
-/// How the first step reaches the host: the adapter's HTTP client, the base URL, and the
+/// The chat adapter the server builds for `upstream`.
+///
+/// # Errors
+/// When its HTTP client cannot be built.
+fn chat_provider(upstream: &UpstreamSettings) -> anyhow::Result<Arc<dyn ChatProvider>> {
+    let client = HailuoClient::new(upstream).context("building the upstream HTTP client")?;
+    Ok(Arc::new(client))
+}
+
+/// How the first step reaches the host: the upstream's HTTP client, the base URL, and the
 /// time allowed for the response head (`upstream.first_byte_timeout_secs`).
 #[derive(Clone, Copy)]
 struct Reach<'a> {
