@@ -1,11 +1,13 @@
 //! The `hailuo-free-api` server: read the command line and the configuration, set up
-//! telemetry, build and run, then flush the telemetry.
+//! telemetry, build and run, then flush the telemetry. `doctor` checks the upstream instead.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use hailuo_free_api::config::Settings;
+use hailuo_free_api::inbound::cli::doctor::{self, DoctorArgs};
 use hailuo_free_api::outbound::telemetry;
 use hailuo_free_api::startup::Application;
 
@@ -28,15 +30,28 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[command(version, about)]
 struct Cli {
     /// A TOML file with any of the keys of config/default.toml.
-    #[arg(long, value_name = "PATH", env = "HAILUO_CONFIG")]
+    #[arg(long, value_name = "PATH", env = "HAILUO_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum Command {
+    /// Run each step a request needs against the configured upstream and say, for a step
+    /// that fails, what most likely broke (exit status 0 when every step passed, 1 otherwise).
+    Doctor(DoctorArgs),
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    let mut settings = Settings::load(cli.config.as_deref()).context("reading the configuration")?;
+    if let Some(Command::Doctor(args)) = cli.command {
+        args.apply(&mut settings);
+        return doctor::run(&settings, &args);
+    }
     #[cfg(feature = "dhat-heap")]
     let _profiler = dhat::Profiler::new_heap();
-    let settings = Settings::load(cli.config.as_deref()).context("reading the configuration")?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if settings.server.worker_threads > 0 {
         runtime.worker_threads(settings.server.worker_threads);
@@ -49,7 +64,8 @@ fn main() -> anyhow::Result<()> {
         tokio::spawn(serve(settings))
             .await
             .context("the server's task failed")?
-    })
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -39,6 +39,9 @@ pub struct Instruments {
     pub token_failures: Counter<u64>,
     /// 1 while a token rests after repeated refusals, 0 after, by `account` (the fingerprint).
     pub account_cooldown: Gauge<u64>,
+    /// Days until a token's JWT `exp` (negative once passed), by `account` (the fingerprint);
+    /// only tokens that carry an expiry.
+    pub token_expiry_days: Gauge<f64>,
     /// Upstream work items running now (admitted requests).
     pub in_flight: Gauge<u64>,
     /// Requests waiting for an upstream work slot.
@@ -102,6 +105,10 @@ pub fn instruments() -> &'static Instruments {
             account_cooldown: meter
                 .u64_gauge("hailuo.accounts.cooldown")
                 .with_description("1 while a refused account rests, by fingerprint")
+                .build(),
+            token_expiry_days: meter
+                .f64_gauge("hailuo.account.token_expiry_days")
+                .with_description("Days until the account token's JWT expiry (negative once passed), by fingerprint")
                 .build(),
             in_flight: meter
                 .u64_gauge("hailuo.upstream.in_flight")

@@ -6,3 +6,4 @@ pub mod chat;
 pub mod metrics;
 pub mod ports;
 pub mod service;
+pub mod token_expiry;

@@ -18,3 +18,4 @@ mod observability;
 mod sessions;
 mod shutdown;
 mod surface;
+mod tokens;

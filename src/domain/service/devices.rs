@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::domain::chat::AccountToken;
 use crate::domain::ports::{Account, ChatProvider, Device, ProviderError, StoreError, TokenStore};
+use crate::domain::token_expiry;
 
 use super::now_ms;
 
@@ -47,12 +48,14 @@ impl DeviceRegistry {
     }
 
     /// The account of `token` with a fresh device, registering one when needed. Concurrent
-    /// callers for the same token share one registration.
+    /// callers for the same token share one registration. Every account a request runs on
+    /// comes through here, so this is where the token's expiry gauge is kept current.
     ///
     /// # Errors
     /// [`DeviceError::Provider`] when the registration fails (an account refused is
     /// [`ProviderError::AccountRejected`]), [`DeviceError::Store`] when the store fails.
     pub async fn account(&self, token: &AccountToken) -> Result<Account, DeviceError> {
+        token_expiry::observe(token);
         if let Some(device) = self.store.device(token).await? {
             if self.is_fresh(&device, now_ms()) {
                 return Ok(Account {

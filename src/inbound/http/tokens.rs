@@ -1,4 +1,4 @@
-//! `POST /token/check`: whether a Hailuo token is still alive.
+//! `POST /token/check`: whether a Hailuo token is still alive, and when it expires.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::domain::chat::AccountToken;
 use crate::domain::service::{DeviceError, DeviceRegistry, RunnerError};
+use crate::domain::token_expiry;
 
 use super::ApiTags;
 use super::error::ApiError;
@@ -34,6 +35,10 @@ impl Example for TokenCheckRequest {
 pub struct TokenCheckResult {
     /// `true` when the upstream accepts the token.
     pub live: bool,
+    /// When the token expires, in Unix seconds: its JWT `exp` claim, read without verifying
+    /// the token. Absent when the token is not a JWT or names no expiry.
+    #[oai(skip_serializing_if_is_none)]
+    pub expires_at: Option<i64>,
 }
 
 /// The answer to a token check.
@@ -80,7 +85,8 @@ impl TokenApi {
 impl TokenApi {
     /// Check a token
     ///
-    /// Asks the upstream whether the token in the body is logged in. Checking a token more
+    /// Asks the upstream whether the token in the body is logged in, and says when the token
+    /// expires when it is a JWT naming an expiry (`expires_at`). Checking a token more
     /// often than every 10 minutes is discouraged by the upstream's users. Open without
     /// server API keys; when the server has them (`auth.api_keys`), send one as
     /// `Authorization: Bearer sk-...` (else 401).
@@ -94,8 +100,10 @@ impl TokenApi {
                     .body,
             ));
         }
-        match self.devices.is_alive(&AccountToken::new(token)).await {
-            Ok(live) => TokenCheckResponse::Ok(Json(TokenCheckResult { live })),
+        let token = AccountToken::new(token);
+        let expires_at = token_expiry::observe(&token);
+        match self.devices.is_alive(&token).await {
+            Ok(live) => TokenCheckResponse::Ok(Json(TokenCheckResult { live, expires_at })),
             Err(DeviceError::Provider(error)) => {
                 let error = ApiError::from(RunnerError::from(error));
                 if error.status == poem::http::StatusCode::GATEWAY_TIMEOUT {
