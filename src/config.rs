@@ -5,6 +5,7 @@
 
 mod error;
 mod parse;
+mod profile;
 #[cfg(test)]
 mod tests;
 
@@ -19,6 +20,7 @@ use url::Url;
 
 pub use error::{ConfigError, InvalidSettings};
 pub use parse::{LogFormat, StoreUrl};
+pub use profile::{Dialect, Placeholder, Profile, ProfileValue, QueryValue};
 
 use error::{ENV_PREFIX, ENV_SPLIT};
 
@@ -83,7 +85,9 @@ pub struct ServerSettings {
 /// The Hailuo upstream and how to talk to it.
 #[derive(Clone, Debug, Deserialize)]
 pub struct UpstreamSettings {
-    /// Base URL of the web API (`http://` or `https://`).
+    /// Which front door of the upstream is spoken (`upstream.dialect`).
+    pub dialect: Dialect,
+    /// Base URL of the web API (`http://` or `https://`); the dialect's host when not set.
     #[serde(deserialize_with = "parse::http_url")]
     pub base_url: Url,
     /// The response head (and a chat's first chunk) must arrive within this
@@ -112,7 +116,8 @@ pub struct UpstreamSettings {
     pub device_ttl: Duration,
     /// Speak HTTP/2 without negotiation (h2c) to a plain-HTTP upstream.
     pub http2_prior_knowledge: bool,
-    /// The browser profile the upstream is told it talks to.
+    /// The browser profile the upstream is told it talks to: the dialect's, with the
+    /// configuration's overrides.
     pub profile: Profile,
 }
 
@@ -159,45 +164,6 @@ impl UpstreamSettings {
         };
         builder.build()
     }
-}
-
-/// Every constant of the upstream protocol marked **profile**: the web app's identity.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Profile {
-    /// `device_platform` query value.
-    pub device_platform: String,
-    /// `app_id` query value.
-    pub app_id: String,
-    /// `version_code` query value.
-    pub version_code: String,
-    /// `os_name` query value.
-    pub os_name: String,
-    /// `browser_name` query value.
-    pub browser_name: String,
-    /// `device_memory` query value.
-    pub device_memory: String,
-    /// `cpu_core_num` query value.
-    pub cpu_core_num: String,
-    /// `browser_language` query value.
-    pub browser_language: String,
-    /// `browser_platform` query value.
-    pub browser_platform: String,
-    /// `screen_width` query value.
-    pub screen_width: String,
-    /// `screen_height` query value.
-    pub screen_height: String,
-    /// Salt of the `Yy` signature.
-    pub salt: String,
-    /// The web app's origin, sent as `Origin` and in `Referer`.
-    pub origin: String,
-    /// Sentry release in `Baggage`.
-    pub sentry_release: String,
-    /// Sentry public key in `Baggage`.
-    pub sentry_public_key: String,
-    /// Sentry environment in `Baggage`.
-    pub sentry_environment: String,
-    /// Browser fingerprint headers, sent as they are.
-    pub headers: BTreeMap<String, String>,
 }
 
 /// Account scheduling.
@@ -389,6 +355,7 @@ impl Settings {
         }
         let figment =
             with_idle_timeout_alias(figment.merge(Env::prefixed(ENV_PREFIX).split(ENV_SPLIT).ignore(&["config"])))?;
+        let figment = with_dialect_profile(figment)?;
         let mut settings: Settings = figment.extract().map_err(ConfigError::from_figment)?;
         if let Ok(replacements) = std::env::var("REPLACE_AUDIO_MODEL") {
             settings.audio.replace_voices(&replacements);
@@ -414,7 +381,7 @@ impl Settings {
         if self.accounts.max_tokens_per_request == 0 {
             return Err(InvalidSettings::NoClientTokens);
         }
-        Ok(())
+        self.upstream.validate_query()
     }
 
     /// The embedded defaults alone, ignoring the environment (for tests and tools).
@@ -422,8 +389,64 @@ impl Settings {
     /// # Errors
     /// Only if the embedded defaults were broken.
     pub fn defaults() -> Result<Self, Box<figment::Error>> {
-        Figment::from(Toml::string(DEFAULT_CONFIG)).extract().map_err(Box::new)
+        Self::defaults_on(Dialect::default())
     }
+
+    /// The embedded defaults with `dialect` and its profile, ignoring the environment.
+    ///
+    /// # Errors
+    /// Only if the embedded defaults were broken.
+    pub fn defaults_on(dialect: Dialect) -> Result<Self, Box<figment::Error>> {
+        Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(Serialized::default("upstream.dialect", dialect.name()))
+            .join(Toml::string(dialect.embedded()))
+            .extract()
+            .map_err(Box::new)
+    }
+}
+
+impl UpstreamSettings {
+    /// Checks that every query key has a value: a literal of the profile, or a placeholder
+    /// the dialect fills.
+    ///
+    /// # Errors
+    /// [`InvalidSettings`] naming the key.
+    pub fn validate_query(&self) -> Result<(), InvalidSettings> {
+        let pairs = self
+            .profile
+            .query_pairs()
+            .map_err(|key| InvalidSettings::QueryKeyWithoutValue { key })?;
+        for (key, value) in pairs {
+            if let QueryValue::Placeholder(placeholder) = value
+                && !self.dialect.fills(placeholder)
+            {
+                return Err(InvalidSettings::PlaceholderNotFilled {
+                    key: key.to_owned(),
+                    dialect: self.dialect,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The dialect named by `upstream.dialect`, read first.
+#[derive(Deserialize)]
+struct DialectChoice {
+    upstream: ChosenDialect,
+}
+
+#[derive(Deserialize)]
+struct ChosenDialect {
+    #[serde(default)]
+    dialect: Dialect,
+}
+
+/// Fills what the configuration leaves unset under `[upstream]` (`base_url`, any part of
+/// `[upstream.profile]`) from the profile of the dialect it names.
+fn with_dialect_profile(figment: Figment) -> Result<Figment, ConfigError> {
+    let choice: DialectChoice = figment.extract().map_err(ConfigError::from_figment)?;
+    Ok(figment.join(Toml::string(choice.upstream.dialect.embedded())))
 }
 
 /// `upstream.timeout_secs` sets `upstream.idle_timeout_secs` when it is set and not 0,

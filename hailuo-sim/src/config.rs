@@ -1,15 +1,19 @@
-//! How a simulator behaves: the profile it enforces, the pace of its answers and the rate of
+//! How a simulator behaves: the dialect and profile it enforces, the pace of its answers and the rate of
 //! the faults it plays unasked.
 
 use std::time::Duration;
 
-use crate::profile::{Profile, default_profile};
+use crate::profile::{Dialect, Profile, dialect_profile};
 
 /// How the simulator behaves.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// The profile values requests must carry (default: the gateway's embedded configuration's).
-    pub profile: Profile,
+    /// The front door it plays: the profile it holds requests to, unless `profile` says
+    /// otherwise, and the shape of its answers (`hailuo-intl`'s `send_result` also names the
+    /// conversation's title).
+    pub dialect: Dialect,
+    /// The profile values requests must carry; `None`: the dialect's embedded profile.
+    pub profile: Option<Profile>,
     /// Characters added to the answer per cumulative event.
     pub chunk_chars: usize,
     /// Pause between answer events.
@@ -33,7 +37,8 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
-            profile: default_profile(),
+            dialect: Dialect::default(),
+            profile: None,
             chunk_chars: 3,
             chunk_delay: Duration::from_millis(1),
             tear_pause: Duration::from_millis(1),
@@ -41,5 +46,20 @@ impl Default for SimConfig {
             fault_rate: 0.0,
             fault_seed: None,
         }
+    }
+}
+
+impl SimConfig {
+    /// The default simulator playing `dialect`.
+    pub fn on(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            ..Self::default()
+        }
+    }
+
+    /// The profile requests must carry: `profile`, or the dialect's embedded one.
+    pub fn expected_profile(&self) -> Profile {
+        self.profile.clone().unwrap_or_else(|| dialect_profile(self.dialect))
     }
 }

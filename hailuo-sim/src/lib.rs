@@ -46,7 +46,7 @@ use crate::state::SimState;
 pub use crate::audio::{SPEECH_MIN_MS, SPEECH_MS_PER_CHAR};
 pub use crate::config::SimConfig;
 pub use crate::fault::{Fault, RESET_PAUSE};
-pub use crate::profile::Profile;
+pub use crate::profile::{Dialect, Profile};
 pub use crate::records::{ChatRecord, FormFile, PhoneRecord, SimFile, TtsRecord};
 pub use crate::views::{Accounts, Conversations, Faults, Oss, Speech, Transcription};
 

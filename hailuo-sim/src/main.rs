@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::Parser;
-use hailuo_sim::{SimConfig, Simulator};
+use hailuo_sim::{Dialect, SimConfig, Simulator};
 
 /// The library's defaults, which the command line's defaults show.
 static DEFAULTS: LazyLock<Defaults> = LazyLock::new(Defaults::new);
@@ -56,6 +56,26 @@ struct Cli {
     /// Pause between the two writes of a torn event, in microseconds (0 only yields).
     #[arg(long, env = "HAILUO_SIM_TEAR_PAUSE_US", default_value = DEFAULTS.tear_pause_us.as_str())]
     tear_pause_us: u64,
+    /// The upstream dialect to play and enforce: its host's query, origin and headers
+    /// (point the gateway's `HAILUO_UPSTREAM__DIALECT` at the same one).
+    #[arg(
+        long,
+        env = "HAILUO_SIM_DIALECT",
+        default_value = Dialect::default().name(),
+        value_parser = dialect_parser()
+    )]
+    dialect: Dialect,
+}
+
+/// Parses a dialect by the name `upstream.dialect` takes, listing the names in `--help`.
+fn dialect_parser() -> impl clap::builder::TypedValueParser<Value = Dialect> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Dialect::ALL.map(Dialect::name)).map(|name| {
+        Dialect::ALL
+            .into_iter()
+            .find(|dialect| dialect.name() == name)
+            .unwrap_or_default()
+    })
 }
 
 impl Cli {
@@ -65,7 +85,7 @@ impl Cli {
             chunk_delay: Duration::from_millis(self.chunk_delay_ms),
             chunk_chars: usize::try_from(self.chunk_chars).unwrap_or(usize::MAX),
             tear_pause: Duration::from_micros(self.tear_pause_us),
-            ..SimConfig::default()
+            ..SimConfig::on(self.dialect)
         }
     }
 }
@@ -111,6 +131,15 @@ mod tests {
         assert_eq!(config.chunk_delay, default.chunk_delay);
         assert_eq!(config.chunk_chars, default.chunk_chars);
         assert_eq!(config.tear_pause, default.tear_pause);
+        assert_eq!(config.dialect, default.dialect);
         assert_eq!((cli.host, cli.port), (IpAddr::from([127, 0, 0, 1]), 8100));
+    }
+
+    #[test]
+    fn the_dialect_is_chosen_by_name() {
+        let cli = Cli::parse_from(["hailuo-sim", "--dialect", "hailuo-intl"]);
+        assert_eq!(cli.config().dialect, Dialect::HailuoIntl);
+        assert_eq!(cli.config().expected_profile().origin, "https://www.hailuo.ai");
+        assert!(Cli::try_parse_from(["hailuo-sim", "--dialect", "minimax"]).is_err());
     }
 }

@@ -25,7 +25,7 @@ impl Browser {
         Self {
             base: sim.base_url(),
             token: token.to_owned(),
-            profile: SimConfig::default().profile,
+            profile: SimConfig::default().expected_profile(),
             uuid: uuid::Uuid::new_v4().to_string(),
             device_id: None,
             http: reqwest::Client::new(),
@@ -38,31 +38,26 @@ impl Browser {
     }
 
     pub(super) fn full_uri(&self, path: &str, unix: &str) -> String {
-        let p = &self.profile;
-        let device = self
-            .device_id
-            .as_ref()
-            .map(|id| format!("&device_id={id}"))
-            .unwrap_or_default();
+        use hailuo_free_api::config::{Placeholder, QueryValue};
+        let pairs: Vec<String> = self
+            .profile
+            .query_pairs()
+            .unwrap()
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let value = match value {
+                    QueryValue::Literal(literal) => literal.to_owned(),
+                    QueryValue::Placeholder(Placeholder::Uuid) => self.uuid.clone(),
+                    QueryValue::Placeholder(Placeholder::DeviceId) => self.device_id.clone()?,
+                    QueryValue::Placeholder(Placeholder::Unix) => unix.to_owned(),
+                    QueryValue::Placeholder(other) => panic!("the browser does not fill {other:?}"),
+                };
+                Some(format!("{key}={value}"))
+            })
+            .collect();
         // A path with its own query gets the common query appended with `&`.
         let joint = if path.contains('?') { '&' } else { '?' };
-        format!(
-            "{path}{joint}device_platform={}&app_id={}&version_code={}&uuid={}{device}&os_name={}&browser_name={}\
-             &device_memory={}&cpu_core_num={}&browser_language={}&browser_platform={}&screen_width={}\
-             &screen_height={}&unix={unix}",
-            p.device_platform,
-            p.app_id,
-            p.version_code,
-            self.uuid,
-            p.os_name,
-            p.browser_name,
-            p.device_memory,
-            p.cpu_core_num,
-            p.browser_language,
-            p.browser_platform,
-            p.screen_width,
-            p.screen_height,
-        )
+        format!("{path}{joint}{}", pairs.join("&"))
     }
 
     pub(super) fn dress(
@@ -337,4 +332,44 @@ async fn failing_deletes_answer_500_and_keep_the_conversation() {
         .unwrap();
     assert_eq!(response.status(), 500);
     assert_eq!(sim.conversations().live("token-g"), vec![chat_id]);
+}
+
+#[tokio::test]
+async fn the_intl_simulator_takes_its_own_query_and_names_the_chat_title() {
+    let sim = Simulator::start(SimConfig::on(Dialect::HailuoIntl)).await.unwrap();
+    let mut browser = Browser::new(&sim, "token-i");
+    browser.profile = SimConfig::on(Dialect::HailuoIntl).expected_profile();
+    assert_eq!(browser.register().await["statusInfo"]["code"], 0);
+    assert!(
+        browser
+            .full_uri("/p", "1")
+            .contains("&biz_id=2&app_id=3001&version_code=22201&lang=en&")
+    );
+    let body = browser.chat("你好", "0").await;
+    assert_eq!(final_answer(&body), Some(Simulator::answer_for("你好")), "{body}");
+    let sent = events(&body).into_iter().find(|event| event["type"] == 1).unwrap();
+    assert!(sent["data"]["sendResult"]["chatTitle"].is_string(), "{sent}");
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test]
+async fn the_intl_simulator_refuses_the_hailuoai_query_and_origin() {
+    let sim = Simulator::start(SimConfig::on(Dialect::HailuoIntl)).await.unwrap();
+    let mut browser = Browser::new(&sim, "token-j");
+    let answer = browser.register().await;
+    assert_ne!(answer["statusInfo"]["code"], 0, "{answer}");
+    let violations = sim.violations();
+    assert!(
+        violations.iter().any(|violation| violation.contains("query keys")),
+        "{violations:?}"
+    );
+    // The intl query with the hailuoai origin is still refused.
+    browser.profile = SimConfig::on(Dialect::HailuoIntl).expected_profile();
+    browser.profile.origin = "https://hailuoai.com".to_owned();
+    browser.register().await;
+    let violations = sim.violations();
+    assert!(
+        violations.iter().any(|violation| violation.contains("header Origin")),
+        "{violations:?}"
+    );
 }

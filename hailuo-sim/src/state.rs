@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::config::SimConfig;
 use crate::connections::Connections;
 use crate::ledger::{FaultPlan, Ledger};
+use crate::profile::Profile;
 
 /// The simulator's shared state, behind one lock (every critical section is short).
 pub(crate) struct SimState {
     /// The configuration it was started with.
     pub config: SimConfig,
+    /// The profile requests must carry (the configuration's, or its dialect's).
+    pub profile: Profile,
     /// The OSS `endpoint` handed out by `request_policy`: this simulator's own address.
     pub oss_endpoint: String,
     /// The open connections, which a fault may reset.
@@ -28,6 +31,7 @@ impl SimState {
         let base = 243_600_000_000_000_000 + rand::random_range(0..50_000_000_000_000_u64) * 1000;
         let ledger = Ledger::new(FaultPlan::new(config.fault_rate, config.fault_seed));
         Self {
+            profile: config.expected_profile(),
             config,
             oss_endpoint: format!("http://{addr}"),
             connections: Arc::new(Connections::default()),

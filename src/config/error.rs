@@ -20,6 +20,23 @@ pub enum InvalidSettings {
     /// A zero cap would refuse every client's token list.
     #[error("`accounts.max_tokens_per_request` must be at least 1")]
     NoClientTokens,
+    /// A query key that is neither a placeholder nor given a value.
+    #[error(
+        "`upstream.profile.query` names `{key}`, which has no value: set `upstream.profile.{key}` \
+         (or remove it from the query)"
+    )]
+    QueryKeyWithoutValue {
+        /// The query key.
+        key: String,
+    },
+    /// A placeholder the chosen dialect does not fill.
+    #[error("`upstream.profile.query` names the placeholder `{key}`, which the `{dialect}` dialect does not fill")]
+    PlaceholderNotFilled {
+        /// The query key.
+        key: String,
+        /// The dialect of `upstream.dialect`.
+        dialect: super::Dialect,
+    },
 }
 
 /// The configuration cannot be used; every message names the key at fault.

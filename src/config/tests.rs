@@ -17,8 +17,9 @@ fn the_embedded_defaults_parse_and_match_the_protocol_profile() -> Result<(), Bo
     let settings = Settings::defaults()?;
     assert_eq!(settings.server.port, 8000);
     assert_eq!(settings.upstream.base_url.as_str(), "https://hailuoai.com/");
-    assert_eq!(settings.upstream.profile.app_id, "3001");
-    assert_eq!(settings.upstream.profile.version_code, "22200");
+    assert_eq!(settings.upstream.dialect, Dialect::Hailuoai);
+    assert_eq!(settings.upstream.profile.value("app_id"), Some("3001"));
+    assert_eq!(settings.upstream.profile.value("version_code"), Some("22200"));
     assert_eq!(settings.upstream.profile.salt, "ooui");
     assert_eq!(settings.upstream.device_ttl, Duration::from_secs(10_800));
     assert!(settings.upstream.profile.headers.contains_key("User-Agent"));
@@ -62,9 +63,10 @@ fn a_file_overrides_the_defaults_and_the_environment_overrides_the_file() {
         let settings = Settings::load(Some(Path::new("custom.toml"))).map_err(|e| e.to_string())?;
         assert_eq!(settings.server.port, 9200, "the environment wins over the file");
         assert_eq!(settings.upstream.retries, 7, "the file wins over the defaults");
-        assert_eq!(settings.upstream.profile.version_code, "22300");
+        assert_eq!(settings.upstream.profile.value("version_code"), Some("22300"));
         assert_eq!(
-            settings.upstream.profile.app_id, "3001",
+            settings.upstream.profile.value("app_id"),
+            Some("3001"),
             "untouched keys keep their defaults"
         );
         assert_eq!(settings.session.idle_ttl, Duration::ZERO);
@@ -314,9 +316,18 @@ fn key_paths(prefix: &str, value: &figment::value::Value, keys: &mut Vec<String>
 fn every_key_of_the_default_config_is_documented() {
     let document = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md"))
         .expect("docs/configuration.md");
-    let defaults: figment::value::Value = Figment::from(Toml::string(DEFAULT_CONFIG)).extract().unwrap();
     let (mut keys, mut tables) = (Vec::new(), Vec::new());
-    key_paths("", &defaults, &mut keys, &mut tables);
+    for dialect in Dialect::ALL {
+        let defaults: figment::value::Value = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .join(Toml::string(dialect.embedded()))
+            .extract()
+            .unwrap();
+        key_paths("", &defaults, &mut keys, &mut tables);
+    }
+    keys.sort();
+    keys.dedup();
+    tables.sort();
+    tables.dedup();
     assert!(keys.len() > 80, "walked {} keys", keys.len());
     let mut missing: Vec<String> = tables
         .iter()
@@ -340,7 +351,81 @@ fn every_key_of_the_default_config_is_documented() {
     }
     assert!(
         missing.is_empty(),
-        "docs/configuration.md does not document these tables and keys of config/default.toml: {}",
+        "docs/configuration.md does not document these tables and keys of config/default.toml and config/dialects: {}",
         missing.join(", ")
     );
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+fn the_dialect_brings_its_profile_and_host_which_the_configuration_overrides() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("HAILUO_UPSTREAM__DIALECT", "hailuo-intl");
+        let settings = Settings::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(settings.upstream.dialect, Dialect::HailuoIntl);
+        assert_eq!(settings.upstream.base_url.as_str(), "https://www.hailuo.ai/");
+        assert_eq!(settings.upstream.profile.origin, "https://www.hailuo.ai");
+        assert_eq!(settings.upstream.profile.value("biz_id"), Some("2"));
+        assert_eq!(settings.upstream.profile.query.len(), 15);
+
+        jail.create_file(
+            "intl.toml",
+            "[upstream]\nbase_url = \"http://127.0.0.1:9000\"\n[upstream.profile]\nlang = \"fr\"\n\
+             [upstream.profile.headers]\n\"X-New\" = \"1\"\n",
+        )?;
+        // A number from the environment is the query value as written.
+        jail.set_env("HAILUO_UPSTREAM__PROFILE__VERSION_CODE", "22301");
+        let settings = Settings::load(Some(Path::new("intl.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(settings.upstream.base_url.port(), Some(9000));
+        let profile = &settings.upstream.profile;
+        assert_eq!(profile.value("lang"), Some("fr"));
+        assert_eq!(profile.value("version_code"), Some("22301"));
+        assert_eq!(profile.headers.get("X-New").map(String::as_str), Some("1"));
+        assert!(profile.headers.contains_key("User-Agent"), "the dialect's headers stay");
+        Ok(())
+    });
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+fn a_bad_dialect_or_a_query_key_without_a_value_fails_naming_its_key() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("HAILUO_UPSTREAM__DIALECT", "hailuo");
+        let error = load_error(None);
+        assert!(error.contains("`upstream.dialect`"), "{error}");
+        assert!(
+            error.contains("HAILUO_UPSTREAM__DIALECT"),
+            "names the variable: {error}"
+        );
+        assert!(error.contains("hailuoai") && error.contains("hailuo-intl"), "{error}");
+
+        jail.set_env("HAILUO_UPSTREAM__DIALECT", "hailuoai");
+        jail.set_env("HAILUO_UPSTREAM__PROFILE__QUERY", "device_platform,uuid,new_key,unix");
+        let error = load_error(None);
+        assert!(error.contains("`upstream.profile.new_key`"), "{error}");
+        jail.set_env("HAILUO_UPSTREAM__PROFILE__NEW_KEY", "1");
+        let settings = Settings::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(
+            settings.upstream.profile.query,
+            ["device_platform", "uuid", "new_key", "unix"]
+        );
+
+        jail.set_env("HAILUO_UPSTREAM__PROFILE__QUERY", "uuid,token,unix");
+        let error = load_error(None);
+        assert!(error.contains("`token`") && error.contains("hailuoai"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn every_dialect_profile_parses_and_fills_its_query() {
+    for dialect in Dialect::ALL {
+        let settings = Settings::defaults_on(dialect).unwrap();
+        assert_eq!(settings.upstream.dialect, dialect);
+        assert_eq!(settings.validate(), Ok(()), "{dialect}");
+        let profile = dialect.profile().unwrap();
+        assert_eq!(profile.query, settings.upstream.profile.query, "{dialect}");
+        assert_eq!(profile.query.first().map(String::as_str), Some("device_platform"));
+        assert_eq!(profile.query.last().map(String::as_str), Some("unix"));
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hailuo_free_api::config::Settings;
+use hailuo_free_api::config::{Dialect, Settings};
 use hailuo_sim::Simulator;
 use serde_json::{Value, json};
 
@@ -16,7 +16,11 @@ fn audio_settings(settings: &mut Settings) {
 }
 
 async fn spawn_audio_app() -> TestApp {
-    let app = spawn_app_with(audio_settings).await;
+    spawn_audio_app_on(Dialect::default()).await
+}
+
+async fn spawn_audio_app_on(dialect: Dialect) -> TestApp {
+    let app = spawn_app_on_with(dialect, audio_settings).await;
     app.sim.speech().set_pending_polls(1);
     app
 }
@@ -76,30 +80,31 @@ async fn each_openai_voice_maps_to_its_hailuo_voice_on_both_models() -> TestResu
     Ok(())
 }
 
-#[tokio::test]
-async fn a_hailuo_voice_id_is_used_as_given() -> TestResult {
-    let app = spawn_audio_app().await;
-    speech_ok(
-        &app,
-        "token-a",
-        &json!({"model": "tts-1", "input": "相声", "voice": "Guodegang_hailuo"}),
-    )
-    .await;
-    assert_eq!(
-        app.sim.speech().requests().pop().expect("a speech").timbre,
-        "Guodegang_hailuo"
-    );
-    speech_ok(
-        &app,
-        "token-a",
-        &json!({"model": "whatever", "input": "克隆", "voice": "puv_123456"}),
-    )
-    .await;
-    assert_eq!(
-        app.sim.speech().requests().pop().expect("a speech").timbre,
-        "puv_123456"
-    );
-    Ok(())
+on_every_dialect! {
+    async fn a_hailuo_voice_id_is_used_as_given(dialect: Dialect) -> TestResult {
+        let app = spawn_audio_app_on(dialect).await;
+        speech_ok(
+            &app,
+            "token-a",
+            &json!({"model": "tts-1", "input": "相声", "voice": "Guodegang_hailuo"}),
+        )
+        .await;
+        assert_eq!(
+            app.sim.speech().requests().pop().expect("a speech").timbre,
+            "Guodegang_hailuo"
+        );
+        speech_ok(
+            &app,
+            "token-a",
+            &json!({"model": "whatever", "input": "克隆", "voice": "puv_123456"}),
+        )
+        .await;
+        assert_eq!(
+            app.sim.speech().requests().pop().expect("a speech").timbre,
+            "puv_123456"
+        );
+        Ok(())
+    }
 }
 
 #[tokio::test]
@@ -288,53 +293,54 @@ async fn transcribe(app: &TestApp, bytes: Vec<u8>, file_name: &str, format: Opti
         .expect("request sent")
 }
 
-#[tokio::test]
-async fn wav_flac_ogg_and_mp3_are_transcribed() -> TestResult {
-    let app = spawn_audio_app().await;
-    let tone = sine(1.5, 16_000, 1, 440.0, 0.5);
-    let stereo = sine(1.5, 48_000, 2, 330.0, 0.5);
-    let inputs = [
-        ("speech.wav", wav(&tone, 16_000, 1)),
-        ("speech.ogg", ogg(&stereo, 48_000, 2)),
-        ("speech.flac", crate::audio_fixtures::flac(&tone, 16_000, 1)),
-        ("speech.mp3", crate::audio_fixtures::mp3(&stereo, 48_000, 2)),
-    ];
-    for (name, bytes) in inputs {
-        assert!(app.upstream_idle().await);
-        let sent = bytes.len();
-        let response = transcribe(&app, bytes, name, None).await;
-        let status = response.status();
-        let body_text = response.text().await?;
-        assert_eq!(
-            status,
-            200,
-            "{name}: {body_text}; upstream saw {:#?}",
-            app.sim.violations()
-        );
-        let body: Value = serde_json::from_str(&body_text)?;
-        let upload = app.sim.transcription().uploads().pop().expect("an upload");
-        assert!(
-            close(upload.duration, Duration::from_millis(1_500), TOLERANCE),
-            "{name}: {:?}",
-            upload.duration
-        );
-        assert_eq!(
-            body,
-            json!({"text": Simulator::transcript_for(upload.duration)}),
-            "{name}"
-        );
-        if name.ends_with(".mp3") {
-            assert_eq!(upload.bytes_len, sent, "an MP3 passes as it is");
-        } else {
+on_every_dialect! {
+    async fn wav_flac_ogg_and_mp3_are_transcribed(dialect: Dialect) -> TestResult {
+        let app = spawn_audio_app_on(dialect).await;
+        let tone = sine(1.5, 16_000, 1, 440.0, 0.5);
+        let stereo = sine(1.5, 48_000, 2, 330.0, 0.5);
+        let inputs = [
+            ("speech.wav", wav(&tone, 16_000, 1)),
+            ("speech.ogg", ogg(&stereo, 48_000, 2)),
+            ("speech.flac", crate::audio_fixtures::flac(&tone, 16_000, 1)),
+            ("speech.mp3", crate::audio_fixtures::mp3(&stereo, 48_000, 2)),
+        ];
+        for (name, bytes) in inputs {
+            assert!(app.upstream_idle().await);
+            let sent = bytes.len();
+            let response = transcribe(&app, bytes, name, None).await;
+            let status = response.status();
+            let body_text = response.text().await?;
             assert_eq!(
-                (upload.sample_rate, upload.channels),
-                (44_100, 2),
-                "{name}: 44.1 kHz stereo"
+                status,
+                200,
+                "{name}: {body_text}; upstream saw {:#?}",
+                app.sim.violations()
             );
+            let body: Value = serde_json::from_str(&body_text)?;
+            let upload = app.sim.transcription().uploads().pop().expect("an upload");
+            assert!(
+                close(upload.duration, Duration::from_millis(1_500), TOLERANCE),
+                "{name}: {:?}",
+                upload.duration
+            );
+            assert_eq!(
+                body,
+                json!({"text": Simulator::transcript_for(upload.duration)}),
+                "{name}"
+            );
+            if name.ends_with(".mp3") {
+                assert_eq!(upload.bytes_len, sent, "an MP3 passes as it is");
+            } else {
+                assert_eq!(
+                    (upload.sample_rate, upload.channels),
+                    (44_100, 2),
+                    "{name}: 44.1 kHz stereo"
+                );
+            }
         }
+        app.assert_protocol_clean();
+        Ok(())
     }
-    app.assert_protocol_clean();
-    Ok(())
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use hailuo_free_api::config::Settings;
+use hailuo_free_api::config::{Dialect, Settings};
 use hailuo_free_api::startup::Application;
 use hailuo_sim::{ChatRecord, SimConfig, Simulator};
 use serde_json::{Value, json};
@@ -28,9 +28,10 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings every test starts from: loopback, quick retries, short waits.
-fn test_settings(sim: &Simulator) -> Settings {
-    let mut settings = Settings::defaults().expect("the embedded defaults parse");
+/// Settings every test starts from: `dialect` and its profile, loopback, quick retries, short
+/// waits.
+fn test_settings(sim: &Simulator, dialect: Dialect) -> Settings {
+    let mut settings = Settings::defaults_on(dialect).expect("the embedded defaults parse");
     settings.server.host = "127.0.0.1".into();
     settings.server.port = 0;
     settings.upstream.base_url = sim.base_url().parse().expect("the simulator's URL");
@@ -45,13 +46,53 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// A server speaking `dialect` to a simulator playing it.
+pub async fn spawn_app_on(dialect: Dialect) -> TestApp {
+    spawn_app_with_sim(SimConfig::on(dialect), |_| {}).await
+}
+
+/// As [`spawn_app_on`], with the server's settings changed by `configure`.
+pub async fn spawn_app_on_with(dialect: Dialect, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_sim(SimConfig::on(dialect), configure).await
+}
+
+/// Runs each test once on every dialect, as `<test>::hailuoai` and `<test>::hailuo_intl`: each
+/// is written `async fn name(dialect: Dialect) -> TestResult { .. }`.
+// The otlp test binary shares this file and runs no test on every dialect.
+#[allow(unused_macros)]
+macro_rules! on_every_dialect {
+    ($($(#[$meta:meta])* async fn $name:ident($dialect:ident: Dialect) -> TestResult $body:block)*) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                use super::*;
+
+                async fn run($dialect: Dialect) -> TestResult $body
+
+                #[tokio::test]
+                async fn hailuoai() -> TestResult {
+                    run(Dialect::Hailuoai).await
+                }
+
+                #[tokio::test]
+                async fn hailuo_intl() -> TestResult {
+                    run(Dialect::HailuoIntl).await
+                }
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_every_dialect;
+
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with_sim(SimConfig::default(), configure).await
 }
 
 pub async fn spawn_app_with_sim(sim_config: SimConfig, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dialect = sim_config.dialect;
     let sim = Simulator::start(sim_config).await.expect("the simulator starts");
-    let mut settings = test_settings(&sim);
+    let mut settings = test_settings(&sim, dialect);
     configure(&mut settings);
     let app = Application::build(settings).await.expect("the server builds");
     let address = format!("http://{}", app.addr());

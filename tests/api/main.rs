@@ -8,6 +8,7 @@ mod audio;
 mod audio_fixtures;
 mod auth;
 mod chat;
+mod dialects;
 mod errors;
 mod faults;
 mod file_server;

@@ -54,7 +54,7 @@ pub(crate) fn admit(state: &SimState, req: &Request, expect: &Expectation<'_>) -
     if state.is_dead(&token) {
         return Err(Rejection::logged_out());
     }
-    let profile = &state.config.profile;
+    let profile = &state.profile;
     let raw_query = req.uri().query().unwrap_or("");
     let common_query = verify::strip_own_query(raw_query, expect.own_query)?;
     let query = verify::check_profile_query(common_query, profile, expect.registering.is_some())?;

@@ -256,7 +256,7 @@ async fn make_speech(state: &Arc<SimState>, msg_id: &str, text: &str, voice: &st
 /// `GET /__audio/<id>.mp3`: the MP3, to a client whose `Referer` is the web app's.
 pub(crate) fn audio_file(state: &Arc<SimState>, req: Request) -> Response {
     let path = req.uri().path();
-    let expected = format!("{}/", state.config.profile.origin);
+    let expected = format!("{}/", state.profile.origin);
     let referer = req.header("Referer");
     if referer != Some(expected.as_str()) {
         state.violation(format!(

@@ -1,9 +1,12 @@
 //! The query string every request carries (protocol §1.2): the path's own pairs first, then
-//! exactly the profile's keys in order, with the profile's values and a fresh `unix`.
+//! exactly the profile's keys in its order, with its literal values, the device's ids and a
+//! fresh `unix`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::rejection::Rejection;
+use hailuo_free_api::config::{Placeholder, QueryValue};
+
 use crate::profile::Profile;
 
 /// How far `unix` may be from the simulator's clock, in milliseconds.
@@ -46,44 +49,21 @@ pub(crate) struct ProfileQuery {
     pub unix: String,
 }
 
-/// Checks that `query` is exactly the profile's keys, in order and with the profile's values,
-/// with `device_id` present unless `registering`.
+/// Checks that `query` is exactly the profile's keys, in its order and with its literal
+/// values, with `device_id` present unless `registering`, and the per-call values well formed.
 pub(crate) fn check_profile_query(
     query: &str,
     profile: &Profile,
     registering: bool,
 ) -> Result<ProfileQuery, Rejection> {
-    let fixed = |key: &str| -> Option<&str> {
-        Some(match key {
-            "device_platform" => &profile.device_platform,
-            "app_id" => &profile.app_id,
-            "version_code" => &profile.version_code,
-            "os_name" => &profile.os_name,
-            "browser_name" => &profile.browser_name,
-            "device_memory" => &profile.device_memory,
-            "cpu_core_num" => &profile.cpu_core_num,
-            "browser_language" => &profile.browser_language,
-            "browser_platform" => &profile.browser_platform,
-            "screen_width" => &profile.screen_width,
-            "screen_height" => &profile.screen_height,
-            _ => return None,
-        })
-    };
-    let mut expected_keys = vec!["device_platform", "app_id", "version_code", "uuid"];
-    if !registering {
-        expected_keys.push("device_id");
-    }
-    expected_keys.extend([
-        "os_name",
-        "browser_name",
-        "device_memory",
-        "cpu_core_num",
-        "browser_language",
-        "browser_platform",
-        "screen_width",
-        "screen_height",
-        "unix",
-    ]);
+    let expected = profile
+        .query_pairs()
+        .map_err(|key| Rejection::bad_parameter(format!("the simulator's profile gives query key {key} no value")))?;
+    let expected: Vec<(&str, QueryValue<'_>)> = expected
+        .into_iter()
+        .filter(|(_, value)| !(registering && *value == QueryValue::Placeholder(Placeholder::DeviceId)))
+        .collect();
+    let expected_keys: Vec<&str> = expected.iter().map(|(key, _)| *key).collect();
 
     let pairs: Vec<(&str, &str)> = if query.is_empty() {
         Vec::new()
@@ -105,18 +85,21 @@ pub(crate) fn check_profile_query(
         device_id: None,
         unix: String::new(),
     };
-    for (key, value) in pairs {
-        match key {
-            "uuid" => parsed.uuid = value.to_owned(),
-            "device_id" => parsed.device_id = Some(value.to_owned()),
-            "unix" => parsed.unix = value.to_owned(),
-            _ => {
-                if let Some(expected) = fixed(key)
-                    && value != expected
-                {
+    for ((key, value), (_, wanted)) in pairs.into_iter().zip(expected) {
+        match wanted {
+            QueryValue::Literal(literal) => {
+                if value != literal {
                     return Err(Rejection::bad_parameter(format!(
-                        "query {key}={value:?}, the profile says {expected:?}"
+                        "query {key}={value:?}, the profile says {literal:?}"
                     )));
+                }
+            }
+            QueryValue::Placeholder(Placeholder::Uuid) => parsed.uuid = value.to_owned(),
+            QueryValue::Placeholder(Placeholder::DeviceId) => parsed.device_id = Some(value.to_owned()),
+            QueryValue::Placeholder(Placeholder::Unix) => parsed.unix = value.to_owned(),
+            QueryValue::Placeholder(Placeholder::UserId | Placeholder::Token) => {
+                if value.is_empty() {
+                    return Err(Rejection::bad_parameter(format!("query {key} is empty")));
                 }
             }
         }

@@ -163,6 +163,8 @@ struct ClientInner {
     idle_timeout: Duration,
     base_url: String,
     profile: Profile,
+    /// The profile's query string, its literal parts joined once.
+    query: request::QueryTemplate,
     /// The profile's browser fingerprint headers, checked once.
     fingerprint: HeaderMap,
 }
@@ -202,6 +204,7 @@ impl HailuoClient {
                 idle_timeout: settings.idle_timeout,
                 base_url: settings.base_url.as_str().trim_end_matches('/').to_owned(),
                 profile: settings.profile.clone(),
+                query: request::QueryTemplate::new(&settings.profile),
                 fingerprint,
             }),
             speech: speech::SpeechTiming::default(),
@@ -240,7 +243,7 @@ impl HailuoClient {
         let unix = request::unix_now();
         UpstreamCall {
             method,
-            full_uri: request::full_uri(path, &self.inner.profile, caller, &unix),
+            full_uri: self.inner.query.full_uri(path, caller, &unix),
             unix,
             accept: Accept::Any,
             conversation: None,
@@ -572,7 +575,7 @@ mod tests {
                 .unwrap()
                 .starts_with("sentry-environment=production,")
         );
-        assert!(headers["sentry-trace"].to_str().unwrap().ends_with("-0"));
+        assert!(headers["sentry-trace"].to_str().unwrap().ends_with("-1"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! What every upstream request shares (protocol §1): the query string in its documented
+//! What every upstream request shares (protocol §1): the profile's query string in its
 //! order, the timestamp, the Sentry tracing headers, the JSON response envelope, and the
 //! translation of HTTP failures into [`ProviderError`]s.
 
@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::config::Profile;
+use crate::config::{Placeholder, Profile};
 use crate::domain::chat::AccountToken;
 use crate::domain::ports::{Device, ProviderError};
 
@@ -31,68 +31,123 @@ pub fn unix_now() -> String {
     format!("{seconds}000")
 }
 
-/// `path` with the common query string appended in the documented order (`?`, or `&` when
-/// `path` already has a query); values are written as they are. This is the `fullUri` the
-/// signature covers.
-pub fn full_uri(path: &str, profile: &Profile, caller: Caller<'_>, unix: &str) -> String {
-    let (user_id, device_id) = match caller {
-        Caller::Registering { user_id } => (user_id, None),
-        Caller::Device(device) => (device.user_id.as_str(), Some(device.device_id.as_str())),
-    };
-    let mut pairs: Vec<(&str, &str)> = vec![
-        ("device_platform", &profile.device_platform),
-        ("app_id", &profile.app_id),
-        ("version_code", &profile.version_code),
-        ("uuid", user_id),
-    ];
-    if let Some(device_id) = device_id {
-        pairs.push(("device_id", device_id));
+/// The profile's query string, ready to be filled: runs of literal `key=value` pairs
+/// joined once, and the placeholders between them. Built once per client, since the query
+/// is appended to every upstream call.
+#[derive(Clone, Debug, Default)]
+pub struct QueryTemplate {
+    parts: Vec<QueryPart>,
+    /// The bytes of the literal parts and the keys, separators included.
+    fixed_len: usize,
+}
+
+#[derive(Clone, Debug)]
+enum QueryPart {
+    /// `k1=v1&k2=v2`, as sent.
+    Literal(String),
+    /// `key=` followed by the call's value.
+    Slot { key: String, placeholder: Placeholder },
+}
+
+impl QueryTemplate {
+    /// The template of `profile`'s query. A key that is neither a placeholder this adapter
+    /// fills nor given a literal is left out with a warning (the settings' validation refuses
+    /// such a profile at start).
+    pub fn new(profile: &Profile) -> Self {
+        let mut parts: Vec<QueryPart> = Vec::new();
+        for key in &profile.query {
+            let pair = match Placeholder::named(key) {
+                Some(placeholder @ (Placeholder::Uuid | Placeholder::DeviceId | Placeholder::Unix)) => {
+                    parts.push(QueryPart::Slot {
+                        key: key.clone(),
+                        placeholder,
+                    });
+                    continue;
+                }
+                Some(_) => None,
+                None => profile.value(key).map(|value| format!("{key}={value}")),
+            };
+            let Some(pair) = pair else {
+                tracing::warn!(key = %key, "skipping a query key of the upstream profile that has no value");
+                continue;
+            };
+            match parts.last_mut() {
+                Some(QueryPart::Literal(run)) => {
+                    run.push('&');
+                    run.push_str(&pair);
+                }
+                _ => parts.push(QueryPart::Literal(pair)),
+            }
+        }
+        let fixed_len = parts
+            .iter()
+            .map(|part| match part {
+                QueryPart::Literal(run) => run.len() + 1,
+                QueryPart::Slot { key, .. } => key.len() + 2,
+            })
+            .sum();
+        Self { parts, fixed_len }
     }
-    pairs.extend([
-        ("os_name", profile.os_name.as_str()),
-        ("browser_name", &profile.browser_name),
-        ("device_memory", &profile.device_memory),
-        ("cpu_core_num", &profile.cpu_core_num),
-        ("browser_language", &profile.browser_language),
-        ("browser_platform", &profile.browser_platform),
-        ("screen_width", &profile.screen_width),
-        ("screen_height", &profile.screen_height),
-        ("unix", unix),
-    ]);
-    // One buffer for the whole URI: this runs on every upstream call.
-    let length = pairs
-        .iter()
-        .map(|(key, value)| key.len() + value.len() + 2)
-        .sum::<usize>();
-    let mut uri = String::with_capacity(path.len() + length);
-    uri.push_str(path);
-    let mut separator = if path.contains('?') { '&' } else { '?' };
-    for (key, value) in pairs {
-        uri.push(separator);
-        uri.push_str(key);
-        uri.push('=');
-        uri.push_str(value);
-        separator = '&';
+
+    /// `path` with the query string appended (`?`, or `&` when `path` already has a query);
+    /// values are written as they are, and `device_id` is left out, key and all, for a
+    /// registering caller. This is the `fullUri` the signature covers.
+    pub fn full_uri(&self, path: &str, caller: Caller<'_>, unix: &str) -> String {
+        let (user_id, device_id) = match caller {
+            Caller::Registering { user_id } => (user_id, None),
+            Caller::Device(device) => (device.user_id.as_str(), Some(device.device_id.as_str())),
+        };
+        let filled = user_id.len() + device_id.map_or(0, str::len) + unix.len();
+        // One buffer for the whole URI: this runs on every upstream call.
+        let mut uri = String::with_capacity(path.len() + self.fixed_len + filled);
+        uri.push_str(path);
+        let mut separator = if path.contains('?') { '&' } else { '?' };
+        for part in &self.parts {
+            match part {
+                QueryPart::Literal(run) => {
+                    uri.push(separator);
+                    uri.push_str(run);
+                }
+                QueryPart::Slot { key, placeholder } => {
+                    let value = match placeholder {
+                        Placeholder::Uuid => user_id,
+                        Placeholder::DeviceId => match device_id {
+                            Some(device_id) => device_id,
+                            None => continue,
+                        },
+                        Placeholder::Unix => unix,
+                        Placeholder::UserId | Placeholder::Token => continue,
+                    };
+                    uri.push(separator);
+                    uri.push_str(key);
+                    uri.push('=');
+                    uri.push_str(value);
+                }
+            }
+            separator = '&';
+        }
+        uri
     }
-    uri
 }
 
 /// The Sentry tracing headers of one request: `(Baggage, Sentry-Trace)`, with a fresh
-/// 32-hex trace id and 16-hex span id.
+/// 32-hex trace id and 16-hex span id, sampled.
 pub fn sentry_headers(profile: &Profile) -> (String, String) {
     use std::fmt::Write as _;
     let (trace_id, span_id) = (rand::random::<u128>(), rand::random::<u64>());
     let mut baggage = String::with_capacity(
-        96 + profile.sentry_environment.len() + profile.sentry_release.len() + profile.sentry_public_key.len(),
+        136 + profile.sentry_environment.len() + profile.sentry_release.len() + profile.sentry_public_key.len(),
     );
     let mut sentry_trace = String::with_capacity(51);
     // Writing into a String cannot fail.
     let _ = write!(
         baggage,
-        "sentry-environment={},sentry-release={},sentry-public_key={},sentry-trace_id={trace_id:032x}",
+        "sentry-environment={},sentry-release={},sentry-public_key={},sentry-trace_id={trace_id:032x},\
+         sentry-sample_rate=1,sentry-sampled=true",
         profile.sentry_environment, profile.sentry_release, profile.sentry_public_key
     );
-    let _ = write!(sentry_trace, "{trace_id:032x}-{span_id:016x}-0");
+    // Sampled, as the web app's own traces are.
+    let _ = write!(sentry_trace, "{trace_id:032x}-{span_id:016x}-1");
     (baggage, sentry_trace)
 }
 
@@ -335,12 +390,8 @@ mod tests {
 
     #[test]
     fn the_query_string_follows_the_documented_order_with_the_profile_values() {
-        let uri = full_uri(
-            "/v1/api/user/info",
-            &profile(),
-            Caller::Device(&device()),
-            "1700000000000",
-        );
+        let uri =
+            QueryTemplate::new(&profile()).full_uri("/v1/api/user/info", Caller::Device(&device()), "1700000000000");
         assert_eq!(
             uri,
             "/v1/api/user/info?device_platform=web&app_id=3001&version_code=22200\
@@ -352,15 +403,40 @@ mod tests {
 
     #[test]
     fn registration_leaves_out_the_device_id_and_a_path_query_is_extended() {
-        let uri = full_uri(
+        let uri = QueryTemplate::new(&profile()).full_uri(
             "/v1/api/chat/msg_tts?msgID=1&timbre=male-botong",
-            &profile(),
             Caller::Registering { user_id: "u-1" },
             "1700000000000",
         );
         assert!(uri.starts_with("/v1/api/chat/msg_tts?msgID=1&timbre=male-botong&device_platform=web&"));
         assert!(uri.contains("&uuid=u-1&os_name=Windows&"));
         assert!(!uri.contains("device_id"));
+    }
+
+    #[test]
+    fn the_intl_query_follows_its_own_order_and_an_added_key_takes_its_place() {
+        use crate::config::Dialect;
+        let mut intl = Dialect::HailuoIntl.profile().unwrap();
+        let uri = QueryTemplate::new(&intl).full_uri("/v1/api/user/info", Caller::Device(&device()), "1700000000000");
+        assert_eq!(
+            uri,
+            "/v1/api/user/info?device_platform=web&biz_id=2&app_id=3001&version_code=22201&lang=en\
+             &uuid=0b5f3c6e-1c2d-4e5f-8a9b-0c1d2e3f4a5b&device_id=312345678901234567&os_name=Windows\
+             &browser_name=chrome&cpu_core_num=12&browser_language=zh-CN&browser_platform=Win32\
+             &screen_width=1920&screen_height=1080&unix=1700000000000"
+        );
+        intl.query.insert(1, "added".into());
+        intl.values.insert("added".into(), "yes".into());
+        let registering = QueryTemplate::new(&intl).full_uri("/p", Caller::Registering { user_id: "u-1" }, "1");
+        assert!(
+            registering.starts_with("/p?device_platform=web&added=yes&biz_id=2&"),
+            "{registering}"
+        );
+        assert!(
+            registering.contains("&lang=en&uuid=u-1&os_name=Windows&"),
+            "{registering}"
+        );
+        assert!(registering.ends_with("&unix=1"), "{registering}");
     }
 
     #[test]
@@ -378,13 +454,14 @@ mod tests {
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0].len(), 32);
         assert_eq!(parts[1].len(), 16);
-        assert_eq!(parts[2], "0");
+        assert_eq!(parts[2], "1", "sampled, as the web app's traces");
         assert!(parts[..2].iter().all(|p| p.bytes().all(|b| b.is_ascii_hexdigit())));
         assert_eq!(
             baggage,
             format!(
                 "sentry-environment=production,sentry-release=CI7N-1MjJnx5pru-bzzhR,\
-                 sentry-public_key=6cf106db5c7b7262eae7cc6b411c776a,sentry-trace_id={}",
+                 sentry-public_key=6cf106db5c7b7262eae7cc6b411c776a,sentry-trace_id={},\
+                 sentry-sample_rate=1,sentry-sampled=true",
                 parts[0]
             )
         );

@@ -54,6 +54,8 @@ pub(super) struct AnswerPlan {
     pub chat_id: String,
     /// The id of the user's message (`send_result`).
     pub user_msg_id: String,
+    /// The conversation's title, which `send_result` names on the `hailuo-intl` dialect.
+    pub chat_title: Option<String>,
     /// The id of the assistant's message.
     pub msg_id: String,
     /// The whole answer.
@@ -79,10 +81,14 @@ impl AnswerPlan {
                 .write("event: message_result\ndata: {this is not json\n\n")
                 .await?;
         }
+        let mut send_result = json!({"chatID": self.chat_id, "msgID": self.user_msg_id, "isNewChat": true});
+        if let Some(title) = &self.chat_title {
+            send_result["chatTitle"] = json!(title);
+        }
         let sent = json!({
             "type": 1,
             "statusInfo": {"code": 0, "message": ""},
-            "data": {"sendResult": {"chatID": self.chat_id, "msgID": self.user_msg_id, "isNewChat": true}}
+            "data": {"sendResult": send_result}
         });
         writer.event("send_result", &sent.to_string()).await?;
 

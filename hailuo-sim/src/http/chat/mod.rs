@@ -21,6 +21,7 @@ use super::files;
 use super::sse::{EventWriter, event_stream_response};
 use crate::fault::Fault;
 use crate::ledger::AssistantMessage;
+use crate::profile::Dialect;
 use crate::records::{ChatRecord, FormFile};
 use crate::replies;
 use crate::state::{SimState, StreamGuard};
@@ -215,6 +216,8 @@ fn stream_answer(
     let plan = AnswerPlan {
         chat_id: chat_id.to_owned(),
         user_msg_id: state.new_id(),
+        chat_title: (state.config.dialect == Dialect::HailuoIntl)
+            .then(|| chat.fields.msg_content.chars().take(16).collect()),
         msg_id: state.new_id(),
         answer: replies::answer_for(&chat.fields.msg_content),
         chunk_chars: state.config.chunk_chars.max(1),

@@ -1,0 +1,225 @@
+//! The upstream's dialects and the profile each brings: the host, origin, headers and the query
+//! string as an ordered list of keys whose values are literals of the profile or placeholders
+//! filled per call. The profiles are embedded (`config/dialects/*.toml`); `[upstream.profile]`
+//! in a file or the environment overrides any part of the chosen one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use super::parse;
+
+/// Which front door of the upstream the gateway speaks: `upstream.dialect`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dialect {
+    /// `hailuoai`: `hailuoai.com`, the reference client's door.
+    #[default]
+    Hailuoai,
+    /// `hailuo-intl`: `www.hailuo.ai`, the same chat with another host, origin and query.
+    HailuoIntl,
+}
+
+impl Dialect {
+    /// Every dialect, in the order the documentation lists them.
+    pub const ALL: [Dialect; 2] = [Dialect::Hailuoai, Dialect::HailuoIntl];
+
+    /// The name `upstream.dialect` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Hailuoai => "hailuoai",
+            Dialect::HailuoIntl => "hailuo-intl",
+        }
+    }
+
+    /// The dialect's embedded `[upstream]` defaults: `base_url` and `[upstream.profile]`.
+    pub fn embedded(self) -> &'static str {
+        match self {
+            Dialect::Hailuoai => include_str!("../../config/dialects/hailuoai.toml"),
+            Dialect::HailuoIntl => include_str!("../../config/dialects/hailuo-intl.toml"),
+        }
+    }
+
+    /// The dialect's embedded profile, without any override.
+    ///
+    /// # Errors
+    /// Only if the embedded profile were broken (a test parses every one).
+    pub fn profile(self) -> Result<Profile, Box<figment::Error>> {
+        Figment::from(Toml::string(self.embedded()))
+            .extract_inner("upstream.profile")
+            .map_err(Box::new)
+    }
+
+    /// Whether this dialect's adapter fills `placeholder` in the query.
+    pub fn fills(self, placeholder: Placeholder) -> bool {
+        match self {
+            Dialect::Hailuoai | Dialect::HailuoIntl => {
+                matches!(
+                    placeholder,
+                    Placeholder::Uuid | Placeholder::DeviceId | Placeholder::Unix
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A query value filled per call rather than written in the profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `uuid`: the user id of the account's device (the new one on registration).
+    Uuid,
+    /// `device_id`: the registered device's id; left out, with its key, on registration.
+    DeviceId,
+    /// `user_id`: the account's user id.
+    UserId,
+    /// `unix`: the call's timestamp.
+    Unix,
+    /// `token`: the account token, as in its header.
+    Token,
+}
+
+impl Placeholder {
+    /// The placeholder a query key names, when it names one.
+    pub fn named(key: &str) -> Option<Self> {
+        Some(match key {
+            "uuid" => Placeholder::Uuid,
+            "device_id" => Placeholder::DeviceId,
+            "user_id" => Placeholder::UserId,
+            "unix" => Placeholder::Unix,
+            "token" => Placeholder::Token,
+            _ => return None,
+        })
+    }
+}
+
+/// The value of one query key: written in the profile, or filled per call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryValue<'a> {
+    /// The profile's own value, sent as it is.
+    Literal(&'a str),
+    /// Filled per call.
+    Placeholder(Placeholder),
+}
+
+/// Every constant of the upstream protocol marked **profile**: the web app's identity in one
+/// dialect (its embedded defaults, then the user's `[upstream.profile]`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Profile {
+    /// The query string's keys, in order. A placeholder name (`uuid`, `device_id`, `user_id`,
+    /// `unix`, `token`) is filled per call; any other key sends the profile's value of the same
+    /// name (`upstream.profile.<key>`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub query: Vec<String>,
+    /// Salt of the `Yy` signature.
+    pub salt: String,
+    /// The web app's origin, sent as `Origin` and in `Referer`.
+    pub origin: String,
+    /// Sentry release in `Baggage`.
+    pub sentry_release: String,
+    /// Sentry public key in `Baggage`.
+    pub sentry_public_key: String,
+    /// Sentry environment in `Baggage`.
+    pub sentry_environment: String,
+    /// Browser fingerprint headers, sent as they are.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The literal query values: every other key of `[upstream.profile]` (`version_code`, ...).
+    #[serde(flatten)]
+    pub values: BTreeMap<String, ProfileValue>,
+}
+
+impl Profile {
+    /// The literal value of `key`, when the profile has one.
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(ProfileValue::as_str)
+    }
+
+    /// The query's keys in order with their values.
+    ///
+    /// # Errors
+    /// The first key that is neither a placeholder nor given a value.
+    pub fn query_pairs(&self) -> Result<Vec<(&str, QueryValue<'_>)>, String> {
+        self.query
+            .iter()
+            .map(|key| match Placeholder::named(key) {
+                Some(placeholder) => Ok((key.as_str(), QueryValue::Placeholder(placeholder))),
+                None => self
+                    .value(key)
+                    .map(|value| (key.as_str(), QueryValue::Literal(value)))
+                    .ok_or_else(|| key.clone()),
+            })
+            .collect()
+    }
+}
+
+/// A literal of the profile: text, or a number or boolean (what an environment variable such as
+/// `HAILUO_UPSTREAM__PROFILE__VERSION_CODE=22201` gives), kept as the text it is written as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProfileValue(String);
+
+impl ProfileValue {
+    /// The value as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ProfileValue {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProfileValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ProfileValueVisitor)
+    }
+}
+
+struct ProfileValueVisitor;
+
+impl Visitor<'_> for ProfileValueVisitor {
+    type Value = ProfileValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a query value: text, a number or a boolean")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<ProfileValue, E> {
+        Ok(ProfileValue(text.to_owned()))
+    }
+
+    fn visit_u64<E: de::Error>(self, number: u64) -> Result<ProfileValue, E> {
+        Ok(ProfileValue(number.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, number: i64) -> Result<ProfileValue, E> {
+        Ok(ProfileValue(number.to_string()))
+    }
+
+    fn visit_u128<E: de::Error>(self, number: u128) -> Result<ProfileValue, E> {
+        Ok(ProfileValue(number.to_string()))
+    }
+
+    fn visit_i128<E: de::Error>(self, number: i128) -> Result<ProfileValue, E> {
+        Ok(ProfileValue(number.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, number: f64) -> Result<ProfileValue, E> {
+        Ok(ProfileValue(number.to_string()))
+    }
+
+    fn visit_bool<E: de::Error>(self, flag: bool) -> Result<ProfileValue, E> {
+        Ok(ProfileValue(flag.to_string()))
+    }
+}
