@@ -345,6 +345,15 @@ impl Settings {
     /// [`ConfigError`] when the file cannot be read, a value has the wrong type or does not
     /// parse, or the settings do not fit together; each message names its key.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_on(file, None)
+    }
+
+    /// As [`Settings::load`], with `dialect`, when given, over every layer's
+    /// `upstream.dialect` (a command line's choice); its profile is then the one overridden.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_on(file: Option<&Path>, dialect: Option<Dialect>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
         if let Some(file) = file {
             std::fs::metadata(file).map_err(|source| ConfigError::File {
@@ -355,6 +364,10 @@ impl Settings {
         }
         let figment =
             with_idle_timeout_alias(figment.merge(Env::prefixed(ENV_PREFIX).split(ENV_SPLIT).ignore(&["config"])))?;
+        let figment = match dialect {
+            Some(dialect) => figment.merge(Serialized::default("upstream.dialect", dialect.name())),
+            None => figment,
+        };
         let figment = with_dialect_profile(figment)?;
         let mut settings: Settings = figment.extract().map_err(ConfigError::from_figment)?;
         if let Ok(replacements) = std::env::var("REPLACE_AUDIO_MODEL") {

@@ -45,7 +45,11 @@ enum Command {
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    let mut settings = Settings::load(cli.config.as_deref()).context("reading the configuration")?;
+    let dialect = match &cli.command {
+        Some(Command::Doctor(args)) => args.dialect(),
+        None => None,
+    };
+    let mut settings = Settings::load_on(cli.config.as_deref(), dialect).context("reading the configuration")?;
     if let Some(Command::Doctor(args)) = cli.command {
         args.apply(&mut settings);
         return doctor::run(&settings, &args);

@@ -10,6 +10,7 @@ use std::process::Stdio;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hailuo_free_api::config::Dialect;
 use hailuo_sim::{Fault, SimConfig, Simulator};
 
 /// What a run printed and how it ended.
@@ -103,8 +104,12 @@ async fn every_step_passes_on_the_simulator_and_the_token_never_shows() {
 #[tokio::test]
 async fn a_simulator_expecting_another_version_code_fails_registration_with_the_profile_hint() {
     const TOKEN: &str = "doctor-token-drift-77c2";
-    let mut config = SimConfig::default();
-    config.profile.version_code = "99999".into();
+    let mut profile = Dialect::Hailuoai.profile().unwrap();
+    profile.values.insert("version_code".into(), "99999".into());
+    let config = SimConfig {
+        profile: Some(profile),
+        ..SimConfig::default()
+    };
     let sim = Simulator::start(config).await.unwrap();
     let run = doctor(&[], &["--token", TOKEN, "--base-url", &sim.base_url()]).await;
     assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
@@ -252,4 +257,44 @@ async fn a_missing_token_is_a_usage_error_and_help_hides_the_variable_s_value() 
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("HAILUO_TOKEN"), "{}", run.stdout);
     assert!(!run.shows(TOKEN), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn every_dialect_passes_on_a_simulator_speaking_it_and_fails_on_one_speaking_another() {
+    const TOKEN: &str = "doctor-token-dialects-3b9d";
+    for dialect in Dialect::ALL {
+        let sim = Simulator::start(SimConfig::on(dialect)).await.unwrap();
+        let run = doctor(
+            &[("HAILUO_TOKEN", TOKEN)],
+            &["--dialect", dialect.name(), "--base-url", &sim.base_url()],
+        )
+        .await;
+        assert_eq!(run.code, Some(0), "{}: {}{}", dialect.name(), run.stdout, run.stderr);
+        assert!(
+            run.line("upstream").contains(&format!("({} dialect", dialect.name())),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(
+            sim.violations(),
+            Vec::<String>::new(),
+            "{} spoken cleanly",
+            dialect.name()
+        );
+        assert_eq!(sim.conversations().deleted().len(), 1);
+    }
+
+    let intl = Simulator::start(SimConfig::on(Dialect::HailuoIntl)).await.unwrap();
+    let run = doctor(
+        &[("HAILUO_TOKEN", TOKEN)],
+        &["--dialect", "hailuoai", "--base-url", &intl.base_url()],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(run.line("register").contains("FAILED"), "{}", run.stdout);
+    assert!(run.line("result").contains("the profile drifted"), "{}", run.stdout);
+
+    let run = doctor(&[("HAILUO_TOKEN", TOKEN)], &["--dialect", "klingon"]).await;
+    assert_eq!(run.code, Some(2), "a usage error: {}", run.stderr);
+    assert!(run.stderr.contains("hailuoai, hailuo-intl"), "{}", run.stderr);
 }

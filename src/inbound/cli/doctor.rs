@@ -14,7 +14,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use url::Url;
 
-use crate::config::{Settings, UpstreamSettings};
+use crate::config::{Dialect, Settings, UpstreamSettings};
 use crate::domain::chat::{AccountToken, ChatMessage, ChatPrompt, ConversationId, init_fingerprint_key};
 use crate::domain::ports::{Account, AnswerStream, ChatProvider, ProviderError};
 use crate::domain::token_expiry;
@@ -40,9 +40,18 @@ pub struct DoctorArgs {
     /// The upstream to check instead of `upstream.base_url`.
     #[arg(long, value_name = "URL", value_parser = http_url)]
     base_url: Option<Url>,
+    /// The dialect to speak instead of `upstream.dialect` (hailuoai, hailuo-intl); its
+    /// profile and host are then the ones used.
+    #[arg(long, value_name = "DIALECT", value_parser = dialect)]
+    dialect: Option<Dialect>,
 }
 
 impl DoctorArgs {
+    /// The dialect the command line chose, which settings are loaded on.
+    pub fn dialect(&self) -> Option<Dialect> {
+        self.dialect
+    }
+
     /// Lays the command line's choices over the loaded settings: every option that names a
     /// setting is applied here, so that the doctor checks what the server would run with.
     pub fn apply(&self, settings: &mut Settings) {
@@ -50,6 +59,17 @@ impl DoctorArgs {
             settings.upstream.base_url = base_url.clone();
         }
     }
+}
+
+/// A dialect by the name `upstream.dialect` takes.
+fn dialect(value: &str) -> Result<Dialect, String> {
+    Dialect::ALL
+        .into_iter()
+        .find(|dialect| dialect.name() == value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Dialect::ALL.iter().map(|dialect| dialect.name()).collect();
+            format!("unknown dialect `{value}`; expected one of {}", names.join(", "))
+        })
 }
 
 /// A token given on the command line: not blank.
@@ -427,13 +447,16 @@ fn render(upstream: &UpstreamSettings, token: &AccountToken, report: &Report, no
         // Writing into a String cannot fail.
         let _ = writeln!(text, "{label:<LABEL_WIDTH$} {rest}");
     };
-    let profile = &upstream.profile;
+    let value = |key: &str| upstream.profile.value(key).unwrap_or("none");
     line(
         &mut text,
         "upstream",
         &format!(
-            "{} (version_code {}, app_id {})",
-            upstream.base_url, profile.version_code, profile.app_id
+            "{} ({} dialect, version_code {}, app_id {})",
+            upstream.base_url,
+            upstream.dialect.name(),
+            value("version_code"),
+            value("app_id")
         ),
     );
     line(
