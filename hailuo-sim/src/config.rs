@@ -28,6 +28,13 @@ pub struct SimConfig {
     pub fault_rate: f64,
     /// Seeds the draws of `fault_rate`, for a reproducible run; random when `None`.
     pub fault_seed: Option<u64>,
+    /// How long an account stays busy after one of its streams (chat, voice) has ended, as
+    /// the upstream frees an account only some moments after: a chat or voice message sent in
+    /// that window is refused with code 1200009 `上一条回复还未结束`. 5 ms by default.
+    pub busy_after_end: Duration,
+    /// How long an account stays busy after the simulator noticed (at its next write) that a
+    /// client hung up on one of its streams. 20 ms by default.
+    pub busy_after_hangup: Duration,
 }
 
 impl Default for SimConfig {
@@ -40,6 +47,8 @@ impl Default for SimConfig {
             open: true,
             fault_rate: 0.0,
             fault_seed: None,
+            busy_after_end: Duration::from_millis(5),
+            busy_after_hangup: Duration::from_millis(20),
         }
     }
 }

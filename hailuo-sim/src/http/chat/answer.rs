@@ -18,9 +18,8 @@ const HANG_FOR: Duration = Duration::from_secs(3600);
 
 /// A stream holding one error event (busy account, unknown conversation).
 pub(super) fn single_error_stream(guard: StreamGuard, code: i64, message: &'static str) -> Response {
-    let (mut writer, body) = EventWriter::channel();
+    let (mut writer, body) = EventWriter::channel(Some(guard));
     tokio::spawn(async move {
-        let _guard = guard;
         let data = json!({"type": 2, "statusInfo": {"code": code, "message": message}, "data": {}});
         let _ = writer.event("message_result", &data.to_string()).await;
     });
@@ -30,10 +29,9 @@ pub(super) fn single_error_stream(guard: StreamGuard, code: i64, message: &'stat
 /// Headers, then silence for an hour or until the client leaves (poem's server only notices
 /// a client that left when it writes, so the connection's probe watches for it).
 pub(super) fn hanging_stream(state: &Arc<SimState>, peer: Option<SocketAddr>, guard: StreamGuard) -> Response {
-    let (writer, body) = EventWriter::channel();
+    let (writer, body) = EventWriter::channel(Some(guard));
     let state = Arc::clone(state);
     tokio::spawn(async move {
-        let _guard = guard;
         let gone = async {
             match peer {
                 Some(peer) => state.connections.client_gone(peer).await,
