@@ -541,7 +541,6 @@ mod tests {
         let runner = runner(Duration::from_secs(10));
         let tokens = [AccountToken::new("busy"), AccountToken::new("idle")];
         let tried = Mutex::new(Vec::new());
-        let started = std::time::Instant::now();
         let (value, _lease) = runner
             .run::<RunnerError, _, _, _>(&tokens, |account| {
                 let tried = &tried;
@@ -557,10 +556,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(value, AccountToken::new("idle"));
-        assert!(tried.lock().unwrap().len() <= 2, "{:?}", tried.lock().unwrap());
+        let tried = tried.lock().unwrap().clone();
+        // Started on either; the busy one is not tried again before the idle one.
         assert!(
-            started.elapsed() < FIRST_BUSY_PAUSE,
-            "no pause while an account not met busy is idle"
+            tried == [AccountToken::new("idle")] || tried == [AccountToken::new("busy"), AccountToken::new("idle")],
+            "{tried:?}"
         );
     }
 
@@ -580,9 +580,9 @@ mod tests {
             started.elapsed() >= Duration::from_millis(300),
             "it waited the whole wait"
         );
-        // 50, 100, 200 ms and what is left: a growing pause, not a busy loop.
+        // Pauses of 50, 100, then 200 ms cut to what is left: a growing pause, not a busy loop.
         let tries = tries.load(Ordering::SeqCst);
-        assert!((3..=6).contains(&tries), "{tries} tries");
+        assert!((1..=4).contains(&tries), "{tries} tries");
     }
 
     #[test]
