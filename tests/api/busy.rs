@@ -86,9 +86,13 @@ async fn concurrent_chats_on_several_busy_tokens_are_all_answered() -> TestResul
 
 #[tokio::test]
 async fn the_account_is_held_until_the_upstream_response_has_ended() -> TestResult {
-    // With the simulator's window at zero, only a lease freed before the response's end
-    // can meet a busy account.
-    let app = spawn_app_with_sim(busy_sim(Duration::ZERO, Duration::ZERO), |_| {}).await;
+    // The response goes on 150 ms after the final event, and no window follows it: only a
+    // lease freed before the response's end can meet a busy account.
+    let sim = SimConfig {
+        end_marker_delay: Duration::from_millis(150),
+        ..busy_sim(Duration::ZERO, Duration::ZERO)
+    };
+    let app = spawn_app_with_sim(sim, |_| {}).await;
     for round in 0..10 {
         answered(&app, "token-solo", &format!("question {round}"), round % 2 == 1).await;
     }

@@ -62,6 +62,8 @@ pub(super) struct AnswerPlan {
     pub delay: Duration,
     /// The pause inside a torn event.
     pub tear_pause: Duration,
+    /// The pause between the final event and the end marker.
+    pub end_marker_delay: Duration,
     /// The fault this answer plays.
     pub fault: Option<Fault>,
     /// The connection to reset for a [`Fault::ResetStream`].
@@ -146,6 +148,9 @@ impl AnswerPlan {
                 return writer.event("message_result", &content_filtered()).await;
             }
             _ => {}
+        }
+        if !self.end_marker_delay.is_zero() {
+            writer.pause(self.end_marker_delay).await?;
         }
         let end = json!({"type": 8, "statusInfo": {"code": 0, "message": ""}, "data": {}});
         writer.event("close_chunk", &end.to_string()).await

@@ -223,6 +223,7 @@ fn stream_answer(
         chunk_chars: state.config.chunk_chars.max(1),
         delay,
         tear_pause: state.config.tear_pause,
+        end_marker_delay: state.config.end_marker_delay,
         fault,
         reset: peer.map(|peer| (Arc::clone(state), peer)),
     };
