@@ -179,6 +179,18 @@ pub struct AccountSettings {
     pub cooldown: Duration,
     /// The most Hailuo tokens one client request may name in `Authorization`.
     pub max_tokens_per_request: usize,
+    /// The upstream messages that say an account is still busy with another answer
+    /// (substrings; `accounts.busy_markers`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub busy_markers: Vec<String>,
+    /// How long an account stays held after an answer's final event while the upstream's
+    /// response ends (`accounts.release_wait_ms`).
+    #[serde(rename = "release_wait_ms", deserialize_with = "parse::millis")]
+    pub release_wait: Duration,
+    /// How long an account stays out of use after the gateway hung up on one of its streams
+    /// (`accounts.hangup_rest_ms`).
+    #[serde(rename = "hangup_rest_ms", deserialize_with = "parse::millis")]
+    pub hangup_rest: Duration,
 }
 
 /// Client API keys and the server's own Hailuo token pool. Its `Debug` shows counts only.

@@ -19,6 +19,7 @@ use crate::inbound::server;
 use crate::outbound::attachments::AttachmentFetcher;
 use crate::outbound::audio::SymphoniaLameCodec;
 use crate::outbound::hailuo::HailuoClient;
+use crate::outbound::hailuo::request::BusyMarkers;
 use crate::outbound::hailuo::speech::SpeechTiming;
 use crate::outbound::store::{self, Stores};
 
@@ -59,6 +60,7 @@ impl Application {
                     timeout: settings.audio.tts_timeout,
                     poll_interval: settings.audio.tts_poll_interval,
                 })
+                .with_busy_markers(BusyMarkers::new(&settings.accounts.busy_markers))
                 .with_late_conversations(
                     LateConversationRecorder::new(Arc::clone(&sessions), Arc::clone(&tracker)),
                     settings.upstream.late_answer_wait,
@@ -80,6 +82,8 @@ impl Application {
                 retries: settings.upstream.retries,
                 retry_delay: settings.upstream.retry_delay,
                 busy_wait: settings.accounts.busy_wait,
+                release_wait: settings.accounts.release_wait,
+                hangup_rest: settings.accounts.hangup_rest,
                 cooldown: CooldownPolicy {
                     after: settings.accounts.cooldown_after,
                     rest: settings.accounts.cooldown,

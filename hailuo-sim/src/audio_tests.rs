@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::audio::{SPEECH_SAMPLE_RATE, analyse_mp3, encode_mp3, sine_tone};
-use super::protocol_tests::{Browser, events, registered};
+use super::protocol_tests::{Browser, events, registered, until_free};
 use super::verify::{VoiceSignedFields, voice_signature};
 use super::*;
 
@@ -300,6 +300,7 @@ async fn silence_and_too_short_audio_are_no_speech() {
         tone_mp3(Duration::from_secs(1), true),
         tone_mp3(Duration::from_millis(200), false),
     ] {
+        until_free(&sim, "token-q").await;
         let events = named_events(&phone(&browser, &mp3).await);
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].1["status_code"], 1_200_041);

@@ -32,6 +32,16 @@ pub struct SimConfig {
     pub fault_rate: f64,
     /// Seeds the draws of `fault_rate`, for a reproducible run; random when `None`.
     pub fault_seed: Option<u64>,
+    /// The pause between an answer's final event (`isEnd: 0`) and its end marker (`type` 8),
+    /// during which the response, and with it the account, is still busy; 0 by default.
+    pub end_marker_delay: Duration,
+    /// How long an account stays busy after one of its streams (chat, voice) has ended, as
+    /// the upstream frees an account only some moments after: a chat or voice message sent in
+    /// that window is refused with code 1200009 `上一条回复还未结束`. 5 ms by default.
+    pub busy_after_end: Duration,
+    /// How long an account stays busy after the simulator noticed (at its next write) that a
+    /// client hung up on one of its streams. 20 ms by default.
+    pub busy_after_hangup: Duration,
 }
 
 impl Default for SimConfig {
@@ -45,6 +55,9 @@ impl Default for SimConfig {
             open: true,
             fault_rate: 0.0,
             fault_seed: None,
+            end_marker_delay: Duration::ZERO,
+            busy_after_end: Duration::from_millis(5),
+            busy_after_hangup: Duration::from_millis(20),
         }
     }
 }

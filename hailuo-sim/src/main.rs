@@ -17,6 +17,8 @@ struct Defaults {
     chunk_delay_ms: String,
     chunk_chars: String,
     tear_pause_us: String,
+    busy_after_end_ms: String,
+    busy_after_hangup_ms: String,
 }
 
 impl Defaults {
@@ -26,6 +28,8 @@ impl Defaults {
             chunk_delay_ms: config.chunk_delay.as_millis().to_string(),
             chunk_chars: config.chunk_chars.to_string(),
             tear_pause_us: config.tear_pause.as_micros().to_string(),
+            busy_after_end_ms: config.busy_after_end.as_millis().to_string(),
+            busy_after_hangup_ms: config.busy_after_hangup.as_millis().to_string(),
         }
     }
 }
@@ -65,6 +69,14 @@ struct Cli {
         value_parser = dialect_parser()
     )]
     dialect: Dialect,
+    /// How long an account stays busy after one of its streams has ended, in milliseconds
+    /// (a chat or voice message sent then is refused with code 1200009).
+    #[arg(long, env = "HAILUO_SIM_BUSY_AFTER_END_MS", default_value = DEFAULTS.busy_after_end_ms.as_str())]
+    busy_after_end_ms: u64,
+    /// How long an account stays busy after a client hung up on one of its streams, counted
+    /// from when the simulator noticed (at its next write), in milliseconds.
+    #[arg(long, env = "HAILUO_SIM_BUSY_AFTER_HANGUP_MS", default_value = DEFAULTS.busy_after_hangup_ms.as_str())]
+    busy_after_hangup_ms: u64,
 }
 
 /// Parses a dialect by the name `upstream.dialect` takes, listing the names in `--help`.
@@ -85,6 +97,8 @@ impl Cli {
             chunk_delay: Duration::from_millis(self.chunk_delay_ms),
             chunk_chars: usize::try_from(self.chunk_chars).unwrap_or(usize::MAX),
             tear_pause: Duration::from_micros(self.tear_pause_us),
+            busy_after_end: Duration::from_millis(self.busy_after_end_ms),
+            busy_after_hangup: Duration::from_millis(self.busy_after_hangup_ms),
             ..SimConfig::on(self.dialect)
         }
     }
@@ -132,6 +146,8 @@ mod tests {
         assert_eq!(config.chunk_chars, default.chunk_chars);
         assert_eq!(config.tear_pause, default.tear_pause);
         assert_eq!(config.dialect, default.dialect);
+        assert_eq!(config.busy_after_end, default.busy_after_end);
+        assert_eq!(config.busy_after_hangup, default.busy_after_hangup);
         assert_eq!((cli.host, cli.port), (IpAddr::from([127, 0, 0, 1]), 8100));
     }
 

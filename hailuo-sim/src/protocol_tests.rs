@@ -165,6 +165,18 @@ pub(super) fn final_answer(body: &str) -> Option<String> {
         .and_then(|event| event["data"]["messageResult"]["content"].as_str().map(str::to_owned))
 }
 
+/// Waits (bounded) until `token`'s account is free, as a client of the real upstream must
+/// between two answers on one account.
+pub(super) async fn until_free(sim: &Simulator, token: &str) {
+    for _ in 0..1000 {
+        if !sim.accounts().is_busy(token) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("{token} stayed busy");
+}
+
 pub(super) async fn registered(sim: &Simulator, token: &str) -> Browser {
     let mut browser = Browser::new(sim, token);
     assert_eq!(browser.register().await["statusInfo"]["code"], 0);
@@ -194,6 +206,7 @@ async fn a_clean_client_registers_chats_and_deletes_without_violations() {
 
     let chat_id = sim.conversations().chats()[0].chat_id.clone();
     assert_eq!(sim.conversations().live("token-a"), vec![chat_id.clone()]);
+    until_free(&sim, "token-a").await;
     let continued = browser.chat("再来", &chat_id).await;
     assert_eq!(final_answer(&continued), Some(Simulator::answer_for("再来")));
 
@@ -277,6 +290,60 @@ async fn a_second_stream_on_a_busy_token_gets_an_error_event() {
 }
 
 #[tokio::test]
+async fn an_account_stays_busy_a_moment_after_its_answer_has_ended() {
+    let sim = Simulator::start(SimConfig {
+        busy_after_end: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let browser = registered(&sim, "token-w").await;
+    let first = browser.chat("先问", "0").await;
+    assert_eq!(final_answer(&first), Some(Simulator::answer_for("先问")));
+    assert!(sim.accounts().is_busy("token-w"), "the window follows the body's end");
+    let refused = browser.chat("马上再问", "0").await;
+    assert_eq!(events(&refused)[0]["statusInfo"]["code"], 1_200_009, "{refused}");
+    assert_eq!(events(&refused)[0]["statusInfo"]["message"], "上一条回复还未结束");
+    assert_eq!(sim.accounts().busy_refusals(), 1);
+    assert_eq!(sim.conversations().chats().len(), 1, "a refusal is no accepted chat");
+    until_free(&sim, "token-w").await;
+    let later = browser.chat("等一会再问", "0").await;
+    assert_eq!(final_answer(&later), Some(Simulator::answer_for("等一会再问")));
+    assert_eq!(sim.accounts().busy_refusals(), 1);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test]
+async fn an_account_stays_busy_after_a_hang_up_until_it_is_noticed_and_a_moment_more() {
+    let sim = Simulator::start(SimConfig {
+        busy_after_hangup: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let browser = registered(&sim, "token-h").await;
+    sim.faults().inject(Fault::SlowChunks(Duration::from_millis(20)));
+    let mut abandoned = browser.chat_request("一个很慢的回答", "0").await;
+    assert!(abandoned.chunk().await.unwrap().is_some());
+    drop(abandoned);
+    // The simulator notices at its next write; from then on the window runs.
+    for _ in 0..500 {
+        if sim.accounts().active_streams() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(sim.accounts().active_streams(), 0, "the hang-up was noticed");
+    assert!(sim.accounts().is_busy("token-h"));
+    let refused = browser.chat("马上再问", "0").await;
+    assert_eq!(events(&refused)[0]["statusInfo"]["code"], 1_200_009, "{refused}");
+    assert_eq!(sim.accounts().busy_refusals(), 1);
+    until_free(&sim, "token-h").await;
+    let later = browser.chat("等一会再问", "0").await;
+    assert_eq!(final_answer(&later), Some(Simulator::answer_for("等一会再问")));
+}
+
+#[tokio::test]
 async fn faults_are_played_in_order() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let browser = registered(&sim, "token-e").await;
@@ -289,13 +356,16 @@ async fn faults_are_played_in_order() {
     assert_eq!(browser.chat_request("a", "0").await.status(), 500);
     let refused: Value = serde_json::from_str(&browser.chat("b", "0").await).unwrap();
     assert_eq!(refused["statusInfo"]["code"], 1004);
+    until_free(&sim, "token-e").await;
     let filtered = browser.chat("被过滤的问题", "0").await;
     assert!(
         filtered.contains("1500001") && !filtered.contains("\"type\":8"),
         "{filtered}"
     );
+    until_free(&sim, "token-e").await;
     let cut = browser.chat_request("被切断的问题", "0").await.text().await;
     assert!(cut.is_err(), "{cut:?}");
+    until_free(&sim, "token-e").await;
     let malformed = browser.chat("坏事件", "0").await;
     assert!(malformed.contains("not json"));
     assert_eq!(final_answer(&malformed), Some(Simulator::answer_for("坏事件")));

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::config::SimConfig;
 use crate::connections::Connections;
@@ -63,26 +64,58 @@ impl SimState {
         accounts.dead_tokens.contains(token) || (!self.config.open && !accounts.allowed_tokens.contains(token))
     }
 
-    /// Opens a chat stream on `token`: counts it (and the concurrency high mark) until the
-    /// returned guard drops, and says how many streams were open on the token before it.
-    pub fn open_stream(self: &Arc<Self>, token: &str) -> (StreamGuard, usize) {
-        let before = self.ledger().accounts.open_stream(token);
+    /// Opens a stream (chat, voice) on `token`: counts it (and the concurrency high mark)
+    /// until the returned guard drops, and says whether the account was busy (another stream
+    /// open, or one ended within its busy window). A busy account's request is counted as a
+    /// busy refusal; its guard leaves no busy window behind.
+    pub fn open_stream(self: &Arc<Self>, token: &str) -> (StreamGuard, bool) {
+        let mut ledger = self.ledger();
+        let busy = ledger.accounts.is_busy(token, Instant::now());
+        ledger.accounts.open_stream(token);
+        if busy {
+            ledger.accounts.busy_refusals += 1;
+        }
+        drop(ledger);
         let guard = StreamGuard {
             state: Arc::clone(self),
             token: token.to_owned(),
+            refusal: busy,
+            window: None,
         };
-        (guard, before)
+        (guard, busy)
     }
 }
 
-/// One open chat stream; dropping it (stream ended, client gone) closes it in the ledger.
+/// One open stream; dropping it closes it in the ledger. A response body holding it (see
+/// [`EventWriter::channel`](crate::http::sse::EventWriter::channel)) marks how it ended, and
+/// the account then stays busy for `busy_after_end` or `busy_after_hangup`.
 pub(crate) struct StreamGuard {
     state: Arc<SimState>,
     token: String,
+    /// A refused request's stream: it leaves no busy window.
+    refusal: bool,
+    /// How long the account stays busy once this stream is closed.
+    window: Option<Duration>,
+}
+
+impl StreamGuard {
+    /// The stream's body has been sent to its end.
+    pub fn ended(&mut self) {
+        self.window = Some(self.state.config.busy_after_end);
+    }
+
+    /// The client hung up on the stream, and the simulator has noticed.
+    pub fn hung_up(&mut self) {
+        self.window = Some(self.state.config.busy_after_hangup);
+    }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.state.ledger().accounts.close_stream(&self.token);
+        let mut ledger = self.state.ledger();
+        ledger.accounts.close_stream(&self.token);
+        if let (Some(window), false) = (self.window, self.refusal) {
+            ledger.accounts.busy_until(&self.token, Instant::now() + window);
+        }
     }
 }

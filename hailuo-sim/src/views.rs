@@ -37,6 +37,30 @@ impl<'a> Accounts<'a> {
         ledger.accounts.max_streams.get(token).copied().unwrap_or(0)
     }
 
+    /// How many chat and voice messages were refused with code 1200009 `上一条回复还未结束`
+    /// because their account was busy: another stream open on it, or one that ended (or was
+    /// hung up on) within `busy_after_end` (`busy_after_hangup`).
+    pub fn busy_refusals(&self) -> usize {
+        self.state.ledger().accounts.busy_refusals
+    }
+
+    /// Whether any account is busy now (a stream open, or within the busy window of one).
+    pub fn any_busy(&self) -> bool {
+        let ledger = self.state.ledger();
+        let now = std::time::Instant::now();
+        let accounts = &ledger.accounts;
+        accounts
+            .active_streams
+            .keys()
+            .chain(accounts.busy_until.keys())
+            .any(|token| accounts.is_busy(token, now))
+    }
+
+    /// Whether `token` is busy now (a stream open, or within the busy window of one).
+    pub fn is_busy(&self, token: &str) -> bool {
+        self.state.ledger().accounts.is_busy(token, std::time::Instant::now())
+    }
+
     /// Chat streams open now, over all tokens.
     pub fn active_streams(&self) -> usize {
         self.state.ledger().accounts.active_streams.values().sum()

@@ -36,6 +36,14 @@ pub enum ProviderError {
         /// The upstream's reason.
         message: String,
     },
+    /// The upstream says the account is still busy with another answer (protocol §12), before
+    /// any content: the account is fine and will be free shortly, so wait and try again (on it
+    /// or another idle account).
+    #[error("the upstream says the account is busy: {message}")]
+    AccountBusy {
+        /// The upstream's reason.
+        message: String,
+    },
     /// The upstream refused this request (content filtered, rate limited, ...): do not retry elsewhere.
     #[error("the upstream refused the request: {message}")]
     Refused {
@@ -95,6 +103,12 @@ impl ProviderError {
 }
 
 /// The answer to a chat prompt, piece by piece, as the upstream produces it.
+///
+/// The stream ends when the upstream's response has ended, not at the final delta: polled on
+/// after the delta with `finished` set, it reads the rest of the response (its end marker)
+/// and then yields `None`, so that whoever holds the account knows when the upstream frees
+/// it (protocol §12). Dropping it earlier hangs up on the response, which the upstream only
+/// notices at its next write.
 pub type AnswerStream = BoxStream<'static, Result<AnswerDelta, ProviderError>>;
 
 /// The upstream chat service (Hailuo's web chat), account by account.
@@ -118,7 +132,8 @@ pub trait ChatProvider: Send + Sync {
     ///
     /// # Errors
     /// [`ProviderError::AccountRejected`] when the account is refused before any event,
-    /// transient errors when the upstream cannot be reached or answers 5xx,
+    /// [`ProviderError::AccountBusy`] (before any content, in the stream or instead of it)
+    /// when the upstream says the account is still busy with another answer, transient errors when the upstream cannot be reached or answers 5xx,
     /// [`ProviderError::Attachment`] when an attachment's content fails on its way.
     async fn send(
         &self,
@@ -172,7 +187,9 @@ pub trait SpeechProvider: Send + Sync {
 /// Speech to text (protocol §9).
 #[async_trait]
 pub trait TranscriptionProvider: Send + Sync {
-    /// Transcribes MP3 audio; an empty string when no speech was heard.
+    /// Transcribes MP3 audio; an empty string when no speech was heard. Returns as soon as the
+    /// transcript has arrived, hanging up on the rest of the upstream's answer (the app's
+    /// spoken reply), which keeps the account busy upstream until the upstream notices.
     ///
     /// # Errors
     /// Upstream failures, as for chat.

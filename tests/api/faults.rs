@@ -282,10 +282,12 @@ async fn a_token_that_dies_mid_stream_finishes_its_answer_and_requests_move_on()
 
 #[tokio::test]
 async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once() -> TestResult {
-    // No waiting for a busy account: the follow-up succeeds only if the account is free.
+    // No waiting for a busy account, nor a rest after the hang-up: the follow-up succeeds
+    // only if the account is free.
     let app = spawn_app_with(|s| {
         delete_at_once(s);
         s.accounts.busy_wait = Duration::from_secs(0);
+        s.accounts.hangup_rest = Duration::ZERO;
     })
     .await;
     app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(40)));

@@ -189,11 +189,12 @@ impl TestApp {
         }
     }
 
-    /// Waits (bounded) until the simulator has no stream open: after we hang up on one, the
-    /// upstream notices at its next write, and until then the account is busy there.
+    /// Waits (bounded) until the simulator has no stream open and no account busy: after we
+    /// hang up on one, the upstream notices at its next write, and until then and a moment
+    /// after the account is busy there.
     pub async fn upstream_idle(&self) -> bool {
         eventually(Duration::from_secs(5), || async {
-            self.sim.accounts().active_streams() == 0
+            self.sim.accounts().active_streams() == 0 && !self.sim.accounts().any_busy()
         })
         .await
     }

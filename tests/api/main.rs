@@ -7,6 +7,7 @@ mod accounts;
 mod audio;
 mod audio_fixtures;
 mod auth;
+mod busy;
 mod chat;
 mod dialects;
 mod errors;

@@ -4,10 +4,16 @@
 use std::io;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use poem::{Body, Response};
 use tokio::sync::mpsc;
+use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+
+use crate::state::StreamGuard;
 
 use crate::fault::RESET_PAUSE;
 
@@ -32,11 +38,45 @@ pub(crate) struct EventWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,
 }
 
+/// A response body that holds its account's stream: the stream closes when the body has
+/// been sent to its end, or when the server drops it (the client gone, noticed at a write).
+struct HeldBody {
+    chunks: ReceiverStream<io::Result<Bytes>>,
+    guard: Option<StreamGuard>,
+}
+
+impl Stream for HeldBody {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let next = Pin::new(&mut this.chunks).poll_next(cx);
+        if let Poll::Ready(None) = next
+            && let Some(mut guard) = this.guard.take()
+        {
+            guard.ended();
+        }
+        next
+    }
+}
+
+impl Drop for HeldBody {
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.as_mut() {
+            guard.hung_up();
+        }
+    }
+}
+
 impl EventWriter {
-    /// A writer and the body it feeds.
-    pub(crate) fn channel() -> (Self, Body) {
+    /// A writer and the body it feeds; the body holds `guard` until it ends or is dropped.
+    pub(crate) fn channel(guard: Option<StreamGuard>) -> (Self, Body) {
         let (tx, rx) = mpsc::channel(4);
-        (Self { tx }, Body::from_bytes_stream(ReceiverStream::new(rx)))
+        let body = HeldBody {
+            chunks: ReceiverStream::new(rx),
+            guard,
+        };
+        (Self { tx }, Body::from_bytes_stream(body))
     }
 
     pub(crate) async fn write(&self, bytes: impl Into<Bytes>) -> Result<(), ClientGone> {

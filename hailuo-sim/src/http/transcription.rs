@@ -69,8 +69,8 @@ pub(crate) async fn phone_msg(state: &Arc<SimState>, req: Request) -> Response {
         Ok(caller) => caller.token,
         Err(rejection) => return refuse(state, &req, rejection),
     };
-    let (guard, already_open) = state.open_stream(&token);
-    if already_open > 0 {
+    let (guard, busy) = state.open_stream(&token);
+    if busy {
         return single_event(guard, BUSY_CODE, "上一条回复还未结束");
     }
 
@@ -103,10 +103,9 @@ pub(crate) async fn phone_msg(state: &Arc<SimState>, req: Request) -> Response {
     }
 
     let transcript = replies::transcript_for(summary.duration);
-    let (writer, body) = EventWriter::channel();
+    let (writer, body) = EventWriter::channel(Some(guard));
     let state = Arc::clone(state);
     tokio::spawn(async move {
-        let _guard = guard;
         if play_reply(writer, &transcript).await.is_err() {
             state.ledger().voice.abandoned += 1;
         }
@@ -132,9 +131,8 @@ async fn play_reply(mut writer: EventWriter, transcript: &str) -> Result<(), Cli
 
 /// A stream holding one `asr_chunk` event with a non-zero `status_code`.
 fn single_event(guard: StreamGuard, code: i64, message: &'static str) -> Response {
-    let (mut writer, body) = EventWriter::channel();
+    let (mut writer, body) = EventWriter::channel(Some(guard));
     tokio::spawn(async move {
-        let _guard = guard;
         let data = json!({"status_code": code, "err_message": message, "data": {}});
         let _ = writer.event(ASR_EVENT, &data.to_string()).await;
     });

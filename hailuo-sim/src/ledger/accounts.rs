@@ -2,6 +2,7 @@
 //! those it forgot), the tokens logged out or let in, and the chat streams open on each.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 /// A registered device: `(uuid, device_id)`.
 pub(crate) type Device = (String, String);
@@ -26,6 +27,10 @@ pub(crate) struct AccountBook {
     pub active_streams: HashMap<String, usize>,
     /// Highest number of simultaneous streams per token.
     pub max_streams: HashMap<String, usize>,
+    /// Until when each token stays busy after its last stream ended or was hung up on.
+    pub busy_until: HashMap<String, Instant>,
+    /// Chat and voice messages refused because their account was busy.
+    pub busy_refusals: usize,
 }
 
 impl AccountBook {
@@ -66,6 +71,18 @@ impl AccountBook {
     pub fn revive(&mut self, token: &str) {
         self.dead_tokens.remove(token);
         self.allowed_tokens.insert(token.to_owned());
+    }
+
+    /// Whether `token` is busy now: a stream of it is open, or one ended too short a while ago.
+    pub fn is_busy(&self, token: &str, now: Instant) -> bool {
+        self.active_streams.get(token).is_some_and(|open| *open > 0)
+            || self.busy_until.get(token).is_some_and(|until| now < *until)
+    }
+
+    /// Keeps `token` busy until `until` (or later, if it already was).
+    pub fn busy_until(&mut self, token: &str, until: Instant) {
+        let entry = self.busy_until.entry(token.to_owned()).or_insert(until);
+        *entry = (*entry).max(until);
     }
 
     /// Counts a stream opened on `token` (and the high mark); how many were open before it.

@@ -58,6 +58,8 @@ impl Ledger {
     /// must remember to answer (devices, live conversations, files, violations).
     pub fn forget_history(&mut self) {
         self.conversations.forget_history();
+        let now = std::time::Instant::now();
+        self.accounts.busy_until.retain(|_, until| now < *until);
         self.speech.forget_history();
         self.trace_ids = HashSet::new();
     }

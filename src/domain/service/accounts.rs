@@ -4,6 +4,7 @@
 //! with keys.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -103,6 +104,41 @@ impl AccountLease {
     pub(crate) fn hold(mut self, permit: AdmissionPermit) -> Self {
         self._admission = Some(permit);
         self
+    }
+
+    /// Frees the request's admission slot now and the account once `ended` has resolved (the
+    /// upstream frees an account only when its response has ended). Past `within`, `ended` is
+    /// dropped (the response hung up on) and the account rests `rest_after_hangup` more.
+    /// Outside a runtime the account is freed at once.
+    pub(crate) fn release_when(
+        mut self,
+        ended: impl Future<Output = ()> + Send + 'static,
+        within: Duration,
+        rest_after_hangup: Duration,
+    ) {
+        drop(self._admission.take());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            if tokio::time::timeout(within, ended).await.is_err() {
+                tokio::time::sleep(rest_after_hangup).await;
+            }
+            drop(self);
+        });
+    }
+
+    /// Frees the request's admission slot now and the account after `rest`: after a hang-up,
+    /// the upstream frees the account only once it has noticed.
+    pub(crate) fn release_after(mut self, rest: Duration) {
+        drop(self._admission.take());
+        let (false, Ok(runtime)) = (rest.is_zero(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        runtime.spawn(async move {
+            tokio::time::sleep(rest).await;
+            drop(self);
+        });
     }
 }
 
@@ -343,6 +379,46 @@ mod tests {
             assert!(!health.refused(&a));
         }
         assert!(!health.is_resting(&a));
+    }
+
+    #[tokio::test]
+    async fn a_lease_released_after_a_rest_keeps_the_account_until_then() {
+        let pool = AccountPool::new();
+        let one = tokens(&["a"]);
+        let lease = pool.try_lease(&one).unwrap();
+        lease.release_after(Duration::from_millis(50));
+        assert!(pool.is_busy(&one[0]), "resting after a hang-up");
+        assert!(pool.lease(&one, Duration::from_secs(5)).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_lease_released_when_the_response_ends_waits_for_it_but_no_longer_than_the_bound() {
+        let pool = AccountPool::new();
+        let one = tokens(&["a"]);
+        let (ended, end) = tokio::sync::oneshot::channel::<()>();
+        pool.try_lease(&one).unwrap().release_when(
+            async move {
+                let _ = end.await;
+            },
+            Duration::from_secs(30),
+            Duration::ZERO,
+        );
+        tokio::task::yield_now().await;
+        assert!(pool.is_busy(&one[0]), "the response has not ended");
+        drop(ended);
+        assert!(pool.lease(&one, Duration::from_secs(5)).await.is_some());
+
+        let cut_off = std::time::Instant::now();
+        pool.try_lease(&one).unwrap().release_when(
+            std::future::pending(),
+            Duration::from_millis(30),
+            Duration::from_millis(30),
+        );
+        assert!(pool.lease(&one, Duration::from_secs(5)).await.is_some(), "bounded");
+        assert!(
+            cut_off.elapsed() >= Duration::from_millis(60),
+            "a response hung up on rests the account as well"
+        );
     }
 
     #[tokio::test]

@@ -264,6 +264,8 @@ impl ChatService {
             lease: Some(lease),
             activity: Some(activity),
             done: false,
+            release_wait: self.runner.policy().release_wait,
+            hangup_rest: self.runner.policy().hangup_rest,
         };
         if done {
             answer.finish();
@@ -359,8 +361,10 @@ impl Drop for Activity {
     }
 }
 
-/// An answer being streamed. Yields the deltas; the account is freed as soon as the last
-/// one arrives, the stream fails, or the stream is dropped (a client gone away).
+/// An answer being streamed. Yields the deltas and ends at the last one; the account is freed
+/// once the upstream's response has ended after it (at most `accounts.release_wait_ms`
+/// later, read off the client's path), or `accounts.hangup_rest_ms` after the stream is
+/// dropped before its end (a client gone away: the upstream notices the hang-up late).
 pub struct Answer {
     conversation: ConversationId,
     message_id: String,
@@ -369,6 +373,8 @@ pub struct Answer {
     lease: Option<AccountLease>,
     activity: Option<Activity>,
     done: bool,
+    release_wait: std::time::Duration,
+    hangup_rest: std::time::Duration,
 }
 
 impl Answer {
@@ -382,10 +388,16 @@ impl Answer {
         &self.message_id
     }
 
+    /// The answer is over for the client: its account is freed when the upstream's response
+    /// has ended (the rest of the stream read in the background), bounded.
     fn finish(&mut self) {
         self.done = true;
-        self.lease = None;
         self.activity = None;
+        let mut rest = std::mem::replace(&mut self.rest, futures::stream::empty().boxed());
+        if let Some(lease) = self.lease.take() {
+            let ended = async move { while rest.next().await.is_some() {} };
+            lease.release_when(ended, self.release_wait, self.hangup_rest);
+        }
     }
 
     /// Reads the whole answer.
@@ -398,6 +410,15 @@ impl Answer {
             text.push_str(&delta?.text);
         }
         Ok(text)
+    }
+}
+
+/// An answer dropped before its end hangs up on the upstream's response.
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release_after(self.hangup_rest);
+        }
     }
 }
 

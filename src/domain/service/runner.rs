@@ -67,6 +67,7 @@ impl From<ProviderError> for RunnerError {
     fn from(error: ProviderError) -> Self {
         match error {
             ProviderError::AccountRejected { message } => RunnerError::AccountsRejected { message },
+            ProviderError::AccountBusy { .. } => RunnerError::AccountsBusy,
             ProviderError::Refused { message } => RunnerError::Refused { message },
             ProviderError::Unavailable { message }
             | ProviderError::BadResponse { message }
@@ -98,8 +99,14 @@ pub struct RunPolicy {
     pub retries: u32,
     /// Pause before each retry.
     pub retry_delay: Duration,
-    /// How long to wait for an idle account (and for an admission slot).
+    /// How long to wait for an idle account (and for an admission slot), counted from when
+    /// the run first meets a busy one (in the pool or upstream).
     pub busy_wait: Duration,
+    /// How long an account stays held after an answer's final event while the upstream's
+    /// response ends.
+    pub release_wait: Duration,
+    /// How long an account stays out of use after the gateway hung up on one of its streams.
+    pub hangup_rest: Duration,
     /// When a refused token rests.
     pub cooldown: CooldownPolicy,
 }
@@ -108,6 +115,8 @@ pub struct RunPolicy {
 enum AttemptError {
     /// The account is refused: skip it.
     Rejected(String),
+    /// The upstream says the account is still busy: wait, and try it or another again.
+    Busy(String),
     /// Worth retrying.
     Transient(ProviderError),
     /// The upstream forgot the account's device: register again and retry at once.
@@ -134,6 +143,7 @@ impl From<ProviderError> for AttemptError {
     fn from(error: ProviderError) -> Self {
         match error {
             ProviderError::AccountRejected { message } => AttemptError::Rejected(message),
+            ProviderError::AccountBusy { message } => AttemptError::Busy(message),
             error if error.is_transient() => AttemptError::Transient(error),
             error => AttemptError::Final(error),
         }
@@ -256,6 +266,7 @@ impl AccountRunner {
         let mut attempts = 0;
         let mut last_failed: Option<AccountToken> = None;
         let mut last_rejection: Option<String> = None;
+        let mut busy = BusyWait::new(self.policy.busy_wait);
         loop {
             // Another request may have rested one of them meanwhile.
             candidates = self.health.usable(&candidates);
@@ -266,9 +277,12 @@ impl AccountRunner {
                 }
                 .into());
             }
-            let ordered = prefer_others(&candidates, last_failed.as_ref());
+            let ordered = prefer_others(&candidates, last_failed.as_ref(), &busy.met);
             let waiting = std::time::Instant::now();
-            let lease = self.pool.lease(&ordered, self.policy.busy_wait).await;
+            let lease = match self.pool.try_lease(&ordered) {
+                Some(lease) => Some(lease),
+                None => self.pool.lease(&ordered, busy.left()).await,
+            };
             instruments().account_wait.record(waiting.elapsed().as_secs_f64(), &[]);
             let lease = lease.ok_or(RunnerError::AccountsBusy)?;
             let token = lease.token().clone();
@@ -306,6 +320,21 @@ impl AccountRunner {
                     }
                     candidates.retain(|candidate| candidate != &token);
                     last_rejection = Some(message);
+                }
+                AttemptError::Busy(message) => {
+                    tracing::info!(account = %token, %message, "the upstream says the account is busy; waiting");
+                    busy.met.push(token);
+                    // An idle account not yet met busy is tried at once; otherwise pause.
+                    let untried_idle = candidates
+                        .iter()
+                        .any(|candidate| !busy.met.contains(candidate) && !self.pool.is_busy(candidate));
+                    if !untried_idle {
+                        let pause = busy.next_pause().min(busy.left());
+                        tokio::time::sleep(pause).await;
+                    }
+                    if busy.left().is_zero() {
+                        return Err(RunnerError::AccountsBusy.into());
+                    }
                 }
                 AttemptError::DeviceUnknown(account, error) => {
                     reregistered += 1;
@@ -346,9 +375,224 @@ fn all_resting() -> RunnerError {
     }
 }
 
-/// `candidates` with `avoid` moved to the end.
-fn prefer_others(candidates: &[AccountToken], avoid: Option<&AccountToken>) -> Vec<AccountToken> {
-    let (mut others, avoided): (Vec<_>, Vec<_>) = candidates.iter().cloned().partition(|token| Some(token) != avoid);
+/// `candidates` with those met busy moved to the end, and `avoid` (the last to fail) after
+/// the others.
+fn prefer_others(
+    candidates: &[AccountToken],
+    avoid: Option<&AccountToken>,
+    met_busy: &[AccountToken],
+) -> Vec<AccountToken> {
+    let (fresh, busy): (Vec<_>, Vec<_>) = candidates.iter().cloned().partition(|token| !met_busy.contains(token));
+    let (mut others, avoided): (Vec<_>, Vec<_>) = fresh.into_iter().partition(|token| Some(token) != avoid);
     others.extend(avoided);
+    others.extend(busy);
     others
+}
+
+/// The first pause after the upstream called every account tried busy.
+const FIRST_BUSY_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between tries of busy accounts.
+const MAX_BUSY_PAUSE: Duration = Duration::from_secs(1);
+
+/// A run's wait for busy accounts: `accounts.busy_wait` counted from the first busy account
+/// it met (in the pool or upstream), and the pause between rounds of accounts the upstream
+/// called busy, growing from 50 ms to 1 s.
+struct BusyWait {
+    wait: Duration,
+    since: Option<std::time::Instant>,
+    pause: Duration,
+    /// The accounts the upstream called busy since the last pause.
+    met: Vec<AccountToken>,
+}
+
+impl BusyWait {
+    fn new(wait: Duration) -> Self {
+        Self {
+            wait,
+            since: None,
+            pause: FIRST_BUSY_PAUSE,
+            met: Vec::new(),
+        }
+    }
+
+    /// The time left to wait; the clock starts at the first call.
+    fn left(&mut self) -> Duration {
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        self.wait.saturating_sub(since.elapsed())
+    }
+
+    /// The pause before the next round (every account may be tried again after it).
+    fn next_pause(&mut self) -> Duration {
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(MAX_BUSY_PAUSE);
+        self.met.clear();
+        pause
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::domain::chat::{Attachment, ChatPrompt, ConversationId};
+    use crate::domain::ports::{AnswerStream, ChatProvider, Device, StoreError, TokenStore};
+
+    /// Every token has a fresh device already: the provider is never asked to register one.
+    struct RegisteredDevices;
+
+    #[async_trait]
+    impl TokenStore for RegisteredDevices {
+        async fn device(&self, _: &AccountToken) -> Result<Option<Device>, StoreError> {
+            Ok(Some(Device {
+                user_id: "u".into(),
+                device_id: "d".into(),
+                registered_at_ms: super::super::now_ms(),
+            }))
+        }
+        async fn save_device(&self, _: &AccountToken, _: &Device) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn forget_device(&self, _: &AccountToken) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// A provider no test reaches: the attempts are the runner's closures.
+    struct Unreached;
+
+    #[async_trait]
+    impl ChatProvider for Unreached {
+        async fn register_device(&self, _: &AccountToken) -> Result<Device, ProviderError> {
+            Err(ProviderError::Timeout)
+        }
+        async fn is_alive(&self, _: &Account) -> Result<bool, ProviderError> {
+            Err(ProviderError::Timeout)
+        }
+        async fn send(&self, _: &Account, _: &ChatPrompt, _: Vec<Attachment>) -> Result<AnswerStream, ProviderError> {
+            Err(ProviderError::Timeout)
+        }
+        async fn delete_conversation(&self, _: &Account, _: &ConversationId) -> Result<(), ProviderError> {
+            Err(ProviderError::Timeout)
+        }
+    }
+
+    fn runner(busy_wait: Duration) -> AccountRunner {
+        let devices = Arc::new(DeviceRegistry::new(
+            Arc::new(RegisteredDevices),
+            Arc::new(Unreached),
+            Duration::from_secs(3600),
+        ));
+        AccountRunner::new(
+            devices,
+            AccountPool::new(),
+            Admission::new(8, 8),
+            RunPolicy {
+                // No retries: a busy refusal counted as one would fail the run.
+                retries: 0,
+                retry_delay: Duration::ZERO,
+                busy_wait,
+                release_wait: Duration::from_secs(2),
+                hangup_rest: Duration::ZERO,
+                cooldown: CooldownPolicy {
+                    after: 1,
+                    rest: Duration::from_secs(300),
+                },
+            },
+        )
+    }
+
+    fn busy() -> ProviderError {
+        ProviderError::AccountBusy {
+            message: "上一条回复还未结束".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_account_is_waited_for_without_a_retry_or_a_rest() {
+        let runner = runner(Duration::from_secs(10));
+        let token = AccountToken::new("solo");
+        let tries = AtomicU32::new(0);
+        let result = runner
+            .run::<RunnerError, _, _, _>(std::slice::from_ref(&token), |_| {
+                let tries = &tries;
+                async move {
+                    if tries.fetch_add(1, Ordering::SeqCst) < 3 {
+                        Err(busy())
+                    } else {
+                        Ok("answered")
+                    }
+                }
+            })
+            .await;
+        let (value, _lease) = result.unwrap();
+        assert_eq!(value, "answered");
+        assert_eq!(tries.load(Ordering::SeqCst), 4, "three busy refusals, then the answer");
+        assert!(!runner.health().is_resting(&token), "a busy account is not refused");
+        assert_eq!(runner.health().tracked(), 0);
+    }
+
+    #[tokio::test]
+    async fn another_idle_account_is_tried_at_once_after_a_busy_one() {
+        let runner = runner(Duration::from_secs(10));
+        let tokens = [AccountToken::new("busy"), AccountToken::new("idle")];
+        let tried = Mutex::new(Vec::new());
+        let (value, _lease) = runner
+            .run::<RunnerError, _, _, _>(&tokens, |account| {
+                let tried = &tried;
+                async move {
+                    tried.lock().unwrap().push(account.token.clone());
+                    if account.token.expose() == "busy" {
+                        Err(busy())
+                    } else {
+                        Ok(account.token)
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, AccountToken::new("idle"));
+        let tried = tried.lock().unwrap().clone();
+        // Started on either; the busy one is not tried again before the idle one.
+        assert!(
+            tried == [AccountToken::new("idle")] || tried == [AccountToken::new("busy"), AccountToken::new("idle")],
+            "{tried:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_account_busy_past_the_whole_wait_is_a_429() {
+        let runner = runner(Duration::from_millis(300));
+        let tries = AtomicU32::new(0);
+        let started = std::time::Instant::now();
+        let result = runner
+            .run::<RunnerError, (), _, _>(&[AccountToken::new("solo")], |_| {
+                tries.fetch_add(1, Ordering::SeqCst);
+                async { Err(busy()) }
+            })
+            .await;
+        assert_eq!(result.err(), Some(RunnerError::AccountsBusy));
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "it waited the whole wait"
+        );
+        // Pauses of 50, 100, then 200 ms cut to what is left: a growing pause, not a busy loop.
+        let tries = tries.load(Ordering::SeqCst);
+        assert!((1..=4).contains(&tries), "{tries} tries");
+    }
+
+    #[test]
+    fn the_accounts_met_busy_come_last_and_the_last_failed_after_the_others() {
+        let [a, b, c] = [AccountToken::new("a"), AccountToken::new("b"), AccountToken::new("c")];
+        let all = [a.clone(), b.clone(), c.clone()];
+        assert_eq!(
+            prefer_others(&all, Some(&a), std::slice::from_ref(&b)),
+            vec![c.clone(), a.clone(), b.clone()]
+        );
+        assert_eq!(prefer_others(&all, None, &[]), all.to_vec());
+    }
 }

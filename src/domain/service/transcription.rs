@@ -99,12 +99,14 @@ impl TranscriptionService {
                 AudioError::Encoding(_) => TranscriptionError::Codec,
             })?;
         let (provider, mp3) = (&self.provider, prepared.mp3.as_slice());
-        let (text, _lease) = self
+        let (text, lease) = self
             .runner
             .run_admitted::<TranscriptionError, _, _, _>(admitted, tokens, |account| async move {
                 provider.transcribe(&account, mp3).await
             })
             .await?;
+        // The provider hung up on the rest of the upstream's answer after the transcript.
+        lease.release_after(self.runner.policy().hangup_rest);
         Ok(Transcript {
             text,
             duration: prepared.duration,

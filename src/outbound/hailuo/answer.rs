@@ -18,9 +18,6 @@ const HEARTBEAT_TYPE: i64 = 3;
 const END_TYPE: i64 = 8;
 /// Where the upstream cut a multi-byte character; the rest comes in a later event.
 const CUT_MARK: char = '\u{FFFD}';
-/// How long the rest of an answer's body (the end marker, the body's end) is read, off the
-/// client's path, after the final event.
-const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One `data:` payload of the answer stream; unknown fields are ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -235,9 +232,9 @@ fn id_text(id: &Value) -> Option<String> {
 }
 
 /// Runs a byte stream (an HTTP body) through the SSE parser and the [`AnswerDecoder`],
-/// lazily: each delta is yielded as soon as its event is decoded. After the final delta the
-/// rest of the byte stream is read on its own task (bounded); after an error, or with the
-/// returned stream, it is dropped.
+/// lazily: each delta is yielded as soon as its event is decoded. After the final delta,
+/// polling on reads the rest of the byte stream (the end marker) and ends with it, so the
+/// stream ends when the upstream's response has; after an error the byte stream is dropped.
 ///
 /// `transport_error` translates a failure of the byte stream itself.
 pub fn decode_answer<S, B, E>(bytes: S, transport_error: fn(E) -> ProviderError) -> AnswerStream
@@ -252,7 +249,15 @@ where
         move |(mut events, mut decoder)| async move {
             let source = events.as_mut()?;
             loop {
-                let outcome = match source.next().await {
+                let next = source.next().await;
+                if decoder.is_finished() {
+                    // The answer is whole: what is left is read only to see the response end.
+                    match next {
+                        Some(Ok(_)) => continue,
+                        Some(Err(_)) | None => return None,
+                    }
+                }
+                let outcome = match next {
                     Some(Ok(event)) => match decoder.feed(&event.event, &event.data) {
                         Ok(None) => continue,
                         Ok(Some(delta)) => Ok(delta),
@@ -270,14 +275,9 @@ where
                         Err(error) => Err(error),
                     },
                 };
-                match &outcome {
-                    // The answer is whole: read the rest in the background, so an HTTP/1.1
-                    // connection goes back to the pool instead of being closed (and the upstream
-                    // sees a clean end rather than a reset stream).
-                    Ok(delta) if delta.finished => drain(events.take()),
+                if outcome.is_err() {
                     // Closes the broken upstream response now rather than when the client lets go.
-                    Err(_) => events = None,
-                    Ok(_) => {}
+                    events = None;
                 }
                 return Some((outcome, (events, decoder)));
             }
@@ -286,16 +286,10 @@ where
     .boxed()
 }
 
-/// Reads what is left of a finished answer's body, for at most [`DRAIN_FOR`], on its own
-/// task (dropped at once outside a runtime).
-fn drain<S: Stream + Send + 'static>(rest: Option<S>) {
-    let (Some(rest), Ok(runtime)) = (rest, tokio::runtime::Handle::try_current()) else {
-        return;
-    };
-    runtime.spawn(async move {
-        let mut rest = std::pin::pin!(rest);
-        let _ = tokio::time::timeout(DRAIN_FOR, async { while rest.next().await.is_some() {} }).await;
-    });
+/// Reads what is left of an answer (after its final delta) until the upstream's response
+/// ends, for at most `within`; later than that, the rest is dropped (hung up on).
+pub async fn read_to_end(mut answer: AnswerStream, within: std::time::Duration) {
+    let _ = tokio::time::timeout(within, async { while answer.next().await.is_some() {} }).await;
 }
 
 #[cfg(test)]
@@ -430,6 +424,18 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_error_event_is_the_account_being_busy() {
+        let mut decoder = AnswerDecoder::new();
+        let busy = json!({"type": 2, "statusInfo": {"code": 1_200_009, "message": "上一条回复还未结束"}, "data": {}});
+        assert_eq!(
+            decoder.feed(MESSAGE_RESULT_EVENT, &busy.to_string()),
+            Err(ProviderError::AccountBusy {
+                message: "上一条回复还未结束".into()
+            })
+        );
+    }
+
+    #[test]
     fn a_stream_without_a_final_event_ended_early() {
         let mut decoder = AnswerDecoder::new();
         decoder.feed(MESSAGE_RESULT_EVENT, &answer_event(2, 1, "a")).unwrap();
@@ -510,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn each_delta_is_forwarded_at_once_and_the_source_is_dropped_after_the_final_one() {
+    fn each_delta_is_forwarded_at_once_and_the_stream_ends_with_the_source_after_the_final_one() {
         let (sender, receiver) = futures::channel::mpsc::unbounded::<Result<Bytes, std::io::Error>>();
         let mut stream = decode_answer(receiver, |_: std::io::Error| ProviderError::Timeout);
         let event = |is_end, content| {
@@ -526,10 +532,18 @@ mod tests {
             let last = stream.next().await.unwrap().unwrap();
             assert!(last.finished);
             assert!(
-                sender.is_closed(),
-                "the upstream body is released after the final delta"
+                !sender.is_closed(),
+                "the rest of the upstream body is still to be read after the final delta"
             );
-            assert!(stream.next().await.is_none());
+            let end = json!({"type": 8, "statusInfo": {"code": 0}}).to_string();
+            sender
+                .unbounded_send(Ok(Bytes::from(format!("event: close_chunk\ndata: {end}\n\n"))))
+                .unwrap();
+            drop(sender);
+            assert!(
+                stream.next().await.is_none(),
+                "the stream ends when the body ends, with nothing more to yield"
+            );
         });
     }
 

@@ -1,6 +1,7 @@
 //! Sending a chat message (protocol §5): the multipart request signed with the chat formula,
 //! and the answer read as an event stream.
 
+use futures::StreamExt;
 use reqwest::Method;
 use reqwest::multipart::Form;
 
@@ -85,6 +86,24 @@ impl HailuoClient {
     /// # Errors
     /// As [`Self::send_prompt`], and those of [`Self::upload_attachments`].
     pub async fn send_prompt_with(
+        &self,
+        account: &Account,
+        prompt: &ChatPrompt,
+        attachments: Vec<Attachment>,
+    ) -> Result<AnswerStream, ProviderError> {
+        let answer = self
+            .open_answer(account, prompt, attachments)
+            .await
+            .map_err(|error| self.classify_busy(error))?;
+        // A busy refusal comes as an error event as well as an envelope.
+        let client = self.clone();
+        Ok(answer
+            .map(move |delta| delta.map_err(|error| client.classify_busy(error)))
+            .boxed())
+    }
+
+    /// Uploads the attachments, sends the message and opens its answer stream.
+    async fn open_answer(
         &self,
         account: &Account,
         prompt: &ChatPrompt,

@@ -139,6 +139,7 @@ pub struct HailuoClient {
     inner: Arc<ClientInner>,
     speech: speech::SpeechTiming,
     late: Option<LateWatch>,
+    busy: request::BusyMarkers,
 }
 
 /// Where a chat given up before its response head is still listened to.
@@ -209,6 +210,7 @@ impl HailuoClient {
             }),
             speech: speech::SpeechTiming::default(),
             late: None,
+            busy: request::BusyMarkers::default(),
         })
     }
 
@@ -218,6 +220,19 @@ impl HailuoClient {
     pub fn with_late_conversations(mut self, sink: Arc<dyn LateConversations>, wait: Duration) -> Self {
         self.late = (!wait.is_zero()).then_some(LateWatch { sink, wait });
         self
+    }
+
+    /// The messages by which the upstream says an account is busy (`accounts.busy_markers`):
+    /// a refusal carrying one is [`ProviderError::AccountBusy`].
+    #[must_use]
+    pub fn with_busy_markers(mut self, markers: request::BusyMarkers) -> Self {
+        self.busy = markers;
+        self
+    }
+
+    /// The refusal `error` as the busy markers read it.
+    pub fn classify_busy(&self, error: ProviderError) -> ProviderError {
+        self.busy.classify(error)
     }
 
     /// How long speech waits for the upstream's audio, and how often it asks.

@@ -215,13 +215,48 @@ pub const DEVICE_UNKNOWN_CODE: &str = "1003";
 /// The upstream's code for a conversation that does not exist (`对话不存在`).
 pub const CONVERSATION_NOT_FOUND_CODE: &str = "1200002";
 
+/// The upstream's code for an account still busy with another answer (`上一条回复还未结束`).
+pub const ACCOUNT_BUSY_CODE: &str = "1200009";
+
+/// The messages by which the upstream says an account is busy with another answer
+/// (`accounts.busy_markers`): a refusal whose message contains one of them is
+/// [`ProviderError::AccountBusy`]. Their codes are not publicly known, so the text decides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BusyMarkers(std::sync::Arc<[String]>);
+
+impl BusyMarkers {
+    /// The markers given (empty ones left out).
+    pub fn new(markers: &[String]) -> Self {
+        Self(markers.iter().filter(|marker| !marker.is_empty()).cloned().collect())
+    }
+
+    /// Whether `message` says the account is busy.
+    pub fn matches(&self, message: &str) -> bool {
+        self.0.iter().any(|marker| message.contains(marker.as_str()))
+    }
+
+    /// `error` as the account being busy when it is a refusal (of the request or of the
+    /// account) whose message is a busy marker; otherwise unchanged.
+    pub fn classify(&self, error: ProviderError) -> ProviderError {
+        match error {
+            ProviderError::Refused { message } | ProviderError::AccountRejected { message }
+                if self.matches(&message) =>
+            {
+                ProviderError::AccountBusy { message }
+            }
+            error => error,
+        }
+    }
+}
+
 /// The upstream's codes for an account that is not logged in (`用户未登录`) or whose login
 /// expired (`登录已失效，请重新登录`).
 pub const LOGGED_OUT_CODES: [&str; 2] = ["1001", "1004"];
 
 /// The refusals whose meaning is known whatever the call: a logged-out account, a forgotten
-/// device and a missing conversation. Recognised by code or by the upstream's text, since
-/// none is documented and either may change alone.
+/// device, a missing conversation and a busy account (by its code; the configured
+/// [`BusyMarkers`] add the texts). Recognised by code or by the upstream's text, since none
+/// is documented and either may change alone.
 pub fn known_refusal(code: &str, message: &str) -> Option<ProviderError> {
     if LOGGED_OUT_CODES.contains(&code) || message.contains("未登录") || message.contains("登录已失效") {
         return Some(ProviderError::AccountRejected {
@@ -235,6 +270,11 @@ pub fn known_refusal(code: &str, message: &str) -> Option<ProviderError> {
     }
     if code == CONVERSATION_NOT_FOUND_CODE || message.contains("对话不存在") {
         return Some(ProviderError::ConversationNotFound {
+            message: message.to_owned(),
+        });
+    }
+    if code == ACCOUNT_BUSY_CODE {
+        return Some(ProviderError::AccountBusy {
             message: message.to_owned(),
         });
     }
@@ -561,6 +601,71 @@ mod tests {
             ProviderError::Refused {
                 message: "敏感".into()
             }
+        );
+        assert_eq!(
+            refused("1200009", "上一条回复还未结束"),
+            ProviderError::AccountBusy {
+                message: "上一条回复还未结束".into()
+            }
+        );
+    }
+
+    fn default_markers() -> BusyMarkers {
+        BusyMarkers::new(&Settings::defaults().unwrap().accounts.busy_markers)
+    }
+
+    #[test]
+    fn every_default_busy_message_is_the_account_being_busy() {
+        let markers = default_markers();
+        for message in [
+            "当前还有其他请求正在进行，请稍后再试",
+            "上一条回复还未结束",
+            "当前账号有正在进行的对话",
+            "chat is running",
+        ] {
+            for error in [
+                ProviderError::Refused {
+                    message: message.into(),
+                },
+                ProviderError::AccountRejected {
+                    message: message.into(),
+                },
+            ] {
+                assert_eq!(
+                    markers.classify(error),
+                    ProviderError::AccountBusy {
+                        message: message.into()
+                    },
+                    "{message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn other_refusals_and_failures_are_left_as_they_are() {
+        let markers = default_markers();
+        for error in [
+            ProviderError::Refused {
+                message: "内容涉及敏感信息".into(),
+            },
+            ProviderError::AccountRejected {
+                message: "登录已失效，请重新登录".into(),
+            },
+            ProviderError::Unavailable {
+                message: "上一条回复还未结束".into(),
+            },
+            ProviderError::Timeout,
+        ] {
+            assert_eq!(markers.classify(error.clone()), error);
+        }
+        let none = BusyMarkers::new(&[String::new()]);
+        assert!(!none.matches("上一条回复还未结束"), "an empty marker matches nothing");
+        let added = BusyMarkers::new(&["账号繁忙".to_owned()]);
+        assert!(added.matches("当前账号繁忙，请稍后"));
+        assert!(
+            !added.matches("上一条回复还未结束"),
+            "only the configured markers count"
         );
     }
 }

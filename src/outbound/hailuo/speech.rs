@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::HailuoClient;
+use super::answer::read_to_end;
 use super::request::{Caller, transport_error};
 use crate::domain::audio::SpeechRequest;
 use crate::domain::chat::{ChatMessage, ChatPrompt, ConversationId};
@@ -22,6 +23,8 @@ pub const VOICE_CONFIG_PATH: &str = "/v1/api/chat/update_robot_custom_config";
 pub const MESSAGE_TTS_PATH: &str = "/v1/api/chat/msg_tts";
 /// The `requestStatus` from which the audio is ready.
 const READY_STATUS: i64 = 2;
+/// How long the rest of the spoken chat answer is read after its final event.
+const ANSWER_END_WAIT: Duration = Duration::from_secs(5);
 /// Time allowed to download one part of the audio.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -188,13 +191,18 @@ impl SpeechProvider for HailuoClient {
                 }
             }
         }
-        drop(answer);
         let audio = if message_id.is_empty() {
             Err(ProviderError::BadResponse {
                 message: "the answer to speak carries no msgID".to_owned(),
             })
         } else {
-            self.speak_message(account, &message_id, &request.voice).await
+            // The chat's response is read to its end meanwhile: the account is busy upstream
+            // until it has ended, and the caller holds the account until the audio is here.
+            let (audio, ()) = tokio::join!(
+                self.speak_message(account, &message_id, &request.voice),
+                read_to_end(answer, ANSWER_END_WAIT)
+            );
+            audio.map_err(|error| self.classify_busy(error))
         };
         SpeechOutcome { conversation, audio }
     }

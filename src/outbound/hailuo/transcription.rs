@@ -47,7 +47,8 @@ pub enum VoiceEventMeaning {
 ///
 /// # Errors
 /// [`ProviderError::Refused`] with the upstream's message for a non-zero status (but
-/// `1200041`, no speech heard, which is an empty transcript).
+/// `1200041`, no speech heard, which is an empty transcript, and the known refusals such as
+/// a busy account).
 pub fn read_voice_event(event: &str, data: &str) -> Result<VoiceEventMeaning, ProviderError> {
     let Ok(parsed) = serde_json::from_str::<VoiceEvent>(data) else {
         return Ok(VoiceEventMeaning::Skip);
@@ -61,7 +62,8 @@ pub fn read_voice_event(event: &str, data: &str) -> Result<VoiceEventMeaning, Pr
         } else {
             parsed.err_message
         };
-        return Err(ProviderError::Refused { message });
+        return Err(request::known_refusal(&parsed.status_code.to_string(), &message)
+            .unwrap_or(ProviderError::Refused { message }));
     }
     if event == TRANSCRIPT_EVENT {
         let text = parsed.data.get("text").and_then(Value::as_str).unwrap_or_default();
@@ -73,6 +75,15 @@ pub fn read_voice_event(event: &str, data: &str) -> Result<VoiceEventMeaning, Pr
 #[async_trait]
 impl TranscriptionProvider for HailuoClient {
     async fn transcribe(&self, account: &Account, mp3: &[u8]) -> Result<String, ProviderError> {
+        self.read_transcript(account, mp3)
+            .await
+            .map_err(|error| self.classify_busy(error))
+    }
+}
+
+impl HailuoClient {
+    /// Sends the voice message and reads its answer up to the transcript.
+    async fn read_transcript(&self, account: &Account, mp3: &[u8]) -> Result<String, ProviderError> {
         request::check_token(&account.token)?;
         let call = self
             .call(Method::POST, VOICE_PATH, Caller::Device(&account.device))
@@ -145,5 +156,16 @@ mod tests {
             })
         );
         assert_eq!(read_voice_event("asr_chunk", "not json"), Ok(VoiceEventMeaning::Skip));
+    }
+
+    #[test]
+    fn a_busy_account_is_told_apart_from_a_refused_request() {
+        let busy = r#"{"status_code":1200009,"err_message":"上一条回复还未结束","data":{}}"#;
+        assert_eq!(
+            read_voice_event("asr_chunk", busy),
+            Err(ProviderError::AccountBusy {
+                message: "上一条回复还未结束".into()
+            })
+        );
     }
 }

@@ -18,9 +18,8 @@ const HANG_FOR: Duration = Duration::from_secs(3600);
 
 /// A stream holding one error event (busy account, unknown conversation).
 pub(super) fn single_error_stream(guard: StreamGuard, code: i64, message: &'static str) -> Response {
-    let (mut writer, body) = EventWriter::channel();
+    let (mut writer, body) = EventWriter::channel(Some(guard));
     tokio::spawn(async move {
-        let _guard = guard;
         let data = json!({"type": 2, "statusInfo": {"code": code, "message": message}, "data": {}});
         let _ = writer.event("message_result", &data.to_string()).await;
     });
@@ -30,10 +29,9 @@ pub(super) fn single_error_stream(guard: StreamGuard, code: i64, message: &'stat
 /// Headers, then silence for an hour or until the client leaves (poem's server only notices
 /// a client that left when it writes, so the connection's probe watches for it).
 pub(super) fn hanging_stream(state: &Arc<SimState>, peer: Option<SocketAddr>, guard: StreamGuard) -> Response {
-    let (writer, body) = EventWriter::channel();
+    let (writer, body) = EventWriter::channel(Some(guard));
     let state = Arc::clone(state);
     tokio::spawn(async move {
-        let _guard = guard;
         let gone = async {
             match peer {
                 Some(peer) => state.connections.client_gone(peer).await,
@@ -66,6 +64,8 @@ pub(super) struct AnswerPlan {
     pub delay: Duration,
     /// The pause inside a torn event.
     pub tear_pause: Duration,
+    /// The pause between the final event and the end marker.
+    pub end_marker_delay: Duration,
     /// The fault this answer plays.
     pub fault: Option<Fault>,
     /// The connection to reset for a [`Fault::ResetStream`].
@@ -154,6 +154,9 @@ impl AnswerPlan {
                 return writer.event("message_result", &content_filtered()).await;
             }
             _ => {}
+        }
+        if !self.end_marker_delay.is_zero() {
+            writer.pause(self.end_marker_delay).await?;
         }
         let end = json!({"type": 8, "statusInfo": {"code": 0, "message": ""}, "data": {}});
         writer.event("close_chunk", &end.to_string()).await

@@ -78,9 +78,15 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
         Ok(chat) => chat,
         Err(rejection) => return refuse(state, &req, rejection),
     };
+    // A busy account refuses before anything else happens: no fault is drawn, nothing is
+    // recorded as a chat (the refusals are counted apart).
+    let (guard, busy) = state.open_stream(&chat.token);
+    if busy {
+        return single_error_stream(guard, BUSY_CODE, "上一条回复还未结束");
+    }
     let fault = state.ledger().faults.next_chat_fault();
     let peer = req.remote_addr().as_socket_addr().copied();
-    let (response, answered_on) = respond(state, &chat, fault, peer).await;
+    let (response, answered_on) = respond(state, &chat, fault, peer, guard).await;
     // The one place a chat is recorded; the response has not left yet, so a test that has
     // read it finds the record.
     state.ledger().conversations.chats.push(chat.record(answered_on));
@@ -116,23 +122,20 @@ fn admit_chat(state: &SimState, req: &Request, fields: ChatFields) -> Result<Adm
     })
 }
 
-/// Answers an admitted chat under `fault`; the response and the conversation it was answered
-/// on (`None` when the fault or a refusal came first).
+/// Answers an admitted chat under `fault`, its account's stream open (`guard`); the response
+/// and the conversation it was answered on (`None` when the fault or a refusal came first).
 async fn respond(
     state: &Arc<SimState>,
     chat: &AdmittedChat,
     fault: Option<Fault>,
     peer: Option<SocketAddr>,
+    guard: StreamGuard,
 ) -> (Response, Option<String>) {
     if let Some(response) = fault.as_ref().and_then(|fault| answer_instead(state, fault, peer)) {
         return (response, None);
     }
     if let Some(Fault::LateAnswer(delay)) = fault {
         tokio::time::sleep(delay).await;
-    }
-    let (guard, already_open) = state.open_stream(&chat.token);
-    if already_open > 0 {
-        return (single_error_stream(guard, BUSY_CODE, "上一条回复还未结束"), None);
     }
     if matches!(fault, Some(Fault::Hang)) {
         return (hanging_stream(state, peer, guard), None);
@@ -223,6 +226,7 @@ fn stream_answer(
         chunk_chars: state.config.chunk_chars.max(1),
         delay,
         tear_pause: state.config.tear_pause,
+        end_marker_delay: state.config.end_marker_delay,
         fault,
         reset: peer.map(|peer| (Arc::clone(state), peer)),
     };
@@ -243,9 +247,8 @@ fn stream_answer(
             .insert(plan.msg_id.clone(), message);
     }
     let cut = matches!(plan.fault, Some(Fault::CutStream { .. }));
-    let (writer, body) = EventWriter::channel();
+    let (writer, body) = EventWriter::channel(Some(guard));
     tokio::spawn(async move {
-        let _guard = guard;
         // The client going away ends the stream early: nothing to do about it.
         let _ = plan.play(writer).await;
     });
