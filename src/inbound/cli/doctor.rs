@@ -339,12 +339,13 @@ impl Hint {
     }
 }
 
-/// What `error` most likely means. The upstream's codes do not reach the port, so its
-/// messages decide, the same texts the adapter recognises (protocol §10).
+/// What `error` most likely means: by its kind where the adapter classified it, otherwise by
+/// the upstream's message, the same texts the adapter recognises (protocol §10).
 pub fn hint_for(error: &ProviderError) -> Hint {
     match error {
         ProviderError::AccountRejected { message } | ProviderError::Refused { message } => refusal_hint(message),
         ProviderError::DeviceUnknown { .. } => Hint::Profile,
+        ProviderError::AccountBusy { .. } => Hint::Busy,
         ProviderError::Unavailable { message } if message.starts_with("HTTP 5") => Hint::UpstreamDown,
         ProviderError::Unavailable { .. } => Hint::Network,
         ProviderError::Timeout | ProviderError::GaveUp { .. } => Hint::Slow,
