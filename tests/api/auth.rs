@@ -111,15 +111,6 @@ async fn without_api_keys_the_bearer_value_is_the_client_token_list() -> TestRes
     Ok(())
 }
 
-/// The value of the first `name{...}` line of the Prometheus text that carries `label`.
-async fn metric(app: &TestApp, name: &str, label: &str) -> Option<f64> {
-    let body = app.get("/metrics").await.text().await.ok()?;
-    body.lines()
-        .find(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
-
 #[tokio::test]
 async fn a_token_refused_twice_rests_without_upstream_calls_then_is_tried_again() -> TestResult {
     const TOKEN: &str = "token-resting-4c2d";
@@ -156,7 +147,7 @@ async fn a_token_refused_twice_rests_without_upstream_calls_then_is_tried_again(
     );
 
     let fingerprint = format!(r#"account="{}""#, AccountToken::new(TOKEN).fingerprint());
-    assert_eq!(metric(&app, "hailuo_accounts_cooldown", &fingerprint).await, Some(1.0));
+    assert_eq!(app.metric("hailuo_accounts_cooldown", &fingerprint).await, Some(1.0));
 
     // After the rest it is tried again, and its success clears it.
     let back = eventually(Duration::from_secs(20), || async {
@@ -165,7 +156,7 @@ async fn a_token_refused_twice_rests_without_upstream_calls_then_is_tried_again(
     .await;
     assert!(back, "the token was never tried again");
     assert_eq!(app.sim.conversations().chats().last().expect("a chat").token, TOKEN);
-    assert_eq!(metric(&app, "hailuo_accounts_cooldown", &fingerprint).await, Some(0.0));
+    assert_eq!(app.metric("hailuo_accounts_cooldown", &fingerprint).await, Some(0.0));
     Ok(())
 }
 
@@ -185,7 +176,8 @@ async fn a_dead_pool_token_rests_and_metrics_show_its_fingerprint_never_the_toke
     // Each request tries the pool in a random order: ask until the dead token has been
     // tried (and refused) twice, which is bound to happen long before 100 requests.
     let mut asked = 0;
-    while metric(&app, "hailuo_accounts_rejected_total", &fingerprint)
+    while app
+        .metric("hailuo_accounts_rejected_total", &fingerprint)
         .await
         .unwrap_or(0.0)
         < 2.0
@@ -199,13 +191,13 @@ async fn a_dead_pool_token_rests_and_metrics_show_its_fingerprint_never_the_toke
         app.chat_ok(KEY, &ask(&format!("more {i}"))).await;
     }
     assert!(app.sim.conversations().chats().iter().all(|chat| chat.token == ALIVE));
-    let refusals = metric(&app, "hailuo_accounts_rejected_total", &fingerprint).await;
+    let refusals = app.metric("hailuo_accounts_rejected_total", &fingerprint).await;
     assert_eq!(
         refusals.unwrap_or(0.0),
         2.0,
         "tried twice, then left out for the rest of its cool-down"
     );
-    assert_eq!(metric(&app, "hailuo_accounts_cooldown", &fingerprint).await, Some(1.0));
+    assert_eq!(app.metric("hailuo_accounts_cooldown", &fingerprint).await, Some(1.0));
     let body = app.get("/metrics").await.text().await?;
     for secret in [DEAD, ALIVE, KEY] {
         assert!(!body.contains(secret), "{secret} shows in the metrics");

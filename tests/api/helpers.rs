@@ -130,6 +130,15 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.expect("request sent")
     }
 
+    /// The value of the first `name{...}` line of `/metrics` that carries `label`.
+    pub async fn metric(&self, name: &str, label: &str) -> Option<f64> {
+        let body = self.get("/metrics").await.text().await.ok()?;
+        body.lines()
+            .find(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    }
+
     /// `POST /v1/chat/completions` with `Authorization: Bearer <tokens>`.
     pub async fn chat(&self, tokens: &str, body: &Value) -> reqwest::Response {
         self.client

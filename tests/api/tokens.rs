@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hailuo_free_api::domain::chat::AccountToken;
 
-use crate::helpers::{TestApp, TestResult, ask, spawn_app};
+use crate::helpers::{TestResult, ask, spawn_app};
 
 /// A JWT-shaped token whose payload names `exp` and `id` (the simulator, in open mode, takes
 /// any non-empty token; the signature is not read by anyone).
@@ -23,15 +23,6 @@ fn jwt(exp: i64, id: &str) -> String {
 fn now_secs() -> i64 {
     let elapsed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     i64::try_from(elapsed.as_secs()).unwrap()
-}
-
-/// The value of the `name{...}` line of the Prometheus text that carries `label`.
-async fn metric(app: &TestApp, name: &str, label: &str) -> Option<f64> {
-    let body = app.get("/metrics").await.text().await.ok()?;
-    body.lines()
-        .find(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
 }
 
 #[tokio::test]
@@ -62,7 +53,8 @@ async fn the_expiry_gauge_counts_days_by_fingerprint_and_never_shows_the_token()
     let in_thirty_days = jwt(now_secs() + 30 * 86_400, "gauge-chat");
     app.chat_ok(&in_thirty_days, &ask("hello")).await;
     let label = format!(r#"account="{}""#, AccountToken::new(&in_thirty_days).fingerprint());
-    let days = metric(&app, "hailuo_account_token_expiry_days", &label)
+    let days = app
+        .metric("hailuo_account_token_expiry_days", &label)
         .await
         .expect("a gauge for the account a request ran on");
     assert!((29.9..=30.0).contains(&days), "{days}");
@@ -70,7 +62,8 @@ async fn the_expiry_gauge_counts_days_by_fingerprint_and_never_shows_the_token()
     let expired = jwt(now_secs() - 2 * 86_400, "gauge-check");
     app.check_token(&expired).await;
     let label = format!(r#"account="{}""#, AccountToken::new(&expired).fingerprint());
-    let days = metric(&app, "hailuo_account_token_expiry_days", &label)
+    let days = app
+        .metric("hailuo_account_token_expiry_days", &label)
         .await
         .expect("a gauge for a checked token");
     assert!((-2.01..=-1.99).contains(&days), "negative once passed: {days}");
