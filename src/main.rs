@@ -15,9 +15,9 @@ use hailuo_free_api::startup::Application;
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-/// jemalloc, configured at build time (`.cargo/config.toml`) to return freed memory at once.
-/// With glibc's allocator, 10,000 open streams took 220 to 280 MB, depending on how much
-/// freed memory it kept; with this, 94 to 153 MB (`bench/RESULTS.md`).
+/// jemalloc, configured at build time (`.cargo/config.toml`) to return freed memory at once:
+/// many open streams then hold far less than with glibc's allocator (`bench/RESULTS.md`,
+/// "Allocators compared").
 #[cfg(all(not(feature = "dhat-heap"), not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -44,7 +44,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|error| usage_error(error));
     let dialect = match &cli.command {
         Some(Command::Doctor(args)) => args.dialect(),
         None => None,
@@ -92,3 +92,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     served?;
     Ok(())
 }
+
+/// Prints a command-line error and exits, as clap does (help and version to stdout with 0,
+/// usage errors to stderr with 2), but with every value given on the command line that could
+/// be a token hidden: a token typed without `--token` would otherwise be echoed back.
+fn usage_error(error: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        error.exit();
+    }
+    let mut text = error.render().to_string();
+    for arg in std::env::args().skip(1) {
+        let value = arg.split_once('=').map_or(arg.as_str(), |(_, value)| value);
+        if value.len() >= MIN_HIDDEN_LEN && !value.starts_with('-') {
+            text = text.replace(value, "<hidden>");
+        }
+    }
+    eprint!("{text}");
+    std::process::exit(2)
+}
+
+/// Command-line values this long or longer are hidden from usage errors (tokens are far
+/// longer; flags and subcommand names are shorter).
+const MIN_HIDDEN_LEN: usize = 12;

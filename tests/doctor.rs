@@ -260,6 +260,18 @@ async fn a_missing_token_is_a_usage_error_and_help_hides_the_variable_s_value() 
 }
 
 #[tokio::test]
+async fn a_token_typed_without_its_option_is_not_echoed_by_the_usage_error() {
+    const TOKEN: &str = "doctor-token-stray-9d41c7";
+    let run = doctor(&[], &[TOKEN]).await;
+    assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("unexpected argument"), "{}", run.stderr);
+    assert!(!run.shows(TOKEN), "{}", run.stderr);
+    let run = doctor(&[], &["--token", TOKEN, "--base-url", "ftp://x"]).await;
+    assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+    assert!(!run.shows(TOKEN), "{}", run.stderr);
+}
+
+#[tokio::test]
 async fn every_dialect_passes_on_a_simulator_speaking_it_and_fails_on_one_speaking_another() {
     const TOKEN: &str = "doctor-token-dialects-3b9d";
     for dialect in Dialect::ALL {
