@@ -42,6 +42,10 @@ pub struct SimConfig {
     /// How long an account stays busy after the simulator noticed (at its next write) that a
     /// client hung up on one of its streams. 20 ms by default.
     pub busy_after_hangup: Duration,
+    /// On `minimax-agent`: the field of the assistant's message that says whether its answer
+    /// is complete (`true` once generated); `None` (the default): no such field, as no public
+    /// client knows one.
+    pub agent_end_marker: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -58,6 +62,7 @@ impl Default for SimConfig {
             end_marker_delay: Duration::ZERO,
             busy_after_end: Duration::from_millis(5),
             busy_after_hangup: Duration::from_millis(20),
+            agent_end_marker: None,
         }
     }
 }

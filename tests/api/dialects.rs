@@ -32,6 +32,7 @@ async fn each_dialect_sends_its_own_origin_and_referer() -> TestResult {
     for (dialect, origin) in [
         (Dialect::Hailuoai, "https://hailuoai.com"),
         (Dialect::HailuoIntl, "https://www.hailuo.ai"),
+        (Dialect::MinimaxAgent, "https://agent.minimaxi.com"),
     ] {
         let app = spawn_app_on(dialect).await;
         app.chat_ok("token-a", &ask("hi")).await;
@@ -93,11 +94,12 @@ screen_dpr = "2"
 #[test]
 fn an_unknown_dialect_fails_at_start_naming_its_key() {
     let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
-    file.write_all(b"[upstream]\ndialect = \"minimax-agent\"\n")
+    file.write_all(b"[upstream]\ndialect = \"hailuo-video\"\n")
         .expect("written");
     let error = Settings::load(Some(file.path()))
         .expect_err("an unknown dialect")
         .to_string();
     assert!(error.contains("`upstream.dialect`"), "{error}");
     assert!(error.contains("hailuo-intl"), "says what is accepted: {error}");
+    assert!(error.contains("minimax-agent"), "says what is accepted: {error}");
 }
