@@ -443,8 +443,9 @@ on_streamed_dialects! {
         assert_recovered(&app, "token-a").await;
         Ok(())
     }
+}
 
-    not_on_agent("the late answer is listened to as an event stream; a send_msg given up on is not")
+on_every_dialect! {
     async fn a_conversation_made_by_an_upstream_that_answered_after_we_gave_up_is_deleted(dialect: Dialect) -> TestResult {
         let app = spawn_app_on_with(dialect, |settings| {
             delete_at_once(settings);

@@ -515,9 +515,52 @@ impl HailuoClient {
         body: Option<&Value>,
     ) -> Result<Value, CallFailure> {
         request::check_token(token).map_err(CallFailure::Transport)?;
+        let builder = self.json_request(&call, token, body);
+        let response = self
+            .send_timed(&call, token, builder)
+            .await
+            .map_err(CallFailure::Transport)?;
+        read_json(response).await
+    }
+
+    /// As [`Self::call_json`] for a call that makes a conversation (the agent's `send_msg`):
+    /// when its response head does not come in time, the request is still listened to in the
+    /// background (see [`Self::with_late_conversations`]), and the conversation
+    /// `conversation_of` finds in its late answer is reported.
+    ///
+    /// # Errors
+    /// As [`Self::call_json`].
+    pub async fn call_json_chat(
+        &self,
+        call: UpstreamCall,
+        token: &AccountToken,
+        body: &Value,
+        conversation_of: fn(&Value) -> Option<ConversationId>,
+    ) -> Result<Value, CallFailure> {
+        request::check_token(token).map_err(CallFailure::Transport)?;
+        let builder = self.json_request(&call, token, Some(body));
+        let Some(late) = self.late.clone() else {
+            return self.call_json(call, token, Some(body)).await;
+        };
+        let token_for_watch = token.clone();
+        let response = self
+            .send_timed_then(&call, token, builder, move |pending| {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
+                runtime.spawn(watch_late_json(pending, token_for_watch, late, conversation_of));
+            })
+            .await
+            .map_err(CallFailure::Transport)?;
+        read_json(response).await
+    }
+
+    /// The signed request of a JSON call with `body` (`{}` signed without one); on
+    /// `minimax-agent` with its `x-timestamp` and `x-signature` headers besides `Yy`.
+    fn json_request(&self, call: &UpstreamCall, token: &AccountToken, body: Option<&Value>) -> reqwest::RequestBuilder {
         let body = body.map(Value::to_string);
         let signature = signing::sign_json(&call.full_uri, body.as_deref(), &call.unix, &self.inner.profile.salt);
-        let mut builder = self.request(&call, token, &signature);
+        let mut builder = self.request(call, token, &signature);
         if self.inner.dialect == Dialect::MinimaxAgent {
             let (timestamp, body_signature) =
                 signing::sign_agent_body(&call.unix, self.identity(token).token, body.as_deref());
@@ -529,19 +572,41 @@ impl HailuoClient {
             builder = builder.header(CONTENT_TYPE, "application/json").body(body);
         }
         tracing::debug!(method = %call.method, uri = %call.full_uri, account = %token, "upstream call");
-        let response = self
-            .send_timed(&call, token, builder)
-            .await
-            .map_err(CallFailure::Transport)?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| CallFailure::Transport(request::transport_error(e)))?;
-        if !status.is_success() {
-            return Err(request::status_failure(status, &bytes));
-        }
-        request::parse_envelope(&bytes)
+        builder
+    }
+}
+
+/// The envelope of a JSON call's response.
+///
+/// # Errors
+/// As [`HailuoClient::call_json`].
+async fn read_json(response: reqwest::Response) -> Result<Value, CallFailure> {
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| CallFailure::Transport(request::transport_error(e)))?;
+    if !status.is_success() {
+        return Err(request::status_failure(status, &bytes));
+    }
+    request::parse_envelope(&bytes)
+}
+
+/// Waits, for at most `late.wait`, for a JSON chat call given up to answer, and reports the
+/// conversation `conversation_of` finds in its payload.
+async fn watch_late_json(
+    pending: PendingResponse,
+    token: AccountToken,
+    late: LateWatch,
+    conversation_of: fn(&Value) -> Option<ConversationId>,
+) {
+    let named = tokio::time::timeout(late.wait, async move {
+        let payload = read_json(pending.await.ok()?).await.ok()?;
+        conversation_of(&payload)
+    })
+    .await;
+    if let Ok(Some(conversation)) = named {
+        late.sink.made(&token, &conversation);
     }
 }
 

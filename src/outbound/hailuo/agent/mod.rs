@@ -58,24 +58,29 @@ impl AgentClient {
     /// # Errors
     /// As [`HailuoClient::call_json`].
     pub async fn matrix(&self, path: &str, account: &Account, body: &Value) -> Result<Value, CallFailure> {
-        self.matrix_in(path, account, body, None).await
+        let call = self
+            .core
+            .call(Method::POST, path, Caller::Device(&account.device), &account.token);
+        self.core.call_json(call, &account.token, Some(body)).await
     }
 
-    /// As [`Self::matrix`], from the page of `conversation` when given (its `Referer`).
-    async fn matrix_in(
+    /// Sends a message: `send_msg` from the page of the conversation it continues, listened
+    /// to in the background when its answer is late (it may make a conversation yet).
+    async fn send_message(
         &self,
-        path: &str,
         account: &Account,
         body: &Value,
         conversation: Option<&ConversationId>,
     ) -> Result<Value, CallFailure> {
         let mut call = self
             .core
-            .call(Method::POST, path, Caller::Device(&account.device), &account.token);
+            .call(Method::POST, SEND_PATH, Caller::Device(&account.device), &account.token);
         if let Some(conversation) = conversation {
             call = call.in_conversation(conversation);
         }
-        self.core.call_json(call, &account.token, Some(body)).await
+        self.core
+            .call_json_chat(call, &account.token, body, conversation_in)
+            .await
     }
 
     /// A refusal of a matrix call as the domain reads it (busy markers included).
@@ -101,17 +106,13 @@ impl AgentClient {
         tracing::debug!(account = %account.token, "sending an agent chat message");
         // Refused before any content: as on the other dialects, about the account.
         let sent = self
-            .matrix_in(SEND_PATH, account, &body, prompt.conversation.as_ref())
+            .send_message(account, &body, prompt.conversation.as_ref())
             .await
             .map_err(|failure| self.core.classify_busy(failure.into_account_rejected()))?;
-        let conversation = match sent.get("chat_id") {
-            Some(Value::Number(id)) => ConversationId::from_upstream(id.to_string()),
-            Some(Value::String(id)) if !id.is_empty() => ConversationId::from_upstream(id.clone()),
-            _ => {
-                return Err(ProviderError::BadResponse {
-                    message: "send_msg answered no chat_id".to_owned(),
-                });
-            }
+        let Some(conversation) = conversation_in(&sent) else {
+            return Err(ProviderError::BadResponse {
+                message: "send_msg answered no chat_id".to_owned(),
+            });
         };
         let poller = poll::AnswerPoller::new(self.clone(), account.clone(), conversation, self.polling.clone());
         Ok(poller.into_stream().boxed())
@@ -138,6 +139,15 @@ impl AgentClient {
     /// The shared core.
     pub fn core(&self) -> &HailuoClient {
         &self.core
+    }
+}
+
+/// The conversation a `send_msg` answer names (`chat_id`, a number or text).
+fn conversation_in(sent: &Value) -> Option<ConversationId> {
+    match sent.get("chat_id")? {
+        Value::Number(id) => Some(ConversationId::from_upstream(id.to_string())),
+        Value::String(id) if !id.is_empty() => Some(ConversationId::from_upstream(id.clone())),
+        _ => None,
     }
 }
 
