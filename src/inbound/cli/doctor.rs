@@ -41,7 +41,7 @@ pub struct DoctorArgs {
     /// The upstream to check instead of `upstream.base_url`.
     #[arg(long, value_name = "URL", value_parser = http_url)]
     base_url: Option<Url>,
-    /// The dialect to speak instead of `upstream.dialect` (hailuoai, hailuo-intl); its
+    /// The dialect to speak instead of `upstream.dialect` (hailuoai, hailuo-intl, minimax-agent); its
     /// profile and host are then the ones used.
     #[arg(long, value_name = "DIALECT", value_parser = dialect)]
     dialect: Option<Dialect>,
