@@ -10,7 +10,7 @@ use crate::profile::{Dialect, Profile, dialect_profile};
 pub struct SimConfig {
     /// The front door it plays: the profile it holds requests to, unless `profile` says
     /// otherwise, and the shape of its answers (`hailuo-intl`'s `send_result` also names the
-    /// conversation's title).
+    /// conversation's title; `minimax-agent` answers on its matrix endpoints, by polling).
     pub dialect: Dialect,
     /// The profile values requests must carry; `None`: the dialect's embedded profile.
     pub profile: Option<Profile>,
