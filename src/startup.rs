@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{Settings, StoreSettings, StoreUrl};
+use crate::config::{Dialect, Settings, StoreSettings, StoreUrl};
 use crate::domain::ports::{AttachmentSource, AudioCodec, ChatProvider, SpeechProvider, TranscriptionProvider};
 use crate::domain::service::{
     AccountPool, AccountRunner, Admission, ChatService, CodecSlots, ConversationSweeper, ConversationTracker,
@@ -19,6 +19,7 @@ use crate::inbound::server;
 use crate::outbound::attachments::AttachmentFetcher;
 use crate::outbound::audio::SymphoniaLameCodec;
 use crate::outbound::hailuo::HailuoClient;
+use crate::outbound::hailuo::agent::AgentClient;
 use crate::outbound::hailuo::request::BusyMarkers;
 use crate::outbound::hailuo::speech::SpeechTiming;
 use crate::outbound::store::{self, Stores};
@@ -66,7 +67,11 @@ impl Application {
                     settings.upstream.late_answer_wait,
                 ),
         );
-        let provider: Arc<dyn ChatProvider> = Arc::clone(&hailuo) as Arc<dyn ChatProvider>;
+        let provider: Arc<dyn ChatProvider> = match settings.upstream.dialect {
+            Dialect::MinimaxAgent => Arc::new(AgentClient::new(HailuoClient::clone(&hailuo))),
+            Dialect::Hailuoai | Dialect::HailuoIntl => Arc::clone(&hailuo) as Arc<dyn ChatProvider>,
+        };
+        let dialect = settings.upstream.dialect;
         let devices = Arc::new(DeviceRegistry::new(
             tokens,
             Arc::clone(&provider),
@@ -99,7 +104,7 @@ impl Application {
         ));
         let codec: Arc<dyn AudioCodec> = Arc::new(SymphoniaLameCodec::new(settings.audio.limits()));
         let codec_slots = CodecSlots::new(settings.audio.concurrent_decodes());
-        let speech = Arc::new(SpeechService::new(
+        let speech = SpeechService::new(
             Arc::clone(&hailuo) as Arc<dyn SpeechProvider>,
             Arc::clone(&codec),
             Arc::clone(&codec_slots),
@@ -107,13 +112,27 @@ impl Application {
             Arc::clone(&sessions),
             Arc::clone(&tracker),
             settings.audio.voice_table(),
-        ));
-        let transcription = Arc::new(TranscriptionService::new(
+        );
+        let speech = Arc::new(if dialect.has_audio() {
+            speech
+        } else {
+            speech.unavailable(format!(
+                "the {dialect} upstream has no speech: /v1/audio/speech is not available"
+            ))
+        });
+        let transcription = TranscriptionService::new(
             hailuo as Arc<dyn TranscriptionProvider>,
             codec,
             codec_slots,
             Arc::clone(&runner),
-        ));
+        );
+        let transcription = Arc::new(if dialect.has_audio() {
+            transcription
+        } else {
+            transcription.unavailable(format!(
+                "the {dialect} upstream has no transcription: /v1/audio/transcriptions is not available"
+            ))
+        });
         let sweeper = Arc::new(ConversationSweeper::new(
             sessions,
             Arc::clone(&devices),

@@ -10,7 +10,7 @@ use crate::profile::{Dialect, Profile, dialect_profile};
 pub struct SimConfig {
     /// The front door it plays: the profile it holds requests to, unless `profile` says
     /// otherwise, and the shape of its answers (`hailuo-intl`'s `send_result` also names the
-    /// conversation's title).
+    /// conversation's title; `minimax-agent` answers on its matrix endpoints, by polling).
     pub dialect: Dialect,
     /// The profile values requests must carry; `None`: the dialect's embedded profile.
     pub profile: Option<Profile>,
@@ -42,6 +42,10 @@ pub struct SimConfig {
     /// How long an account stays busy after the simulator noticed (at its next write) that a
     /// client hung up on one of its streams. 20 ms by default.
     pub busy_after_hangup: Duration,
+    /// On `minimax-agent`: the field of the assistant's message that says whether its answer
+    /// is complete (`true` once generated); `None` (the default): no such field, as no public
+    /// client knows one.
+    pub agent_end_marker: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -58,6 +62,7 @@ impl Default for SimConfig {
             end_marker_delay: Duration::ZERO,
             busy_after_end: Duration::from_millis(5),
             busy_after_hangup: Duration::from_millis(20),
+            agent_end_marker: None,
         }
     }
 }

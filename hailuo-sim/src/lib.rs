@@ -282,6 +282,8 @@ mod tests {
 }
 
 #[cfg(test)]
+mod agent_tests;
+#[cfg(test)]
 mod audio_tests;
 #[cfg(test)]
 mod files_tests;

@@ -50,7 +50,9 @@ impl Browser {
                     QueryValue::Placeholder(Placeholder::Uuid) => self.uuid.clone(),
                     QueryValue::Placeholder(Placeholder::DeviceId) => self.device_id.clone()?,
                     QueryValue::Placeholder(Placeholder::Unix) => unix.to_owned(),
-                    QueryValue::Placeholder(other) => panic!("the browser does not fill {other:?}"),
+                    // A token that names no user: the device's uuid stands for it.
+                    QueryValue::Placeholder(Placeholder::UserId) => self.uuid.clone(),
+                    QueryValue::Placeholder(Placeholder::Token) => self.token.clone(),
                 };
                 Some(format!("{key}={value}"))
             })

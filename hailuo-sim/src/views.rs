@@ -133,6 +133,16 @@ impl<'a> Conversations<'a> {
         self.state.ledger().conversations.delete_requests
     }
 
+    /// How many `get_chat_detail` polls passed the protocol checks (`minimax-agent`).
+    pub fn detail_polls(&self) -> usize {
+        self.state.ledger().conversations.detail_polls
+    }
+
+    /// How many `delete_chat` calls were refused with `chat is running` (`minimax-agent`).
+    pub fn running_deletes(&self) -> usize {
+        self.state.ledger().conversations.running_deletes
+    }
+
     /// Deletes conversation `chat_id` as its user would in the web app: from then on the
     /// upstream answers `对话不存在` for it, to a DELETE too.
     pub fn delete_in_web_app(&self, chat_id: &str) {

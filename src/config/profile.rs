@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
@@ -22,17 +23,20 @@ pub enum Dialect {
     Hailuoai,
     /// `hailuo-intl`: `www.hailuo.ai`, the same chat with another host, origin and query.
     HailuoIntl,
+    /// `minimax-agent`: `agent.minimaxi.com`, JSON chat whose answer is read by polling.
+    MinimaxAgent,
 }
 
 impl Dialect {
     /// Every dialect, in the order the documentation lists them.
-    pub const ALL: [Dialect; 2] = [Dialect::Hailuoai, Dialect::HailuoIntl];
+    pub const ALL: [Dialect; 3] = [Dialect::Hailuoai, Dialect::HailuoIntl, Dialect::MinimaxAgent];
 
     /// The name `upstream.dialect` takes.
     pub fn name(self) -> &'static str {
         match self {
             Dialect::Hailuoai => "hailuoai",
             Dialect::HailuoIntl => "hailuo-intl",
+            Dialect::MinimaxAgent => "minimax-agent",
         }
     }
 
@@ -41,6 +45,7 @@ impl Dialect {
         match self {
             Dialect::Hailuoai => include_str!("../../config/dialects/hailuoai.toml"),
             Dialect::HailuoIntl => include_str!("../../config/dialects/hailuo-intl.toml"),
+            Dialect::MinimaxAgent => include_str!("../../config/dialects/minimax-agent.toml"),
         }
     }
 
@@ -63,6 +68,15 @@ impl Dialect {
                     Placeholder::Uuid | Placeholder::DeviceId | Placeholder::Unix
                 )
             }
+            Dialect::MinimaxAgent => true,
+        }
+    }
+
+    /// Whether the dialect has the upstream's speech and voice messages (protocol §8, §9).
+    pub fn has_audio(self) -> bool {
+        match self {
+            Dialect::Hailuoai | Dialect::HailuoIntl => true,
+            Dialect::MinimaxAgent => false,
         }
     }
 }
@@ -133,6 +147,9 @@ pub struct Profile {
     /// Browser fingerprint headers, sent as they are.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How a polled answer is read (`[upstream.profile.poll]`; the `minimax-agent` dialect).
+    #[serde(default)]
+    pub poll: AnswerPolling,
     /// The literal query values: every other key of `[upstream.profile]` (`version_code`, ...).
     #[serde(flatten)]
     pub values: BTreeMap<String, ProfileValue>,
@@ -159,6 +176,40 @@ impl Profile {
                     .ok_or_else(|| key.clone()),
             })
             .collect()
+    }
+}
+
+/// How an answer that is read by polling (`minimax-agent`) is polled and judged complete:
+/// the first poll `first` after the message is sent, then each pause twice the last, up to
+/// `max` (and never past the moment the answer would settle). The answer is
+/// complete when its message carries a true `end_marker` field, or when its content has not
+/// changed for `settle`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AnswerPolling {
+    /// The pause before the first poll (`upstream.profile.poll.first_ms`).
+    #[serde(rename = "first_ms", deserialize_with = "parse::millis")]
+    pub first: Duration,
+    /// The longest pause between two polls (`upstream.profile.poll.max_ms`).
+    #[serde(rename = "max_ms", deserialize_with = "parse::millis")]
+    pub max: Duration,
+    /// Content unchanged this long means the answer is complete
+    /// (`upstream.profile.poll.settle_ms`).
+    #[serde(rename = "settle_ms", deserialize_with = "parse::millis")]
+    pub settle: Duration,
+    /// The assistant message's field that says it is complete, when the upstream has one
+    /// (`upstream.profile.poll.end_marker`; empty: none, the settle time decides).
+    pub end_marker: String,
+}
+
+impl Default for AnswerPolling {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+            settle: Duration::from_secs(2),
+            end_marker: String::new(),
+        }
     }
 }
 

@@ -426,6 +426,40 @@ fn every_dialect_profile_parses_and_fills_its_query() {
         let profile = dialect.profile().unwrap();
         assert_eq!(profile.query, settings.upstream.profile.query, "{dialect}");
         assert_eq!(profile.query.first().map(String::as_str), Some("device_platform"));
-        assert_eq!(profile.query.last().map(String::as_str), Some("unix"));
+        // The agent's query repeats the token after everything else (§12.4).
+        let last = if dialect == Dialect::MinimaxAgent {
+            "token"
+        } else {
+            "unix"
+        };
+        assert_eq!(profile.query.last().map(String::as_str), Some(last), "{dialect}");
     }
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+fn the_agent_brings_its_host_and_polling_which_the_environment_overrides() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("HAILUO_UPSTREAM__DIALECT", "minimax-agent");
+        let settings = Settings::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(settings.upstream.base_url.as_str(), "https://agent.minimaxi.com/");
+        let poll = &settings.upstream.profile.poll;
+        assert_eq!(poll.first, Duration::from_millis(50));
+        assert_eq!(poll.max, Duration::from_secs(1));
+        assert_eq!(poll.settle, Duration::from_secs(2));
+        assert_eq!(poll.end_marker, "");
+        assert!(!settings.upstream.dialect.has_audio());
+
+        jail.set_env("HAILUO_UPSTREAM__PROFILE__POLL__SETTLE_MS", "750");
+        jail.set_env("HAILUO_UPSTREAM__PROFILE__POLL__END_MARKER", "is_end");
+        let settings = Settings::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(settings.upstream.profile.poll.settle, Duration::from_millis(750));
+        assert_eq!(settings.upstream.profile.poll.end_marker, "is_end");
+        assert_eq!(
+            settings.upstream.profile.poll.first,
+            Duration::from_millis(50),
+            "the rest stays"
+        );
+        Ok(())
+    });
 }

@@ -32,6 +32,27 @@ const BASE64URL: GeneralPurpose = GeneralPurpose::new(
 /// dot-separated parts whose second is base64url of a JSON object with a numeric `exp`.
 /// Anything else, a token that is not a JWT included, is `None`. Nothing is verified.
 pub fn expires_at(token: &str) -> Option<i64> {
+    let claims = claims(token)?;
+    let exp = claims.as_object()?.get("exp")?;
+    // NumericDate may carry a fraction of a second.
+    exp.as_i64()
+        .or_else(|| exp.as_f64().filter(|s| s.is_finite()).map(|s| s.floor() as i64))
+}
+
+/// The account's user id the JWT `token` names in its payload's `user.id` (text or a number),
+/// read without verifying anything; `None` when it is no JWT or names none.
+pub fn user_id(token: &str) -> Option<String> {
+    let claims = claims(token)?;
+    match claims.get("user")?.get("id")? {
+        serde_json::Value::String(id) if !id.is_empty() => Some(id.clone()),
+        serde_json::Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    }
+}
+
+/// The payload of `token` when it is a JWT: three dot-separated parts whose second is
+/// base64url of a JSON object.
+fn claims(token: &str) -> Option<serde_json::Value> {
     if token.len() > MAX_TOKEN_LEN {
         return None;
     }
@@ -47,10 +68,7 @@ pub fn expires_at(token: &str) -> Option<i64> {
         .or_else(|_| general_purpose::STANDARD_NO_PAD.decode(payload.trim_end_matches('=')))
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims.as_object()?.get("exp")?;
-    // NumericDate may carry a fraction of a second.
-    exp.as_i64()
-        .or_else(|| exp.as_f64().filter(|s| s.is_finite()).map(|s| s.floor() as i64))
+    claims.is_object().then_some(claims)
 }
 
 /// Days from `now` (Unix seconds) until `expires_at`: negative once it has passed.
@@ -120,6 +138,15 @@ mod tests {
             engine.encode(claims),
             engine.encode("signature")
         )
+    }
+
+    #[test]
+    fn the_user_id_is_the_payloads_user_id_as_text() {
+        assert_eq!(user_id(&jwt(r#"{"user":{"id":"3123"}}"#)).as_deref(), Some("3123"));
+        assert_eq!(user_id(&jwt(r#"{"user":{"id":42},"exp":1}"#)).as_deref(), Some("42"));
+        assert_eq!(user_id(&jwt(r#"{"user":{"id":""}}"#)), None);
+        assert_eq!(user_id(&jwt(r#"{"exp":1}"#)), None);
+        assert_eq!(user_id("token-a"), None);
     }
 
     #[test]

@@ -28,10 +28,30 @@ async fn a_simulator_expecting_hailuo_intl_refuses_a_gateway_speaking_hailuoai()
 }
 
 #[tokio::test]
+async fn a_simulator_expecting_minimax_agent_refuses_a_gateway_speaking_hailuo_intl() -> TestResult {
+    let app = spawn_app_with_sim(SimConfig::on(Dialect::MinimaxAgent), |settings| {
+        let intl = Settings::defaults_on(Dialect::HailuoIntl).expect("the embedded defaults parse");
+        settings.upstream.dialect = intl.upstream.dialect;
+        settings.upstream.profile = intl.upstream.profile;
+    })
+    .await;
+    let response = app.chat("token-a", &ask("hi")).await;
+    assert_ne!(response.status(), 200, "{}", response.text().await?);
+    let violations = app.sim.violations();
+    assert!(
+        violations.iter().any(|violation| violation.contains("query keys")),
+        "{violations:#?}"
+    );
+    assert!(app.last_chat().is_none(), "no chat got through");
+    Ok(())
+}
+
+#[tokio::test]
 async fn each_dialect_sends_its_own_origin_and_referer() -> TestResult {
     for (dialect, origin) in [
         (Dialect::Hailuoai, "https://hailuoai.com"),
         (Dialect::HailuoIntl, "https://www.hailuo.ai"),
+        (Dialect::MinimaxAgent, "https://agent.minimaxi.com"),
     ] {
         let app = spawn_app_on(dialect).await;
         app.chat_ok("token-a", &ask("hi")).await;
@@ -93,11 +113,12 @@ screen_dpr = "2"
 #[test]
 fn an_unknown_dialect_fails_at_start_naming_its_key() {
     let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
-    file.write_all(b"[upstream]\ndialect = \"minimax-agent\"\n")
+    file.write_all(b"[upstream]\ndialect = \"hailuo-video\"\n")
         .expect("written");
     let error = Settings::load(Some(file.path()))
         .expect_err("an unknown dialect")
         .to_string();
     assert!(error.contains("`upstream.dialect`"), "{error}");
     assert!(error.contains("hailuo-intl"), "says what is accepted: {error}");
+    assert!(error.contains("minimax-agent"), "says what is accepted: {error}");
 }

@@ -87,30 +87,6 @@ on_every_dialect! {
         Ok(())
     }
 
-    async fn a_reset_during_the_stream_ends_it_with_an_error_event(dialect: Dialect) -> TestResult {
-        let app = spawn_app_on_with(dialect, delete_at_once).await;
-        app.sim.faults().inject(Fault::ResetStream { after_events: 3 });
-        let (status, data) = app
-            .chat_stream(
-                "token-a",
-                &streamed("a long answer that a reset will break in the middle"),
-            )
-            .await;
-        assert_eq!(status, 200);
-        let last: Value = serde_json::from_str(data.last().expect("events"))?;
-        assert_eq!(last["error"]["type"], "upstream_error", "{last}");
-        assert!(!data.iter().any(|d| d == "[DONE]"));
-        assert!(data.len() >= 2, "content came before the reset: {data:?}");
-        assert_eq!(
-            app.sim.conversations().chats().len(),
-            1,
-            "nothing is retried once content was sent"
-        );
-        assert_eq!(app.sim.conversations().created().len(), 1);
-        assert_recovered(&app, "token-a").await;
-        Ok(())
-    }
-
     async fn a_reset_before_any_content_is_retried_and_both_conversations_deleted(dialect: Dialect) -> TestResult {
         let app = spawn_app_on_with(dialect, delete_at_once).await;
         app.sim.faults().inject(Fault::ResetStream { after_events: 0 });
@@ -121,24 +97,6 @@ on_every_dialect! {
         // The broken attempt had made a conversation already (its send_result came first).
         assert_eq!(app.sim.conversations().created().len(), 2);
         assert_nothing_left(&app).await;
-        Ok(())
-    }
-
-    async fn a_stream_cut_without_an_end_event_leaves_nothing_upstream(dialect: Dialect) -> TestResult {
-        let app = spawn_app_on_with(dialect, delete_at_once).await;
-        // Before content: retried, and the cut attempt's conversation is deleted too.
-        app.sim.faults().inject(Fault::CutStream { after_events: 0 });
-        app.chat_ok("token-a", &ask("hi")).await;
-        assert_eq!(app.sim.conversations().created().len(), 2);
-        // After content: an error event ends the client's stream.
-        app.sim.faults().inject(Fault::CutStream { after_events: 2 });
-        let (status, data) = app
-            .chat_stream("token-a", &streamed("an answer cut off without its end"))
-            .await;
-        assert_eq!(status, 200);
-        let last: Value = serde_json::from_str(data.last().expect("events"))?;
-        assert_eq!(last["error"]["type"], "upstream_error", "{last}");
-        assert_recovered(&app, "token-a").await;
         Ok(())
     }
 
@@ -221,54 +179,6 @@ on_every_dialect! {
         Ok(())
     }
 
-    async fn a_token_that_dies_mid_stream_finishes_its_answer_and_requests_move_on(dialect: Dialect) -> TestResult {
-        let app = spawn_app_on_with(dialect, delete_at_once).await;
-        app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(40)));
-        let response = app
-            .chat(
-                "token-x,token-y",
-                &streamed("a slow answer during which its token dies"),
-            )
-            .await;
-        assert_eq!(response.status(), 200);
-        let running = app.sim.conversations().chats().last().expect("the chat").token.clone();
-        let other = if running == "token-x" { "token-y" } else { "token-x" };
-        let mut bytes = Box::pin(response.bytes_stream());
-        read_until_first_words(&mut bytes).await;
-        app.sim.accounts().kill_token(&running);
-        let rest = sse_data_from(bytes).await;
-        assert_eq!(rest.last().map(String::as_str), Some("[DONE]"), "{rest:?}");
-        // The next requests go to the living token.
-        for _ in 0..3 {
-            app.chat_ok("token-x,token-y", &ask("next")).await;
-        }
-        assert!(
-            app.sim
-                .conversations()
-                .chats()
-                .iter()
-                .skip(1)
-                .all(|chat| chat.token == other)
-        );
-        // The dead account's conversation cannot be deleted (every call of it is refused): it is
-        // the only one left upstream, and only until its owner logs in and deletes it.
-        assert!(
-            eventually(Duration::from_secs(20), || async {
-                app.sim
-                    .conversations()
-                    .all_live()
-                    .iter()
-                    .all(|(_, owner)| *owner == running)
-            })
-            .await,
-            "{:?}",
-            app.sim.conversations().all_live()
-        );
-        assert_eq!(app.sim.conversations().live(&running).len(), 1);
-        app.assert_protocol_clean();
-        Ok(())
-    }
-
     async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once(dialect: Dialect) -> TestResult {
         // No waiting for a busy account, nor a rest after the hang-up: the follow-up succeeds
         // only if the account is free.
@@ -303,23 +213,6 @@ on_every_dialect! {
         let (status, data) = app.chat_stream("token-a", &streamed("after")).await;
         assert_eq!(status, 200);
         assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-        assert_recovered(&app, "token-a").await;
-        Ok(())
-    }
-
-    async fn the_simulator_restarting_mid_stream_ends_it_with_an_error_event(dialect: Dialect) -> TestResult {
-        let app = spawn_app_on_with(dialect, delete_at_once).await;
-        app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(40)));
-        let response = app
-            .chat("token-a", &streamed("a slow answer that a restart will break"))
-            .await;
-        assert_eq!(response.status(), 200);
-        let mut bytes = Box::pin(response.bytes_stream());
-        read_until_first_words(&mut bytes).await;
-        app.sim.restart().await?;
-        let rest = sse_data_from(bytes).await;
-        let last: Value = serde_json::from_str(rest.last().expect("an event after the restart"))?;
-        assert_eq!(last["error"]["type"], "upstream_error", "{last}");
         assert_recovered(&app, "token-a").await;
         Ok(())
     }
@@ -437,7 +330,122 @@ on_every_dialect! {
         app.assert_protocol_clean();
         Ok(())
     }
+}
 
+on_streamed_dialects! {
+    not_on_agent("a polled answer has no stream to break after content: a failed poll before content is retried, as the other fault tests check")
+    async fn a_reset_during_the_stream_ends_it_with_an_error_event(dialect: Dialect) -> TestResult {
+        let app = spawn_app_on_with(dialect, delete_at_once).await;
+        app.sim.faults().inject(Fault::ResetStream { after_events: 3 });
+        let (status, data) = app
+            .chat_stream(
+                "token-a",
+                &streamed("a long answer that a reset will break in the middle"),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let last: Value = serde_json::from_str(data.last().expect("events"))?;
+        assert_eq!(last["error"]["type"], "upstream_error", "{last}");
+        assert!(!data.iter().any(|d| d == "[DONE]"));
+        assert!(data.len() >= 2, "content came before the reset: {data:?}");
+        assert_eq!(
+            app.sim.conversations().chats().len(),
+            1,
+            "nothing is retried once content was sent"
+        );
+        assert_eq!(app.sim.conversations().created().len(), 1);
+        assert_recovered(&app, "token-a").await;
+        Ok(())
+    }
+
+    not_on_agent("a polled answer has no stream to cut after content: the first poll sees the whole answer at the simulator's pace")
+    async fn a_stream_cut_without_an_end_event_leaves_nothing_upstream(dialect: Dialect) -> TestResult {
+        let app = spawn_app_on_with(dialect, delete_at_once).await;
+        // Before content: retried, and the cut attempt's conversation is deleted too.
+        app.sim.faults().inject(Fault::CutStream { after_events: 0 });
+        app.chat_ok("token-a", &ask("hi")).await;
+        assert_eq!(app.sim.conversations().created().len(), 2);
+        // After content: an error event ends the client's stream.
+        app.sim.faults().inject(Fault::CutStream { after_events: 2 });
+        let (status, data) = app
+            .chat_stream("token-a", &streamed("an answer cut off without its end"))
+            .await;
+        assert_eq!(status, 200);
+        let last: Value = serde_json::from_str(data.last().expect("events"))?;
+        assert_eq!(last["error"]["type"], "upstream_error", "{last}");
+        assert_recovered(&app, "token-a").await;
+        Ok(())
+    }
+
+    not_on_agent("a polled answer is read with its token: once the token dies the rest of the answer cannot be read")
+    async fn a_token_that_dies_mid_stream_finishes_its_answer_and_requests_move_on(dialect: Dialect) -> TestResult {
+        let app = spawn_app_on_with(dialect, delete_at_once).await;
+        app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(40)));
+        let response = app
+            .chat(
+                "token-x,token-y",
+                &streamed("a slow answer during which its token dies"),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let running = app.sim.conversations().chats().last().expect("the chat").token.clone();
+        let other = if running == "token-x" { "token-y" } else { "token-x" };
+        let mut bytes = Box::pin(response.bytes_stream());
+        read_until_first_words(&mut bytes).await;
+        app.sim.accounts().kill_token(&running);
+        let rest = sse_data_from(bytes).await;
+        assert_eq!(rest.last().map(String::as_str), Some("[DONE]"), "{rest:?}");
+        // The next requests go to the living token.
+        for _ in 0..3 {
+            app.chat_ok("token-x,token-y", &ask("next")).await;
+        }
+        assert!(
+            app.sim
+                .conversations()
+                .chats()
+                .iter()
+                .skip(1)
+                .all(|chat| chat.token == other)
+        );
+        // The dead account's conversation cannot be deleted (every call of it is refused): it is
+        // the only one left upstream, and only until its owner logs in and deletes it.
+        assert!(
+            eventually(Duration::from_secs(20), || async {
+                app.sim
+                    .conversations()
+                    .all_live()
+                    .iter()
+                    .all(|(_, owner)| *owner == running)
+            })
+            .await,
+            "{:?}",
+            app.sim.conversations().all_live()
+        );
+        assert_eq!(app.sim.conversations().live(&running).len(), 1);
+        app.assert_protocol_clean();
+        Ok(())
+    }
+
+    not_on_agent("a polled answer survives a restart: each poll is a request of its own")
+    async fn the_simulator_restarting_mid_stream_ends_it_with_an_error_event(dialect: Dialect) -> TestResult {
+        let app = spawn_app_on_with(dialect, delete_at_once).await;
+        app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(40)));
+        let response = app
+            .chat("token-a", &streamed("a slow answer that a restart will break"))
+            .await;
+        assert_eq!(response.status(), 200);
+        let mut bytes = Box::pin(response.bytes_stream());
+        read_until_first_words(&mut bytes).await;
+        app.sim.restart().await?;
+        let rest = sse_data_from(bytes).await;
+        let last: Value = serde_json::from_str(rest.last().expect("an event after the restart"))?;
+        assert_eq!(last["error"]["type"], "upstream_error", "{last}");
+        assert_recovered(&app, "token-a").await;
+        Ok(())
+    }
+}
+
+on_every_dialect! {
     async fn a_conversation_made_by_an_upstream_that_answered_after_we_gave_up_is_deleted(dialect: Dialect) -> TestResult {
         let app = spawn_app_on_with(dialect, |settings| {
             delete_at_once(settings);

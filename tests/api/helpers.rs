@@ -39,6 +39,8 @@ fn test_settings(sim: &Simulator, dialect: Dialect) -> Settings {
     settings.upstream.retry_delay = Duration::from_millis(20);
     settings.accounts.busy_wait = Duration::from_secs(10);
     settings.session.sweep_interval = Duration::from_millis(50);
+    // A polled answer settles once unchanged this long: well above the simulator's chunk pace.
+    settings.upstream.profile.poll.settle = Duration::from_millis(150);
     settings
 }
 
@@ -56,8 +58,8 @@ pub async fn spawn_app_on_with(dialect: Dialect, configure: impl FnOnce(&mut Set
     spawn_app_with_sim(SimConfig::on(dialect), configure).await
 }
 
-/// Runs each test once on every dialect, as `<test>::hailuoai` and `<test>::hailuo_intl`: each
-/// is written `async fn name(dialect: Dialect) -> TestResult { .. }`.
+/// Runs each test once on every dialect, as `<test>::hailuoai`, `<test>::hailuo_intl` and
+/// `<test>::minimax_agent`: each is written `async fn name(dialect: Dialect) -> TestResult { .. }`.
 // The otlp test binary shares this file and runs no test on every dialect.
 #[allow(unused_macros)]
 macro_rules! on_every_dialect {
@@ -78,12 +80,53 @@ macro_rules! on_every_dialect {
                 async fn hailuo_intl() -> TestResult {
                     run(Dialect::HailuoIntl).await
                 }
+
+                #[tokio::test]
+                async fn minimax_agent() -> TestResult {
+                    run(Dialect::MinimaxAgent).await
+                }
             }
         )*
     };
 }
 #[allow(unused_imports)]
 pub(crate) use on_every_dialect;
+
+/// As [`on_every_dialect`], for tests of what only a streamed answer has (an event stream to
+/// tear or break, the voice of the read-aloud feature): each is preceded by
+/// `not_on_agent("why")`, and its `minimax_agent` line is ignored with that reason, so that the
+/// test list says what the polled dialect leaves out.
+#[allow(unused_macros)]
+macro_rules! on_streamed_dialects {
+    ($($(#[$meta:meta])* not_on_agent($why:literal) async fn $name:ident($dialect:ident: Dialect) -> TestResult $body:block)*) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                use super::*;
+
+                async fn run($dialect: Dialect) -> TestResult $body
+
+                #[tokio::test]
+                async fn hailuoai() -> TestResult {
+                    run(Dialect::Hailuoai).await
+                }
+
+                #[tokio::test]
+                async fn hailuo_intl() -> TestResult {
+                    run(Dialect::HailuoIntl).await
+                }
+
+                #[tokio::test]
+                #[ignore = $why]
+                async fn minimax_agent() -> TestResult {
+                    run(Dialect::MinimaxAgent).await
+                }
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_streamed_dialects;
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with_sim(SimConfig::default(), configure).await

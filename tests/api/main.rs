@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod agent;
 mod audio;
 mod audio_fixtures;
 mod auth;

@@ -55,43 +55,6 @@ on_every_dialect! {
         Ok(())
     }
 
-    async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once(dialect: Dialect) -> TestResult {
-        let app = spawn_app_on_with(dialect, |s| {
-            s.accounts.busy_wait = Duration::from_secs(2);
-            s.session.idle_ttl = Duration::from_secs(1);
-        })
-        .await;
-        // This answer would take about 10 s at this pace.
-        app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(500)));
-        let mut body = ask("a long, slow answer that the client will not wait for, not at all, never");
-        body["stream"] = json!(true);
-        let response = app.chat("token-a", &body).await;
-        let mut bytes = response.bytes_stream();
-        read_until_first_words(&mut bytes).await;
-        drop(bytes);
-
-        // We stop reading upstream: the simulator sees its stream closed (at its next write,
-        // after the server noticed at its own next write: two 500 ms chunks; the bound leaves
-        // room for a loaded machine and stays well under the ~10 s the answer would take).
-        let sim = app.sim.clone();
-        assert!(
-            eventually(Duration::from_secs(5), || {
-                let sim = sim.clone();
-                async move { sim.accounts().active_streams() == 0 }
-            })
-            .await,
-            "the upstream stream was closed"
-        );
-        // The account is free again long before the abandoned answer would have ended (~10 s),
-        // within the 2 s a request may wait for it.
-        let completion = app.chat_ok("token-a", &ask("next")).await;
-        assert!(completion["id"].is_string());
-        // Both conversations are left to the sweeper, which deletes them.
-        assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
-        assert_eq!(app.sim.conversations().deleted().len(), 2);
-        Ok(())
-    }
-
     async fn a_conversation_already_deleted_upstream_is_done_not_retried(dialect: Dialect) -> TestResult {
         let app = spawn_app_on_with(dialect, |s| s.session.idle_ttl = Duration::from_secs(1)).await;
         let completion = app.chat_ok("token-a", &ask("hi")).await;
@@ -168,6 +131,46 @@ mod ownership {
         let app = spawn_app().await;
         let error = assert_openai_error(app.chat("token-a", &again(&json!("243600000000000042"))).await, 404).await;
         assert_eq!(error["code"], "conversation_not_found");
+        Ok(())
+    }
+}
+
+on_streamed_dialects! {
+    not_on_agent("the agent upstream generates an answer to its end whoever polls it: the account stays busy until then")
+    async fn a_client_that_disconnects_mid_stream_frees_the_account_at_once(dialect: Dialect) -> TestResult {
+        let app = spawn_app_on_with(dialect, |s| {
+            s.accounts.busy_wait = Duration::from_secs(2);
+            s.session.idle_ttl = Duration::from_secs(1);
+        })
+        .await;
+        // This answer would take about 10 s at this pace.
+        app.sim.faults().inject(Fault::SlowChunks(Duration::from_millis(500)));
+        let mut body = ask("a long, slow answer that the client will not wait for, not at all, never");
+        body["stream"] = json!(true);
+        let response = app.chat("token-a", &body).await;
+        let mut bytes = response.bytes_stream();
+        read_until_first_words(&mut bytes).await;
+        drop(bytes);
+
+        // We stop reading upstream: the simulator sees its stream closed (at its next write,
+        // after the server noticed at its own next write: two 500 ms chunks; the bound leaves
+        // room for a loaded machine and stays well under the ~10 s the answer would take).
+        let sim = app.sim.clone();
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                let sim = sim.clone();
+                async move { sim.accounts().active_streams() == 0 }
+            })
+            .await,
+            "the upstream stream was closed"
+        );
+        // The account is free again long before the abandoned answer would have ended (~10 s),
+        // within the 2 s a request may wait for it.
+        let completion = app.chat_ok("token-a", &ask("next")).await;
+        assert!(completion["id"].is_string());
+        // Both conversations are left to the sweeper, which deletes them.
+        assert!(app.all_conversations_deleted("token-a", Duration::from_secs(5)).await);
+        assert_eq!(app.sim.conversations().deleted().len(), 2);
         Ok(())
     }
 }

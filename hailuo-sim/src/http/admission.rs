@@ -5,6 +5,9 @@
 use poem::{Request, Response};
 use serde_json::{Value, json};
 
+use hailuo_free_api::domain::token_expiry;
+
+use crate::profile::Dialect;
 use crate::state::SimState;
 use crate::verify::{self, ChatSignedFields, ProfileQuery, Rejection, VoiceSignedFields};
 
@@ -87,6 +90,9 @@ pub(crate) fn admit(state: &SimState, req: &Request, expect: &Expectation<'_>) -
             }
         }
     }
+    if state.config.dialect == Dialect::MinimaxAgent {
+        check_agent_identity(&token, &query)?;
+    }
     let referer = match expect.referer_chat {
         Some(chat_id) => format!("{}/?chat={chat_id}", profile.origin),
         None => format!("{}/", profile.origin),
@@ -110,12 +116,62 @@ pub(crate) fn admit(state: &SimState, req: &Request, expect: &Expectation<'_>) -
         SignedBody::Chat(fields) => verify::chat_signature(&full_uri, fields, &query.unix, salt),
         SignedBody::Voice(fields) => verify::voice_signature(&full_uri, fields, &query.unix, salt),
     };
+    if state.config.dialect == Dialect::MinimaxAgent
+        && let SignedBody::Json(body) = &expect.signed
+    {
+        check_agent_signature(req, &token, &query.unix, body)?;
+    }
     match req.header("Yy") {
         Some(sent) if sent == expected => Ok(Caller { token, query }),
         Some(sent) => Err(Rejection::bad_signature(format!(
             "Yy {sent} is wrong, expected {expected}"
         ))),
         None => Err(Rejection::bad_signature("header Yy missing")),
+    }
+}
+
+/// The `minimax-agent` query's `token` and `user_id` (§12.4): the token of the header, and the
+/// user id its JWT payload names (`user.id`); a token that names none may be sent with any
+/// (the account's own, known to the client only: `<userID>+<JWT>`, or the device's `uuid`).
+fn check_agent_identity(token: &str, query: &ProfileQuery) -> Result<(), Rejection> {
+    if query.token.as_deref() != Some(token) {
+        return Err(Rejection::bad_parameter(format!(
+            "query token {:?} is not the Token header",
+            query.token.as_deref().map(|t| t.chars().take(12).collect::<String>())
+        )));
+    }
+    let Some(expected) = token_expiry::user_id(token) else {
+        return Ok(());
+    };
+    match query.user_id.as_deref() {
+        Some(user_id) if user_id == expected => Ok(()),
+        sent => Err(Rejection::bad_parameter(format!(
+            "query user_id {sent:?}, the token's user is {expected:?}"
+        ))),
+    }
+}
+
+/// The `minimax-agent` headers of a JSON call (§12.4): `x-timestamp`, the query's `unix` in
+/// seconds, and `x-signature = md5hex(x-timestamp + token + body)` (`{}` without a body).
+fn check_agent_signature(req: &Request, token: &str, unix: &str, body: &str) -> Result<(), Rejection> {
+    let seconds = unix.get(..unix.len().saturating_sub(3)).unwrap_or_default();
+    match req.header("x-timestamp") {
+        Some(sent) if sent == seconds => {}
+        Some(sent) => {
+            return Err(Rejection::bad_signature(format!(
+                "x-timestamp {sent:?}, the query's unix says {seconds:?}"
+            )));
+        }
+        None => return Err(Rejection::bad_signature("header x-timestamp missing")),
+    }
+    let signed = if body.is_empty() { "{}" } else { body };
+    let expected = verify::md5hex(format!("{seconds}{token}{signed}"));
+    match req.header("x-signature") {
+        Some(sent) if sent == expected => Ok(()),
+        Some(sent) => Err(Rejection::bad_signature(format!(
+            "x-signature {sent} is wrong, expected {expected}"
+        ))),
+        None => Err(Rejection::bad_signature("header x-signature missing")),
     }
 }
 

@@ -7,6 +7,7 @@ mod account;
 mod admission;
 mod chat;
 mod files;
+mod matrix;
 mod oss;
 mod speech;
 mod sse;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use poem::http::{Method, StatusCode};
 use poem::{Endpoint, Request, Response};
 
+use crate::profile::Dialect;
 use crate::state::SimState;
 use account::HISTORY_PREFIX;
 
@@ -32,7 +34,16 @@ impl Endpoint for SimEndpoint {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         let state = &self.state;
+        if state.config.dialect == Dialect::MinimaxAgent && !serves_agent(&path) {
+            state.violation(format!(
+                "{method} {path}: the minimax-agent upstream has no such endpoint"
+            ));
+            return Ok(Response::builder().status(StatusCode::NOT_FOUND).body("not found"));
+        }
         Ok(match (method, path.as_str()) {
+            (Method::POST, "/matrix/api/v1/chat/send_msg") => matrix::send_msg(state, req).await,
+            (Method::POST, "/matrix/api/v1/chat/get_chat_detail") => matrix::get_chat_detail(state, req).await,
+            (Method::POST, "/matrix/api/v1/chat/delete_chat") => matrix::delete_chat(state, req).await,
             (Method::POST, "/v1/api/user/device/register") => account::register_device(state, req).await,
             (Method::GET, "/v1/api/user/info") => account::user_info(state, req).await,
             (Method::POST, "/v4/api/chat/msg") => chat::chat_message(state, req).await,
@@ -50,7 +61,20 @@ impl Endpoint for SimEndpoint {
     }
 }
 
+/// Whether the `minimax-agent` upstream serves `path`: its matrix chat, the account and file
+/// endpoints it shares with the others and the OSS bucket, but no event-stream chat, no
+/// history deletion, no speech and no voice messages.
+fn serves_agent(path: &str) -> bool {
+    path.starts_with("/matrix/")
+        || path.starts_with("/v1/api/user/")
+        || path.starts_with("/v1/api/files/")
+        || !is_api_path(path)
+}
+
 /// Whether `path` belongs to the Hailuo API (or the speech audio) rather than to the OSS bucket.
 fn is_api_path(path: &str) -> bool {
-    path.starts_with("/v1/") || path.starts_with("/v4/") || path.starts_with(speech::AUDIO_PREFIX)
+    path.starts_with("/v1/")
+        || path.starts_with("/v4/")
+        || path.starts_with("/matrix/")
+        || path.starts_with(speech::AUDIO_PREFIX)
 }

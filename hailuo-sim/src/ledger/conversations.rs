@@ -1,6 +1,9 @@
 //! The conversations the simulated upstream holds, the chat requests it accepted on them and
 //! the assistant messages it answered (which `msg_tts` may speak).
 
+use std::collections::HashMap;
+
+use super::turns::AgentTurn;
 use crate::records::ChatRecord;
 
 /// An assistant message the simulator answered: what `msg_tts` may speak.
@@ -28,7 +31,13 @@ pub(crate) struct ConversationBook {
     /// DELETEs of a conversation that passed the protocol checks, answered or not.
     pub delete_requests: usize,
     /// Assistant messages answered, by `msgID`, for `msg_tts`.
-    pub messages: std::collections::HashMap<String, AssistantMessage>,
+    pub messages: HashMap<String, AssistantMessage>,
+    /// The `minimax-agent` turns of each live conversation, in order.
+    pub turns: HashMap<String, Vec<AgentTurn>>,
+    /// `get_chat_detail` polls that passed the protocol checks.
+    pub detail_polls: usize,
+    /// `delete_chat` calls refused with `chat is running`.
+    pub running_deletes: usize,
 }
 
 impl ConversationBook {
@@ -49,6 +58,7 @@ impl ConversationBook {
     /// Ends conversation `chat_id`: from then on it is not live.
     pub fn remove(&mut self, chat_id: &str) {
         self.live.retain(|(id, _)| id != chat_id);
+        self.turns.remove(chat_id);
     }
 
     /// Drops the history a long run piles up: chat records, the created and deleted lists and
@@ -57,6 +67,6 @@ impl ConversationBook {
         self.chats = Vec::new();
         self.created = Vec::new();
         self.deleted = Vec::new();
-        self.messages = std::collections::HashMap::new();
+        self.messages = HashMap::new();
     }
 }

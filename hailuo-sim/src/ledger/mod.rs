@@ -7,6 +7,7 @@ mod bucket;
 mod conversations;
 mod faults;
 mod speech;
+mod turns;
 mod voice;
 
 use std::collections::HashSet;
@@ -16,6 +17,7 @@ pub(crate) use bucket::{Bucket, OSS_BUCKET, OssObject, StsCredential};
 pub(crate) use conversations::{AssistantMessage, ConversationBook};
 pub(crate) use faults::FaultPlan;
 pub(crate) use speech::SpeechDesk;
+pub(crate) use turns::{AgentTurn, PollFault};
 pub(crate) use voice::VoiceInbox;
 
 /// Everything mutable, one record per part of the upstream.

@@ -11,7 +11,9 @@ mod signature;
 pub(crate) use headers::{check_browser_headers, sentry_trace_id};
 pub(crate) use query::{ProfileQuery, check_profile_query, query_value, strip_own_query};
 pub(crate) use rejection::Rejection;
-pub(crate) use signature::{ChatSignedFields, VoiceSignedFields, chat_signature, json_signature, voice_signature};
+pub(crate) use signature::{
+    ChatSignedFields, VoiceSignedFields, chat_signature, json_signature, md5hex, voice_signature,
+};
 
 /// A `uuid` as the web app makes them: 36 characters, hex digits and dashes in 8-4-4-4-12.
 pub(crate) fn is_dashed_uuid(text: &str) -> bool {

@@ -47,6 +47,10 @@ pub(crate) struct ProfileQuery {
     pub device_id: Option<String>,
     /// `unix`, as sent.
     pub unix: String,
+    /// `user_id`, when the profile's query has it.
+    pub user_id: Option<String>,
+    /// `token`, when the profile's query has it.
+    pub token: Option<String>,
 }
 
 /// Checks that `query` is exactly the profile's keys, in its order and with its literal
@@ -84,6 +88,8 @@ pub(crate) fn check_profile_query(
         uuid: String::new(),
         device_id: None,
         unix: String::new(),
+        user_id: None,
+        token: None,
     };
     for ((key, value), (_, wanted)) in pairs.into_iter().zip(expected) {
         match wanted {
@@ -97,10 +103,16 @@ pub(crate) fn check_profile_query(
             QueryValue::Placeholder(Placeholder::Uuid) => parsed.uuid = value.to_owned(),
             QueryValue::Placeholder(Placeholder::DeviceId) => parsed.device_id = Some(value.to_owned()),
             QueryValue::Placeholder(Placeholder::Unix) => parsed.unix = value.to_owned(),
-            QueryValue::Placeholder(Placeholder::UserId | Placeholder::Token) => {
+            QueryValue::Placeholder(placeholder @ (Placeholder::UserId | Placeholder::Token)) => {
                 if value.is_empty() {
                     return Err(Rejection::bad_parameter(format!("query {key} is empty")));
                 }
+                let slot = if placeholder == Placeholder::UserId {
+                    &mut parsed.user_id
+                } else {
+                    &mut parsed.token
+                };
+                *slot = Some(value.to_owned());
             }
         }
     }

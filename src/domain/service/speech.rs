@@ -74,6 +74,8 @@ pub struct SpeechService {
     sessions: Arc<dyn SessionStore>,
     tracker: Arc<ConversationTracker>,
     voices: VoiceTable,
+    /// Why this upstream cannot speak at all, when it cannot.
+    unavailable: Option<String>,
 }
 
 impl SpeechService {
@@ -96,17 +98,28 @@ impl SpeechService {
             sessions,
             tracker,
             voices,
+            unavailable: None,
         }
+    }
+
+    /// The use case over an upstream that has no speech: every order is refused with `reason`.
+    #[must_use]
+    pub fn unavailable(mut self, reason: impl Into<String>) -> Self {
+        self.unavailable = Some(reason.into());
+        self
     }
 
     /// Speaks `order.input` on one of `tokens` and returns the audio in `order.format`.
     ///
     /// # Errors
     /// [`SpeechError::InvalidRequest`] for an empty or too long input or a speed out of
-    /// range; the account errors of [`AccountRunner::run`]; [`RunnerError::Timeout`] when
+    /// range, or an upstream without speech; the account errors of [`AccountRunner::run`]; [`RunnerError::Timeout`] when
     /// the audio is not ready in time; [`SpeechError::UnrenderableAudio`] when the upstream's
     /// audio does not render.
     pub async fn speak(&self, tokens: &[AccountToken], order: SpeechOrder) -> Result<Vec<u8>, SpeechError> {
+        if let Some(reason) = &self.unavailable {
+            return Err(SpeechError::InvalidRequest(reason.clone()));
+        }
         let length = order.input.chars().count();
         if order.input.trim().is_empty() || length > MAX_SPEECH_CHARS {
             return Err(SpeechError::InvalidRequest(format!(

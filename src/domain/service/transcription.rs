@@ -27,6 +27,9 @@ pub enum TranscriptionError {
     /// The codec work stopped or could not encode; details are logged, not shown.
     #[error("internal error")]
     Codec,
+    /// The upstream has no transcription (the message says why).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Every upstream failure of a transcription is one the runner's shared meaning covers.
@@ -48,6 +51,8 @@ pub struct TranscriptionService {
     codec: Arc<dyn AudioCodec>,
     slots: Arc<CodecSlots>,
     runner: Arc<AccountRunner>,
+    /// Why this upstream cannot transcribe at all, when it cannot.
+    unavailable: Option<String>,
 }
 
 impl TranscriptionService {
@@ -63,7 +68,16 @@ impl TranscriptionService {
             codec,
             slots,
             runner,
+            unavailable: None,
         }
+    }
+
+    /// The use case over an upstream that has no transcription: every upload is refused with
+    /// `reason`.
+    #[must_use]
+    pub fn unavailable(mut self, reason: impl Into<String>) -> Self {
+        self.unavailable = Some(reason.into());
+        self
     }
 
     /// Transcribes an upload (any supported audio format) on one of `tokens`. The upload is
@@ -71,6 +85,7 @@ impl TranscriptionService {
     /// counts), then runs on an account.
     ///
     /// # Errors
+    /// [`TranscriptionError::Unavailable`] on an upstream without transcription;
     /// [`TranscriptionError::InvalidAudio`] for bytes that are not decodable audio;
     /// [`TranscriptionError::AudioTooLong`] for audio past the codec's limits; the account
     /// errors of [`AccountRunner::run`]; [`RunnerError::Refused`] with the upstream's reason.
@@ -80,6 +95,9 @@ impl TranscriptionService {
         audio: Vec<u8>,
         file_name: Option<String>,
     ) -> Result<Transcript, TranscriptionError> {
+        if let Some(reason) = &self.unavailable {
+            return Err(TranscriptionError::Unavailable(reason.clone()));
+        }
         if tokens.is_empty() {
             return Err(RunnerError::NoAccounts.into());
         }

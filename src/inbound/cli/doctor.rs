@@ -19,6 +19,7 @@ use crate::domain::chat::{AccountToken, ChatMessage, ChatPrompt, ConversationId,
 use crate::domain::ports::{Account, AnswerStream, ChatProvider, ProviderError};
 use crate::domain::token_expiry;
 use crate::outbound::hailuo::HailuoClient;
+use crate::outbound::hailuo::agent::AgentClient;
 use crate::outbound::hailuo::request::transport_error;
 
 /// The one-word message the chat step sends.
@@ -40,7 +41,7 @@ pub struct DoctorArgs {
     /// The upstream to check instead of `upstream.base_url`.
     #[arg(long, value_name = "URL", value_parser = http_url)]
     base_url: Option<Url>,
-    /// The dialect to speak instead of `upstream.dialect` (hailuoai, hailuo-intl); its
+    /// The dialect to speak instead of `upstream.dialect` (hailuoai, hailuo-intl, minimax-agent); its
     /// profile and host are then the ones used.
     #[arg(long, value_name = "DIALECT", value_parser = dialect)]
     dialect: Option<Dialect>,
@@ -135,7 +136,10 @@ async fn checkup(upstream: &UpstreamSettings, token: &AccountToken) -> anyhow::R
 /// When its HTTP client cannot be built.
 fn chat_provider(upstream: &UpstreamSettings) -> anyhow::Result<Arc<dyn ChatProvider>> {
     let client = HailuoClient::new(upstream).context("building the upstream HTTP client")?;
-    Ok(Arc::new(client))
+    Ok(match upstream.dialect {
+        Dialect::MinimaxAgent => Arc::new(AgentClient::new(client)),
+        Dialect::Hailuoai | Dialect::HailuoIntl => Arc::new(client),
+    })
 }
 
 /// How the first step reaches the host: the upstream's HTTP client, the base URL, and the

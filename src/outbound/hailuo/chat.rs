@@ -116,7 +116,7 @@ impl HailuoClient {
             fields.form = Some(chat_form(&files, &fields.msg_content));
         }
         let mut call = self
-            .call(Method::POST, CHAT_PATH, Caller::Device(&account.device))
+            .call(Method::POST, CHAT_PATH, Caller::Device(&account.device), &account.token)
             .streaming();
         if let Some(conversation) = &prompt.conversation {
             call = call.in_conversation(conversation);

@@ -27,7 +27,12 @@ impl HailuoClient {
     /// otherwise.
     pub async fn register(&self, token: &AccountToken) -> Result<Device, ProviderError> {
         let user_id = uuid::Uuid::new_v4().to_string();
-        let call = self.call(Method::POST, REGISTER_PATH, Caller::Registering { user_id: &user_id });
+        let call = self.call(
+            Method::POST,
+            REGISTER_PATH,
+            Caller::Registering { user_id: &user_id },
+            token,
+        );
         let payload = self
             .call_json(call, token, Some(&json!({ "uuid": user_id })))
             .await
@@ -55,7 +60,12 @@ impl HailuoClient {
     /// Only transient failures (unreachable, 5xx, a body that is not JSON); a refused
     /// account is `Ok(false)`.
     pub async fn check_alive(&self, account: &Account) -> Result<bool, ProviderError> {
-        let call = self.call(Method::GET, USER_INFO_PATH, Caller::Device(&account.device));
+        let call = self.call(
+            Method::GET,
+            USER_INFO_PATH,
+            Caller::Device(&account.device),
+            &account.token,
+        );
         match self.call_json(call, &account.token, None).await {
             Ok(payload) => Ok(payload.get("userInfo").is_some_and(Value::is_object)),
             // A forgotten device says nothing about the account: register again and ask again.
@@ -76,7 +86,7 @@ impl HailuoClient {
     /// transient errors otherwise.
     pub async fn delete(&self, account: &Account, conversation: &ConversationId) -> Result<(), ProviderError> {
         let path = format!("{HISTORY_PATH}/{}", conversation.as_str());
-        let call = self.call(Method::DELETE, &path, Caller::Device(&account.device));
+        let call = self.call(Method::DELETE, &path, Caller::Device(&account.device), &account.token);
         self.call_json(call, &account.token, None)
             .await
             .map(drop)

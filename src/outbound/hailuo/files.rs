@@ -194,7 +194,12 @@ impl HailuoClient {
 
     /// Stores one attachment: policy, then OSS.
     async fn store(&self, account: &Account, attachment: Attachment) -> Result<StoredFile, ProviderError> {
-        let call = self.call(Method::GET, REQUEST_POLICY_PATH, Caller::Device(&account.device));
+        let call = self.call(
+            Method::GET,
+            REQUEST_POLICY_PATH,
+            Caller::Device(&account.device),
+            &account.token,
+        );
         let policy = self
             .call_json(call, &account.token, None)
             .await
@@ -228,7 +233,12 @@ impl HailuoClient {
             "size": file.size.to_string(),
             "mimeType": file.mime,
         });
-        let call = self.call(Method::POST, POLICY_CALLBACK_PATH, Caller::Device(&account.device));
+        let call = self.call(
+            Method::POST,
+            POLICY_CALLBACK_PATH,
+            Caller::Device(&account.device),
+            &account.token,
+        );
         let confirmed = self
             .call_json(call, &account.token, Some(&body))
             .await

@@ -6,10 +6,12 @@
 //! it ([`signing`]); [`HailuoClient::request`] adds the headers; [`HailuoClient::call_json`]
 //! does all of this for JSON endpoints and reads the response envelope.
 
+pub mod agent;
 pub mod answer;
 pub mod chat;
 pub mod device;
 pub mod files;
+pub mod identity;
 pub mod prompt;
 pub mod request;
 pub mod signing;
@@ -29,7 +31,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, 
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::config::{Profile, UpstreamSettings};
+use crate::config::{Dialect, Profile, UpstreamSettings};
 use crate::domain::chat::{AccountToken, Attachment, ChatPrompt, ConversationId};
 use crate::domain::metrics::instruments;
 use crate::domain::ports::{Account, AnswerStream, ChatProvider, Device, LateConversations, ProviderError};
@@ -39,13 +41,27 @@ use self::request::{CallFailure, Caller};
 
 /// The headers [`HailuoClient::request`] sets on each call (lowercase), which the profile's
 /// fingerprint headers must not duplicate.
-const PER_CALL_HEADERS: [&str; 7] = ["token", "yy", "referer", "origin", "baggage", "sentry-trace", "accept"];
+const PER_CALL_HEADERS: [&str; 9] = [
+    "token",
+    "yy",
+    "referer",
+    "origin",
+    "baggage",
+    "sentry-trace",
+    "accept",
+    "x-timestamp",
+    "x-signature",
+];
 /// `Token`: the account token.
 const TOKEN: HeaderName = HeaderName::from_static("token");
 /// `Yy`: the request signature.
 const YY: HeaderName = HeaderName::from_static("yy");
 /// `Baggage`: Sentry's tracing context.
 const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+/// `x-timestamp`: the call's Unix seconds (`minimax-agent`).
+const X_TIMESTAMP: HeaderName = HeaderName::from_static("x-timestamp");
+/// `x-signature`: the body's signature (`minimax-agent`).
+const X_SIGNATURE: HeaderName = HeaderName::from_static("x-signature");
 /// `Sentry-Trace`: Sentry's trace and span ids.
 const SENTRY_TRACE: HeaderName = HeaderName::from_static("sentry-trace");
 
@@ -164,6 +180,7 @@ struct ClientInner {
     idle_timeout: Duration,
     base_url: String,
     profile: Profile,
+    dialect: Dialect,
     /// The profile's query string, its literal parts joined once.
     query: request::QueryTemplate,
     /// The profile's browser fingerprint headers, checked once.
@@ -205,6 +222,7 @@ impl HailuoClient {
                 idle_timeout: settings.idle_timeout,
                 base_url: settings.base_url.as_str().trim_end_matches('/').to_owned(),
                 profile: settings.profile.clone(),
+                dialect: settings.dialect,
                 query: request::QueryTemplate::new(&settings.profile),
                 fingerprint,
             }),
@@ -242,6 +260,27 @@ impl HailuoClient {
         self
     }
 
+    /// Time allowed until the response head (`upstream.first_byte_timeout_secs`): for a polled
+    /// answer, until its first content.
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.inner.first_byte_timeout
+    }
+
+    /// Which dialect this client speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.inner.dialect
+    }
+
+    /// Who `token`'s account is to the upstream: on `minimax-agent` its user id (from a
+    /// `<userID>+<JWT>` token, or the JWT's payload) and the JWT sent; elsewhere the token
+    /// as it is, and no user id.
+    pub fn identity<'t>(&self, token: &'t AccountToken) -> identity::AccountIdentity<'t> {
+        match self.inner.dialect {
+            Dialect::MinimaxAgent => identity::AccountIdentity::of(token.expose()),
+            Dialect::Hailuoai | Dialect::HailuoIntl => identity::AccountIdentity::plain(token.expose()),
+        }
+    }
+
     /// The HTTP client (for calls outside the upstream's API, such as OSS uploads).
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
@@ -252,13 +291,18 @@ impl HailuoClient {
         &self.inner.profile
     }
 
-    /// Starts a call of `method` on `path` (which may carry its own query) for `caller`,
-    /// stamped now.
-    pub fn call(&self, method: Method, path: &str, caller: Caller<'_>) -> UpstreamCall {
+    /// Starts a call of `method` on `path` (which may carry its own query) for `caller` on
+    /// `token`'s account, stamped now.
+    pub fn call(&self, method: Method, path: &str, caller: Caller<'_>, token: &AccountToken) -> UpstreamCall {
         let unix = request::unix_now();
+        let identity = self.identity(token);
+        let account = request::AccountQuery {
+            user_id: &identity.user_id,
+            token: identity.token,
+        };
         UpstreamCall {
             method,
-            full_uri: self.inner.query.full_uri(path, caller, &unix),
+            full_uri: self.inner.query.full_uri(path, caller, &unix, account),
             unix,
             accept: Accept::Any,
             conversation: None,
@@ -282,7 +326,7 @@ impl HailuoClient {
         let mut headers = self.inner.fingerprint.clone();
         let mut invalid = Vec::new();
         let per_call = [
-            (TOKEN, token.expose()),
+            (TOKEN, self.identity(token).token),
             (YY, signature),
             (REFERER, referer.as_str()),
             (ORIGIN, profile.origin.as_str()),
@@ -457,7 +501,8 @@ impl HailuoClient {
         .boxed()
     }
 
-    /// Sends a JSON call (signed with `body`, or `{}` without one) and reads the envelope.
+    /// Sends a JSON call (signed with `body`, or `{}` without one) and reads the envelope; on
+    /// `minimax-agent` with its `x-timestamp` and `x-signature` headers besides `Yy`.
     ///
     /// # Errors
     /// [`CallFailure::Status`] for an HTTP error status, [`CallFailure::Envelope`] for a
@@ -470,26 +515,98 @@ impl HailuoClient {
         body: Option<&Value>,
     ) -> Result<Value, CallFailure> {
         request::check_token(token).map_err(CallFailure::Transport)?;
-        let body = body.map(Value::to_string);
-        let signature = signing::sign_json(&call.full_uri, body.as_deref(), &call.unix, &self.inner.profile.salt);
-        let mut builder = self.request(&call, token, &signature);
-        if let Some(body) = body {
-            builder = builder.header(CONTENT_TYPE, "application/json").body(body);
-        }
-        tracing::debug!(method = %call.method, uri = %call.full_uri, account = %token, "upstream call");
+        let builder = self.json_request(&call, token, body);
         let response = self
             .send_timed(&call, token, builder)
             .await
             .map_err(CallFailure::Transport)?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
+        read_json(response).await
+    }
+
+    /// As [`Self::call_json`] for a call that makes a conversation (the agent's `send_msg`):
+    /// when its response head does not come in time, the request is still listened to in the
+    /// background (see [`Self::with_late_conversations`]), and the conversation
+    /// `conversation_of` finds in its late answer is reported.
+    ///
+    /// # Errors
+    /// As [`Self::call_json`].
+    pub async fn call_json_chat(
+        &self,
+        call: UpstreamCall,
+        token: &AccountToken,
+        body: &Value,
+        conversation_of: fn(&Value) -> Option<ConversationId>,
+    ) -> Result<Value, CallFailure> {
+        request::check_token(token).map_err(CallFailure::Transport)?;
+        let builder = self.json_request(&call, token, Some(body));
+        let Some(late) = self.late.clone() else {
+            return self.call_json(call, token, Some(body)).await;
+        };
+        let token_for_watch = token.clone();
+        let response = self
+            .send_timed_then(&call, token, builder, move |pending| {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
+                runtime.spawn(watch_late_json(pending, token_for_watch, late, conversation_of));
+            })
             .await
-            .map_err(|e| CallFailure::Transport(request::transport_error(e)))?;
-        if !status.is_success() {
-            return Err(request::status_failure(status, &bytes));
+            .map_err(CallFailure::Transport)?;
+        read_json(response).await
+    }
+
+    /// The signed request of a JSON call with `body` (`{}` signed without one); on
+    /// `minimax-agent` with its `x-timestamp` and `x-signature` headers besides `Yy`.
+    fn json_request(&self, call: &UpstreamCall, token: &AccountToken, body: Option<&Value>) -> reqwest::RequestBuilder {
+        let body = body.map(Value::to_string);
+        let signature = signing::sign_json(&call.full_uri, body.as_deref(), &call.unix, &self.inner.profile.salt);
+        let mut builder = self.request(call, token, &signature);
+        if self.inner.dialect == Dialect::MinimaxAgent {
+            let (timestamp, body_signature) =
+                signing::sign_agent_body(&call.unix, self.identity(token).token, body.as_deref());
+            builder = builder
+                .header(X_TIMESTAMP, timestamp)
+                .header(X_SIGNATURE, body_signature);
         }
-        request::parse_envelope(&bytes)
+        if let Some(body) = body {
+            builder = builder.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        tracing::debug!(method = %call.method, uri = %call.full_uri, account = %token, "upstream call");
+        builder
+    }
+}
+
+/// The envelope of a JSON call's response.
+///
+/// # Errors
+/// As [`HailuoClient::call_json`].
+async fn read_json(response: reqwest::Response) -> Result<Value, CallFailure> {
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| CallFailure::Transport(request::transport_error(e)))?;
+    if !status.is_success() {
+        return Err(request::status_failure(status, &bytes));
+    }
+    request::parse_envelope(&bytes)
+}
+
+/// Waits, for at most `late.wait`, for a JSON chat call given up to answer, and reports the
+/// conversation `conversation_of` finds in its payload.
+async fn watch_late_json(
+    pending: PendingResponse,
+    token: AccountToken,
+    late: LateWatch,
+    conversation_of: fn(&Value) -> Option<ConversationId>,
+) {
+    let named = tokio::time::timeout(late.wait, async move {
+        let payload = read_json(pending.await.ok()?).await.ok()?;
+        conversation_of(&payload)
+    })
+    .await;
+    if let Ok(Some(conversation)) = named {
+        late.sink.made(&token, &conversation);
     }
 }
 
@@ -561,7 +678,12 @@ mod tests {
         let client = client("http://127.0.0.1:9/");
         let conversation = ConversationId::parse("243612345678901234").unwrap();
         let call = client
-            .call(Method::POST, "/v4/api/chat/msg", Caller::Device(&device()))
+            .call(
+                Method::POST,
+                "/v4/api/chat/msg",
+                Caller::Device(&device()),
+                &AccountToken::new("t"),
+            )
             .streaming()
             .in_conversation(&conversation);
         let request = client
@@ -599,7 +721,12 @@ mod tests {
         settings.profile.headers.insert("Accept".into(), "text/html".into());
         settings.profile.headers.insert("Bad Name".into(), "x".into());
         let client = HailuoClient::new(&settings).unwrap();
-        let call = client.call(Method::GET, "/v1/api/user/info", Caller::Device(&device()));
+        let call = client.call(
+            Method::GET,
+            "/v1/api/user/info",
+            Caller::Device(&device()),
+            &AccountToken::new("t"),
+        );
         let request = client.request(&call, &AccountToken::new("t"), "s").build().unwrap();
         let accepts: Vec<_> = request.headers().get_all("accept").iter().collect();
         assert_eq!(accepts, ["*/*"]);
@@ -608,7 +735,12 @@ mod tests {
     #[test]
     fn only_the_token_is_sensitive_and_a_value_no_header_can_carry_fails_the_call() {
         let good = client("http://127.0.0.1:9");
-        let call = good.call(Method::GET, "/v1/api/user/info", Caller::Device(&device()));
+        let call = good.call(
+            Method::GET,
+            "/v1/api/user/info",
+            Caller::Device(&device()),
+            &AccountToken::new("t"),
+        );
         let request = good.request(&call, &AccountToken::new("t"), "s").build().unwrap();
         let sensitive: Vec<_> = request
             .headers()
@@ -638,7 +770,12 @@ mod tests {
     #[test]
     fn a_plain_call_accepts_anything_and_refers_to_the_root() {
         let client = client("http://127.0.0.1:9");
-        let call = client.call(Method::GET, "/v1/api/user/info", Caller::Device(&device()));
+        let call = client.call(
+            Method::GET,
+            "/v1/api/user/info",
+            Caller::Device(&device()),
+            &AccountToken::new("t"),
+        );
         let request = client.request(&call, &AccountToken::new("t"), "s").build().unwrap();
         assert_eq!(request.headers()["accept"], "*/*");
         assert_eq!(request.headers()["referer"], "https://hailuoai.com/");

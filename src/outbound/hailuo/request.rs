@@ -22,6 +22,16 @@ pub enum Caller<'a> {
     Device(&'a Device),
 }
 
+/// The account as the `user_id` and `token` placeholders fill the query: its user id (when
+/// empty, `user_id` is the device's uuid) and the token as its header carries it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AccountQuery<'a> {
+    /// The account's user id (`user_id`).
+    pub user_id: &'a str,
+    /// The token as sent (`token`).
+    pub token: &'a str,
+}
+
 /// The current time as the upstream wants it: Unix milliseconds, truncated to whole seconds
 /// (13 digits ending in `000`).
 pub fn unix_now() -> String {
@@ -57,14 +67,13 @@ impl QueryTemplate {
         let mut parts: Vec<QueryPart> = Vec::new();
         for key in &profile.query {
             let pair = match Placeholder::named(key) {
-                Some(placeholder @ (Placeholder::Uuid | Placeholder::DeviceId | Placeholder::Unix)) => {
+                Some(placeholder) => {
                     parts.push(QueryPart::Slot {
                         key: key.clone(),
                         placeholder,
                     });
                     continue;
                 }
-                Some(_) => None,
                 None => profile.value(key).map(|value| format!("{key}={value}")),
             };
             let Some(pair) = pair else {
@@ -92,12 +101,13 @@ impl QueryTemplate {
     /// `path` with the query string appended (`?`, or `&` when `path` already has a query);
     /// values are written as they are, and `device_id` is left out, key and all, for a
     /// registering caller. This is the `fullUri` the signature covers.
-    pub fn full_uri(&self, path: &str, caller: Caller<'_>, unix: &str) -> String {
+    pub fn full_uri(&self, path: &str, caller: Caller<'_>, unix: &str, account: AccountQuery<'_>) -> String {
         let (user_id, device_id) = match caller {
             Caller::Registering { user_id } => (user_id, None),
             Caller::Device(device) => (device.user_id.as_str(), Some(device.device_id.as_str())),
         };
-        let filled = user_id.len() + device_id.map_or(0, str::len) + unix.len();
+        let filled =
+            user_id.len() + device_id.map_or(0, str::len) + unix.len() + account.user_id.len() + account.token.len();
         // One buffer for the whole URI: this runs on every upstream call.
         let mut uri = String::with_capacity(path.len() + self.fixed_len + filled);
         uri.push_str(path);
@@ -116,7 +126,10 @@ impl QueryTemplate {
                             None => continue,
                         },
                         Placeholder::Unix => unix,
-                        Placeholder::UserId | Placeholder::Token => continue,
+                        // A token that names no user is known by its device's uuid.
+                        Placeholder::UserId if account.user_id.is_empty() => user_id,
+                        Placeholder::UserId => account.user_id,
+                        Placeholder::Token => account.token,
                     };
                     uri.push(separator);
                     uri.push_str(key);
@@ -283,7 +296,9 @@ pub fn known_refusal(code: &str, message: &str) -> Option<ProviderError> {
 
 /// Reads a JSON response body by the envelope rule: `{"statusInfo":{"code":0},"data":P}`
 /// gives `P` (`null` when absent), a non-zero code fails with the upstream's message, and a
-/// body without an object `statusInfo` is the payload itself.
+/// body without an object `statusInfo` is the payload itself. The `minimax-agent` envelope,
+/// `{"base_resp":{"status_code":0,"status_msg":".."}, ...}`, gives the whole body on
+/// `status_code` 0 and fails with `status_msg` otherwise.
 ///
 /// # Errors
 /// [`CallFailure::Envelope`] for a non-zero code; [`CallFailure::Transport`] with
@@ -294,6 +309,15 @@ pub fn parse_envelope(body: &[u8]) -> Result<Value, CallFailure> {
             message: format!("the upstream answered something that is not JSON: {error}"),
         })
     })?;
+    if let Some(base) = body.get("base_resp").and_then(Value::as_object) {
+        return match base.get("status_code") {
+            Some(code) if code.as_i64() == Some(0) => Ok(body),
+            code => Err(envelope_failure(
+                code.cloned().unwrap_or(Value::Null),
+                base.get("status_msg"),
+            )),
+        };
+    }
     let Some(status) = body.get("statusInfo").and_then(Value::as_object) else {
         return Ok(body);
     };
@@ -301,12 +325,17 @@ pub fn parse_envelope(body: &[u8]) -> Result<Value, CallFailure> {
     if code.as_i64() == Some(0) {
         return Ok(body.get_mut("data").map(Value::take).unwrap_or(Value::Null));
     }
+    Err(envelope_failure(code, status.get("message")))
+}
+
+/// The failure of an envelope's non-zero `code`, its `message` when it has a non-empty one.
+fn envelope_failure(code: Value, message: Option<&Value>) -> CallFailure {
     let code = code.to_string();
-    let message = match status.get("message").and_then(Value::as_str).map(str::trim) {
+    let message = match message.and_then(Value::as_str).map(str::trim) {
         Some(message) if !message.is_empty() => message.to_owned(),
         _ => format!("upstream error code {code}"),
     };
-    Err(CallFailure::Envelope { code, message })
+    CallFailure::Envelope { code, message }
 }
 
 /// The failure of an HTTP error `status` whose body was `body`.
@@ -430,8 +459,12 @@ mod tests {
 
     #[test]
     fn the_query_string_follows_the_documented_order_with_the_profile_values() {
-        let uri =
-            QueryTemplate::new(&profile()).full_uri("/v1/api/user/info", Caller::Device(&device()), "1700000000000");
+        let uri = QueryTemplate::new(&profile()).full_uri(
+            "/v1/api/user/info",
+            Caller::Device(&device()),
+            "1700000000000",
+            AccountQuery::default(),
+        );
         assert_eq!(
             uri,
             "/v1/api/user/info?device_platform=web&app_id=3001&version_code=22200\
@@ -447,6 +480,7 @@ mod tests {
             "/v1/api/chat/msg_tts?msgID=1&timbre=male-botong",
             Caller::Registering { user_id: "u-1" },
             "1700000000000",
+            AccountQuery::default(),
         );
         assert!(uri.starts_with("/v1/api/chat/msg_tts?msgID=1&timbre=male-botong&device_platform=web&"));
         assert!(uri.contains("&uuid=u-1&os_name=Windows&"));
@@ -457,7 +491,12 @@ mod tests {
     fn the_intl_query_follows_its_own_order_and_an_added_key_takes_its_place() {
         use crate::config::Dialect;
         let mut intl = Dialect::HailuoIntl.profile().unwrap();
-        let uri = QueryTemplate::new(&intl).full_uri("/v1/api/user/info", Caller::Device(&device()), "1700000000000");
+        let uri = QueryTemplate::new(&intl).full_uri(
+            "/v1/api/user/info",
+            Caller::Device(&device()),
+            "1700000000000",
+            AccountQuery::default(),
+        );
         assert_eq!(
             uri,
             "/v1/api/user/info?device_platform=web&biz_id=2&app_id=3001&version_code=22201&lang=en\
@@ -467,7 +506,12 @@ mod tests {
         );
         intl.query.insert(1, "added".into());
         intl.values.insert("added".into(), "yes".into());
-        let registering = QueryTemplate::new(&intl).full_uri("/p", Caller::Registering { user_id: "u-1" }, "1");
+        let registering = QueryTemplate::new(&intl).full_uri(
+            "/p",
+            Caller::Registering { user_id: "u-1" },
+            "1",
+            AccountQuery::default(),
+        );
         assert!(
             registering.starts_with("/p?device_platform=web&added=yes&biz_id=2&"),
             "{registering}"
@@ -477,6 +521,30 @@ mod tests {
             "{registering}"
         );
         assert!(registering.ends_with("&unix=1"), "{registering}");
+    }
+
+    #[test]
+    fn the_agent_query_fills_the_user_id_and_the_token_in_their_places() {
+        use crate::config::Dialect;
+        let agent = Dialect::MinimaxAgent.profile().unwrap();
+        let account = AccountQuery {
+            user_id: "3123",
+            token: "eyJ.x.y",
+        };
+        let uri = QueryTemplate::new(&agent).full_uri(
+            "/matrix/api/v1/chat/send_msg",
+            Caller::Device(&device()),
+            "1700000000000",
+            account,
+        );
+        assert_eq!(
+            uri,
+            "/matrix/api/v1/chat/send_msg?device_platform=web&biz_id=3&app_id=3001&version_code=22201\
+             &uuid=0b5f3c6e-1c2d-4e5f-8a9b-0c1d2e3f4a5b&device_id=312345678901234567&os_name=Mac\
+             &browser_name=chrome&device_memory=8&cpu_core_num=11&browser_language=zh-CN\
+             &browser_platform=MacIntel&user_id=3123&screen_width=1920&screen_height=1080\
+             &unix=1700000000000&lang=zh&token=eyJ.x.y"
+        );
     }
 
     #[test]
@@ -526,6 +594,22 @@ mod tests {
             parse_envelope(b"<html>"),
             Err(CallFailure::Transport(ProviderError::BadResponse { .. }))
         ));
+    }
+
+    #[test]
+    fn the_agent_envelope_gives_the_whole_body_or_its_status_message() {
+        let body = br#"{"chat_id":7,"base_resp":{"status_code":0,"status_msg":"success"}}"#;
+        assert_eq!(parse_envelope(body).unwrap()["chat_id"], 7);
+        let running = parse_envelope(br#"{"base_resp":{"status_code":1000,"status_msg":"chat is running"}}"#);
+        assert_eq!(
+            running,
+            Err(CallFailure::Envelope {
+                code: "1000".into(),
+                message: "chat is running".into()
+            })
+        );
+        let silent = parse_envelope(br#"{"base_resp":{"status_code":5}}"#);
+        assert!(matches!(silent, Err(CallFailure::Envelope { message, .. }) if message == "upstream error code 5"));
     }
 
     #[test]

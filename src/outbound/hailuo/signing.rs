@@ -42,6 +42,15 @@ pub fn sign_json(full_uri: &str, body: Option<&str>, unix: &str, salt: &str) -> 
     ))
 }
 
+/// The `minimax-agent` headers of a JSON call stamped `unix` (Unix milliseconds): `x-timestamp`,
+/// its Unix seconds, and `x-signature = md5hex(x-timestamp + token + body)`, where a call
+/// without a body (`None`) signs `{}`.
+pub fn sign_agent_body(unix: &str, token: &str, body: Option<&str>) -> (String, String) {
+    let timestamp = unix.strip_suffix("000").unwrap_or(unix).to_owned();
+    let signature = md5_hex(format!("{timestamp}{token}{}", body.unwrap_or("{}")));
+    (timestamp, signature)
+}
+
 /// The signature of a chat message (`POST /v4/api/chat/msg`): the digests of the character
 /// id, the message without any `\r` or `\n`, the chat id and the form (`""` when absent).
 pub fn sign_chat(
@@ -107,6 +116,17 @@ mod tests {
         let expected = hex::encode(Md5::digest(signed_text.as_bytes()));
         assert_eq!(sign_json(full_uri, None, "1700000000000", "ooui"), expected);
         assert_eq!(sign_json(full_uri, Some("{}"), "1700000000000", "ooui"), expected);
+    }
+
+    #[test]
+    fn the_agent_headers_are_the_seconds_and_the_digest_of_seconds_token_and_body() {
+        let (timestamp, signature) = sign_agent_body("1700000000000", "jwt", Some(r#"{"chat_id":1}"#));
+        assert_eq!(timestamp, "1700000000");
+        assert_eq!(signature, hex::encode(Md5::digest(br#"1700000000jwt{"chat_id":1}"#)));
+        assert_eq!(
+            sign_agent_body("1700000000000", "jwt", None).1,
+            hex::encode(Md5::digest(b"1700000000jwt{}"))
+        );
     }
 
     #[test]

@@ -77,7 +77,12 @@ struct MessageTts {
 impl HailuoClient {
     /// Sets the account-wide voice.
     async fn select_voice(&self, account: &Account, voice: &str) -> Result<(), ProviderError> {
-        let call = self.call(Method::POST, VOICE_CONFIG_PATH, Caller::Device(&account.device));
+        let call = self.call(
+            Method::POST,
+            VOICE_CONFIG_PATH,
+            Caller::Device(&account.device),
+            &account.token,
+        );
         let body = json!({"robotID": "1", "config": {"robotVoiceID": voice}});
         self.call_json(call, &account.token, Some(&body))
             .await
@@ -99,7 +104,7 @@ impl HailuoClient {
             super::signing::encode_uri_component(voice)
         );
         loop {
-            let call = self.call(Method::GET, &path, Caller::Device(&account.device));
+            let call = self.call(Method::GET, &path, Caller::Device(&account.device), &account.token);
             let payload = self
                 .call_json(call, &account.token, None)
                 .await

@@ -86,7 +86,12 @@ impl HailuoClient {
     async fn read_transcript(&self, account: &Account, mp3: &[u8]) -> Result<String, ProviderError> {
         request::check_token(&account.token)?;
         let call = self
-            .call(Method::POST, VOICE_PATH, Caller::Device(&account.device))
+            .call(
+                Method::POST,
+                VOICE_PATH,
+                Caller::Device(&account.device),
+                &account.token,
+            )
             .streaming();
         let signature = sign_voice(
             call.full_uri(),

@@ -351,6 +351,7 @@ impl From<TranscriptionError> for ApiError {
             )
             .with_param("file"),
             TranscriptionError::Codec => Self::internal(),
+            TranscriptionError::Unavailable(_) => Self::invalid_request(message),
         }
     }
 }
