@@ -41,6 +41,12 @@ use super::http::error::{ApiError, ErrorCode, ErrorType};
 /// A client must send its whole request head within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest request head (request line and headers) accepted, in bytes: hyper's own read
+/// buffer bound. Set as a head limit too, so that a head past it is refused (431) however its
+/// bytes arrive: the buffer bound alone is checked only between reads, and one read can carry a
+/// head past it whole.
+const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+
 /// The endpoint every connection shares.
 type SharedEndpoint = Arc<BoxEndpoint<'static>>;
 
@@ -66,7 +72,8 @@ where
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
     // Cancels the connections still open when the grace period is over.
     let cut = CancellationToken::new();
