@@ -8,7 +8,9 @@
 //!    upstream exchange sent straight to the simulator by the same adapter, in the same run;
 //! 2. the same for the first token of a stream, and the gap between chunks;
 //! 3. the server's resident memory with 1,000 and 10,000 concurrent slow streams;
-//! 4. cold start to the first answered `/ping`.
+//! 4. cold start to the first answered `/ping`;
+//! 5. (`--only dialects`) streams on every dialect: the first token through the proxy, and the
+//!    upstream requests per answer (a polled dialect asks for its answer several times).
 //!
 //! Open loop: request `i` is due at `start + i / rate` whether or not earlier ones have
 //! answered, and its latency counts from when it was due (no coordinated omission).
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use hailuo_free_api::config::Settings;
+use hailuo_free_api::config::{Dialect, Settings};
 use hailuo_free_api::domain::chat::{AccountToken, ChatMessage, ChatPrompt};
 use hailuo_free_api::domain::ports::Account;
 use hailuo_free_api::outbound::hailuo::HailuoClient;
@@ -84,7 +86,7 @@ struct Options {
     seconds: u64,
     /// Stream counts of the memory runs.
     stream_counts: Vec<usize>,
-    /// Skip phases: `latency`, `streams`, `memory`, `cold`.
+    /// Only these phases: `cold`, `latency`, `streams`, `dialects`, `memory`.
     only: Option<String>,
     /// The simulator's pause inside a torn event, in µs, for the latency and stream phases:
     /// 0 by default, 1000 is the simulator's own (why: [`tear_note`]).
@@ -148,6 +150,12 @@ async fn run(options: Options, nofile: u64) -> BenchResult<()> {
     if options.runs("streams") {
         eprintln!("== streams");
         report.streams = Some(stream_run(&options).await?);
+    }
+    if options.runs("dialects") {
+        for dialect in Dialect::ALL {
+            eprintln!("== streams on the {} dialect", dialect.name());
+            report.dialects.push(dialect_run(&options, dialect).await?);
+        }
     }
     if options.runs("memory") {
         for &count in &options.stream_counts {
@@ -223,9 +231,20 @@ fn free_port() -> BenchResult<u16> {
 /// Starts `hailuo-sim` on a free port with answers of `chunk_chars` characters per event,
 /// `chunk_delay_ms` apart, and `tear_pause_us` inside each torn event.
 async fn start_sim(chunk_delay_ms: u64, chunk_chars: usize, tear_pause_us: u64) -> BenchResult<(Proc, String)> {
+    start_sim_on(Dialect::default(), chunk_delay_ms, chunk_chars, tear_pause_us).await
+}
+
+/// [`start_sim`], playing `dialect`.
+async fn start_sim_on(
+    dialect: Dialect,
+    chunk_delay_ms: u64,
+    chunk_chars: usize,
+    tear_pause_us: u64,
+) -> BenchResult<(Proc, String)> {
     let port = free_port()?;
     let child = Command::new(sim_binary()?)
         .args(["--port", &port.to_string()])
+        .args(["--dialect", dialect.name()])
         .args(["--chunk-delay-ms", &chunk_delay_ms.to_string()])
         .args(["--chunk-chars", &chunk_chars.to_string()])
         .args(["--tear-pause-us", &tear_pause_us.to_string()])
@@ -890,6 +909,149 @@ struct StreamPoint {
     proxy_gaps: Recorder,
 }
 
+/// Streams through the proxy on one dialect: the first token, counted from when each request
+/// was due, and the upstream requests the server made per answer (by path, from its own
+/// `hailuo_upstream_duration_seconds` counts).
+struct DialectPoint {
+    dialect: Dialect,
+    rate: f64,
+    chunk_delay_ms: u64,
+    first: Recorder,
+    answers: u64,
+    /// Upstream requests per answer, by path.
+    calls: BTreeMap<String, f64>,
+}
+
+/// The streams of a dialect's point: fewer than the stream phase's, since a polled answer
+/// holds its account until its content has settled.
+const DIALECT_RATE: f64 = 20.0;
+
+async fn dialect_run(options: &Options, dialect: Dialect) -> BenchResult<DialectPoint> {
+    let chunk_delay_ms = 5;
+    let (sim, upstream) = start_sim_on(dialect, chunk_delay_ms, 3, options.tear_pause_us).await?;
+    // Each conversation deleted as soon as its answer ends, so that deletions count per answer.
+    let (server, base) = start_server(
+        &upstream,
+        &[
+            ("HAILUO_UPSTREAM__DIALECT", dialect.name()),
+            ("HAILUO_SESSION__IDLE_TTL_SECS", "0"),
+        ],
+    )
+    .await?;
+    let url = format!("{base}/v1/chat/completions");
+    let client = http_client()?;
+    warm_proxy(&client, &url, "dialect", ACCOUNTS).await?;
+    // The warm-up's deletions finish before the count starts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = upstream_calls(&client, &base).await?;
+    let shared = Recorders::shared();
+    let duration = Duration::from_secs(options.seconds);
+    open_loop(DIALECT_RATE, duration, |i, due| {
+        let shared = Arc::clone(&shared);
+        let client = client.clone();
+        let url = url.clone();
+        let index = usize::try_from(i).unwrap_or(0) % ACCOUNTS;
+        async move { proxy_stream(client, url, format!("dialect-{index}"), due, shared, STREAM_PROMPT).await }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = upstream_calls(&client, &base).await?;
+    let first = lock(&shared).first.clone();
+    let answers = first.hist.len();
+    let calls = after
+        .iter()
+        .map(|(path, count)| {
+            let made = count - before.get(path).copied().unwrap_or(0.0);
+            (path.clone(), made / answers.max(1) as f64)
+        })
+        .filter(|(_, per_answer)| *per_answer > 0.0)
+        .collect();
+    drop(server);
+    drop(sim);
+    Ok(DialectPoint {
+        dialect,
+        rate: DIALECT_RATE,
+        chunk_delay_ms,
+        first,
+        answers,
+        calls,
+    })
+}
+
+/// The server's count of upstream requests so far, by path (`/metrics`).
+async fn upstream_calls(client: &reqwest::Client, base: &str) -> BenchResult<BTreeMap<String, f64>> {
+    let text = client.get(format!("{base}/metrics")).send().await?.text().await?;
+    let mut calls = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|line| line.starts_with("hailuo_upstream_duration_seconds_count{"))
+    {
+        let path = line
+            .split("url_path=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("?");
+        let count: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0);
+        *calls.entry(path.to_owned()).or_insert(0.0) += count;
+    }
+    Ok(calls)
+}
+
+fn render_dialects(out: &mut String, points: &[DialectPoint], seconds: u64) {
+    let _ = writeln!(
+        out,
+        "## Dialects: the first token and the upstream requests per answer\n"
+    );
+    if let Some(point) = points.first() {
+        let _ = writeln!(
+            out,
+            "Streams through the proxy on each dialect, {:.0} a second for {seconds} s, against the simulator playing \
+             that dialect; the simulator adds 3 characters to the answer every {} ms (about 20 pieces), on a streamed \
+             dialect as events, on `minimax-agent` to the message its polls read. The first token counts from when the \
+             request was due; on a streamed dialect it reaches the client as the simulator produces it, so the \
+             difference to it is what polling adds. Requests per answer are the server's own upstream counts \
+             (`hailuo_upstream_duration_seconds`) over the answers, each conversation deleted as soon as its answer \
+             ends.\n",
+            point.rate, point.chunk_delay_ms
+        );
+    }
+    let streamed = points.iter().find(|point| point.dialect == Dialect::default());
+    let _ = writeln!(
+        out,
+        "| dialect | answers | first token p50 | first token p99 | **p50 vs `hailuoai`** | **p99 vs `hailuoai`** | upstream requests per answer | errors |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for point in points {
+        let (d50, d99) = streamed.map_or((0.0, 0.0), |base| {
+            (
+                point.first.p(0.5) - base.first.p(0.5),
+                point.first.p(0.99) - base.first.p(0.99),
+            )
+        });
+        let total: f64 = point.calls.values().sum();
+        let by_path: Vec<String> = point
+            .calls
+            .iter()
+            .map(|(path, per_answer)| format!("{per_answer:.2} `{path}`"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {:.3} ms | {:.3} ms | **{d50:+.3} ms** | **{d99:+.3} ms** | **{total:.2}**: {} | {} |",
+            point.dialect.name(),
+            point.answers,
+            point.first.p(0.5),
+            point.first.p(0.99),
+            by_path.join(", "),
+            point.first.errors
+        );
+    }
+    let _ = writeln!(out);
+}
+
 /// Sixty characters: about twenty events at three characters each.
 const STREAM_PROMPT: &str = "stream me an answer of about sixty characters, please, now!!";
 
@@ -1131,6 +1293,7 @@ struct Report {
     /// Closed-loop throughput through the proxy (32 in flight).
     ceiling: Option<f64>,
     streams: Option<StreamPoint>,
+    dialects: Vec<DialectPoint>,
     memory: Vec<MemoryPoint>,
 }
 
@@ -1143,6 +1306,7 @@ impl Report {
             latency: Vec::new(),
             ceiling: None,
             streams: None,
+            dialects: Vec::new(),
             memory: Vec::new(),
         }
     }
@@ -1271,6 +1435,9 @@ impl Report {
                 "\nErrors: direct {}, proxy {}.\n",
                 streams.direct_first.errors, streams.proxy_first.errors
             );
+        }
+        if !self.dialects.is_empty() {
+            render_dialects(&mut out, &self.dialects, self.options.seconds);
         }
         if !self.memory.is_empty() {
             let _ = writeln!(out, "## 3. Resident memory with concurrent slow streams\n");
