@@ -10,29 +10,21 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_simulator_expecting_hailuo_intl_refuses_a_gateway_speaking_hailuoai() -> TestResult {
-    let app = spawn_app_with_sim(SimConfig::on(Dialect::HailuoIntl), |settings| {
-        let hailuoai = Settings::defaults_on(Dialect::Hailuoai).expect("the embedded defaults parse");
-        settings.upstream.dialect = hailuoai.upstream.dialect;
-        settings.upstream.profile = hailuoai.upstream.profile;
-    })
-    .await;
-    let response = app.chat("token-a", &ask("hi")).await;
-    assert_ne!(response.status(), 200, "{}", response.text().await?);
-    let violations = app.sim.violations();
-    assert!(
-        violations.iter().any(|violation| violation.contains("query keys")),
-        "{violations:#?}"
-    );
-    assert!(app.last_chat().is_none(), "no chat got through");
-    Ok(())
+    assert_refused(Dialect::HailuoIntl, Dialect::Hailuoai).await
 }
 
 #[tokio::test]
 async fn a_simulator_expecting_minimax_agent_refuses_a_gateway_speaking_hailuo_intl() -> TestResult {
-    let app = spawn_app_with_sim(SimConfig::on(Dialect::MinimaxAgent), |settings| {
-        let intl = Settings::defaults_on(Dialect::HailuoIntl).expect("the embedded defaults parse");
-        settings.upstream.dialect = intl.upstream.dialect;
-        settings.upstream.profile = intl.upstream.profile;
+    assert_refused(Dialect::MinimaxAgent, Dialect::HailuoIntl).await
+}
+
+/// A gateway speaking `spoken` to a simulator playing `expected`: refused, the query keys a
+/// violation, no chat through.
+async fn assert_refused(expected: Dialect, spoken: Dialect) -> TestResult {
+    let app = spawn_app_with_sim(SimConfig::on(expected), |settings| {
+        let other = Settings::defaults_on(spoken).expect("the embedded defaults parse");
+        settings.upstream.dialect = other.upstream.dialect;
+        settings.upstream.profile = other.upstream.profile;
     })
     .await;
     let response = app.chat("token-a", &ask("hi")).await;

@@ -82,8 +82,7 @@ pub(crate) async fn delete_conversation(state: &SimState, mut req: Request) -> R
     }
     match ledger.conversations.owner(&chat_id) {
         Some(owner) if owner == caller.token => {
-            ledger.conversations.remove(&chat_id);
-            ledger.conversations.deleted.push(chat_id);
+            ledger.conversations.delete(chat_id);
             success(json!({}))
         }
         Some(_) => {

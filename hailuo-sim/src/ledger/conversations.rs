@@ -61,6 +61,13 @@ impl ConversationBook {
         self.turns.remove(chat_id);
     }
 
+    /// A deletion its owner asked for: the conversation leaves the live ones and is recorded
+    /// as deleted.
+    pub fn delete(&mut self, chat_id: String) {
+        self.remove(&chat_id);
+        self.deleted.push(chat_id);
+    }
+
     /// Drops the history a long run piles up: chat records, the created and deleted lists and
     /// the answered messages.
     pub fn forget_history(&mut self) {

@@ -228,16 +228,22 @@ fn new_turn(state: &SimState, text: &str, fault: Option<&Fault>) -> AgentTurn {
     }
 }
 
+/// Admits a signed matrix call whose JSON body names a `chat_id` (`endpoint` names the call in
+/// a rejection): the caller's token and the conversation.
+async fn admit_chat_call(
+    state: &Arc<SimState>,
+    req: &mut Request,
+    endpoint: &str,
+) -> Result<(String, String), Rejection> {
+    let (caller, body) = admit_json_body(state, req).await?;
+    let chat_id = chat_id_of(&parse_body(&body)?)
+        .ok_or_else(|| Rejection::bad_parameter(format!("{endpoint} body {body:?} has no chat_id")))?;
+    Ok((caller.token, chat_id))
+}
+
 /// `POST /matrix/api/v1/chat/get_chat_detail {"chat_id"}` → `{"messages": [...], "base_resp"}`.
 pub(crate) async fn get_chat_detail(state: &Arc<SimState>, mut req: Request) -> Response {
-    let admitted = async {
-        let (caller, body) = admit_json_body(state, &mut req).await?;
-        let chat_id = chat_id_of(&parse_body(&body)?)
-            .ok_or_else(|| Rejection::bad_parameter(format!("get_chat_detail body {body:?} has no chat_id")))?;
-        Ok::<_, Rejection>((caller.token, chat_id))
-    }
-    .await;
-    let (token, chat_id) = match admitted {
+    let (token, chat_id) = match admit_chat_call(state, &mut req, "get_chat_detail").await {
         Ok(admitted) => admitted,
         Err(rejection) => return refuse(state, &req, rejection),
     };
@@ -293,14 +299,7 @@ fn play_poll_fault(state: &SimState, req: &Request, fault: PollFault) -> Respons
 /// `POST /matrix/api/v1/chat/delete_chat {"chat_id"}`: refused with `chat is running` while
 /// the conversation's answer is generated.
 pub(crate) async fn delete_chat(state: &Arc<SimState>, mut req: Request) -> Response {
-    let admitted = async {
-        let (caller, body) = admit_json_body(state, &mut req).await?;
-        let chat_id = chat_id_of(&parse_body(&body)?)
-            .ok_or_else(|| Rejection::bad_parameter(format!("delete_chat body {body:?} has no chat_id")))?;
-        Ok::<_, Rejection>((caller.token, chat_id))
-    }
-    .await;
-    let (token, chat_id) = match admitted {
+    let (token, chat_id) = match admit_chat_call(state, &mut req, "delete_chat").await {
         Ok(admitted) => admitted,
         Err(rejection) => return refuse(state, &req, rejection),
     };
@@ -322,8 +321,7 @@ pub(crate) async fn delete_chat(state: &Arc<SimState>, mut req: Request) -> Resp
                 ledger.conversations.running_deletes += 1;
                 return base_resp(CHAT_RUNNING_CODE, CHAT_RUNNING, json!({}));
             }
-            ledger.conversations.remove(&chat_id);
-            ledger.conversations.deleted.push(chat_id);
+            ledger.conversations.delete(chat_id);
             success(json!({}))
         }
         Some(_) => {
