@@ -231,12 +231,15 @@ impl Simulator {
         Faults::new(self.state())
     }
 
-    /// Drops the history a long run would pile up: the chat records, created and deleted
-    /// conversation lists, answered messages and speech jobs, and the Sentry trace ids seen
-    /// (so a reuse across this point goes unnoticed). What the upstream must remember to
-    /// answer (devices, live conversations, files, violations) stays.
+    /// Drops the history a long run would pile up: the records the views read (chats,
+    /// created and deleted conversations, speech polls, voice messages heard), the Sentry
+    /// trace ids seen (so a reuse across this point goes unnoticed), the answered messages of
+    /// deleted conversations with their speech jobs, and whatever is older than an hour.
+    /// What a later call may still name stays: devices, live conversations and their
+    /// messages, speech being polled and its MP3s, files, violations. Safe to call at any
+    /// time, as the `hailuo-sim` binary does every second.
     pub fn forget_history(&self) {
-        self.state().ledger().forget_history();
+        self.state().ledger().forget_history(std::time::Instant::now());
     }
 
     /// Stops serving (open connections get a short grace period).

@@ -11,6 +11,7 @@ mod fields;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use poem::http::{HeaderValue, StatusCode};
 use poem::{Request, Response};
@@ -239,6 +240,7 @@ fn stream_answer(
             token: chat.token.clone(),
             chat_id: plan.chat_id.clone(),
             content: plan.answer.clone(),
+            answered: Instant::now(),
         };
         state
             .ledger()

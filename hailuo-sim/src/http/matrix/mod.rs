@@ -134,6 +134,7 @@ pub(crate) async fn send_msg(state: &Arc<SimState>, mut req: Request) -> Respons
                 token: token.clone(),
                 chat_id: chat_id.clone(),
                 content,
+                answered: Instant::now(),
             };
             conversations.messages.insert(msg_id, answered);
         }
