@@ -282,3 +282,43 @@ async fn a_chat_right_after_a_transcription_on_the_same_token_is_answered() -> T
 fn transcription_rest(settings: &mut Settings) {
     settings.accounts.hangup_rest = Duration::from_secs(1);
 }
+
+/// The simulator as its binary starts by default: the busy windows `hailuo-sim` serves with.
+fn as_the_binary_serves() -> SimConfig {
+    SimConfig::default()
+}
+
+#[tokio::test]
+async fn twelve_back_to_back_transcriptions_on_seven_tokens_with_the_default_settings_are_all_answered() -> TestResult {
+    let app = spawn_app_with_sim(as_the_binary_serves(), |_| {}).await;
+    for _ in 0..12 {
+        let body = transcribe(&app, SEVEN_TOKENS).await;
+        assert!(body["text"].as_str().is_some_and(|text| !text.is_empty()), "{body}");
+    }
+    assert_eq!(app.sim.transcription().uploads().len(), 12);
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn twelve_concurrent_transcriptions_on_seven_tokens_with_the_default_settings_are_all_answered() -> TestResult {
+    let app = spawn_app_with_sim(as_the_binary_serves(), |_| {}).await;
+    futures::future::join_all((0..12).map(|_| transcribe(&app, SEVEN_TOKENS))).await;
+    assert_eq!(app.sim.transcription().uploads().len(), 12);
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn back_to_back_speeches_and_transcriptions_on_two_tokens_with_the_default_settings_are_all_answered() -> TestResult {
+    let app = spawn_app_with_sim(as_the_binary_serves(), audio_settings).await;
+    app.sim.speech().set_pending_polls(1);
+    for round in 0..4 {
+        speak(&app, "token-a,token-b", &format!("第{round}句话")).await;
+        transcribe(&app, "token-a,token-b").await;
+    }
+    assert_eq!(app.sim.speech().requests().len(), 4);
+    assert_eq!(app.sim.transcription().uploads().len(), 4);
+    app.assert_protocol_clean();
+    Ok(())
+}
