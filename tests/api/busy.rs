@@ -160,7 +160,9 @@ async fn an_account_busy_past_the_whole_wait_is_answered_429() -> TestResult {
     })
     .await;
     answered(&app, "token-solo", "first", false).await;
-    let error = assert_openai_error(app.chat("token-solo", &ask("second")).await, 429).await;
+    let response = app.chat("token-solo", &ask("second")).await;
+    assert_eq!(response.headers()["retry-after"], "1", "the client is told when to come back");
+    let error = assert_openai_error(response, 429).await;
     assert_eq!(error["code"], "accounts_busy", "{error}");
     assert!(
         app.sim.accounts().busy_refusals() >= 2,
