@@ -21,6 +21,7 @@ mod ledger;
 mod listener;
 mod profile;
 mod records;
+mod refusal;
 mod replies;
 mod state;
 mod verify;
@@ -48,6 +49,7 @@ pub use crate::config::SimConfig;
 pub use crate::fault::{Fault, RESET_PAUSE};
 pub use crate::profile::{Dialect, Profile};
 pub use crate::records::{ChatRecord, FormFile, PhoneRecord, SimFile, TtsRecord};
+pub use crate::refusal::{BUSY_CODE, BusyForm, BusyReply, Refusal};
 pub use crate::views::{Accounts, Conversations, Faults, Oss, Speech, Transcription};
 
 /// How long a shutdown waits for open connections (a hanging stream) before dropping them.

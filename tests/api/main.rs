@@ -17,6 +17,7 @@ mod file_server;
 mod files;
 mod helpers;
 mod malformed;
+mod refusals;
 mod observability;
 mod sessions;
 mod shutdown;

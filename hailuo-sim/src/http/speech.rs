@@ -11,10 +11,13 @@ use poem::{Request, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admission::{Expectation, SignedBody, admit, admit_json_body, body_text, envelope, refuse, success};
+use super::admission::{
+    Expectation, SignedBody, admit, admit_json_body, body_text, envelope, refusal_envelope, refuse, success,
+};
 use crate::audio::{self, SPEECH_MS_PER_CHAR, SPEECH_SAMPLE_RATE};
 use crate::ledger::AudioFile;
 use crate::records::TtsRecord;
+use crate::refusal::RefusedCall;
 use crate::state::SimState;
 use crate::verify::{self, Rejection};
 
@@ -72,6 +75,10 @@ pub(crate) async fn select_voice(state: &Arc<SimState>, mut req: Request) -> Res
     .await;
     match outcome {
         Ok((caller, voice)) => {
+            let refusal = state.ledger().faults.take_refusal(RefusedCall::VoiceConfig);
+            if let Some(refusal) = refusal {
+                return refusal_envelope(refusal);
+            }
             state.ledger().speech.voices.insert(caller.token, voice);
             success(json!({}))
         }

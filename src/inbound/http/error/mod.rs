@@ -177,7 +177,11 @@ impl ApiError {
             (
                 400,
                 "The request is malformed: bad JSON, wrong types, missing or empty fields, or more \
-                 tokens in `Authorization` than `accounts.max_tokens_per_request` (`too_many_tokens`).",
+                 tokens in `Authorization` than `accounts.max_tokens_per_request` (`too_many_tokens`); \
+                 or the upstream refused what it asks: its content (`content_filtered`), a prompt \
+                 longer than it takes (`context_length_exceeded`), a text to speak longer than it \
+                 takes (`input_too_long`), a voice it does not know (`unknown_voice`), a file type \
+                 it does not take (`unsupported_file_type`), audio it cannot use (`invalid_audio`).",
             ),
             (
                 401,
@@ -200,13 +204,21 @@ impl ApiError {
                 "The request body is larger than `server.max_body_bytes`, an attachment is larger than \
                  `files.max_bytes`, or the attachments of the request are larger than \
                  `files.max_total_bytes` together; or an audio file lasts longer than \
-                 `audio.max_duration_secs` (or decodes to more than `audio.max_decoded_bytes`); or a \
-                 body was sent to an operation that takes none (`body_not_allowed`).",
+                 `audio.max_duration_secs` (or decodes to more than `audio.max_decoded_bytes`), or than \
+                 the upstream takes (`audio_too_long`); or an attachment is larger than the upstream \
+                 takes (`attachment_too_large`); or a body was sent to an operation that takes none \
+                 (`body_not_allowed`).",
             ),
-            (429, "Every account token given is busy past `accounts.busy_wait_secs`."),
+            (
+                429,
+                "Every account token given stayed busy past `accounts.busy_wait_secs` \
+                 (`accounts_busy`), or the upstream limits the requests of every one \
+                 (`account_rate_limited`); retry after the `Retry-After` seconds.",
+            ),
             (
                 502,
-                "The upstream refused the request (its reason is in the message) or failed.",
+                "The upstream refused the request for a reason of its own (in the message), \
+                 refused what the gateway sent (its protocol changed), or failed.",
             ),
             (
                 503,
@@ -273,8 +285,18 @@ impl From<RunnerError> for ApiError {
                 ErrorType::RateLimitError,
                 ErrorCode::AccountsBusy,
                 message,
-            ),
-            RunnerError::Refused { .. } => bad_gateway(ErrorCode::UpstreamRefused, message),
+            )
+            .with_retry_after(BUSY_RETRY_AFTER_SECS),
+            RunnerError::AccountsRateLimited { .. } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorType::RateLimitError,
+                ErrorCode::AccountRateLimited,
+                message,
+            )
+            .with_retry_after(RATE_LIMITED_RETRY_AFTER_SECS),
+            RunnerError::Refused { .. } | RunnerError::ProtocolRefused { .. } => {
+                bad_gateway(ErrorCode::UpstreamRefused, message)
+            }
             RunnerError::Unavailable { .. } => bad_gateway(ErrorCode::UpstreamUnavailable, message),
             RunnerError::Timeout => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -307,6 +329,27 @@ impl From<ChatError> for ApiError {
                 message,
             )
             .with_param("messages"),
+            ChatError::UnsupportedAttachment(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::UnsupportedFileType,
+                message,
+            )
+            .with_param("messages"),
+            ChatError::ContentFiltered(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::ContentFiltered,
+                message,
+            )
+            .with_param("messages"),
+            ChatError::PromptTooLong(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::ContextLengthExceeded,
+                message,
+            )
+            .with_param("messages"),
             ChatError::ConversationNotFound => Self::new(
                 StatusCode::NOT_FOUND,
                 ErrorType::InvalidRequestError,
@@ -325,6 +368,27 @@ impl From<SpeechError> for ApiError {
         match error {
             SpeechError::Run(error) => error.into(),
             SpeechError::InvalidRequest(_) => Self::invalid_request(message),
+            SpeechError::ContentFiltered(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::ContentFiltered,
+                message,
+            )
+            .with_param("input"),
+            SpeechError::InputTooLong(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::InputTooLong,
+                message,
+            )
+            .with_param("input"),
+            SpeechError::UnknownVoice { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::UnknownVoice,
+                message,
+            )
+            .with_param("voice"),
             SpeechError::UnrenderableAudio { .. } => bad_gateway(ErrorCode::UpstreamUnavailable, message),
             SpeechError::Codec => Self::internal(),
         }
@@ -363,6 +427,12 @@ fn bad_gateway(code: ErrorCode, message: String) -> ApiError {
 
 /// What an overloaded server asks clients to wait before retrying, in seconds.
 const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
+/// What a client whose accounts all stayed busy is asked to wait before retrying, in seconds:
+/// an account is free again once its answer has ended.
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
+/// What a client whose accounts the upstream all limits is asked to wait, in seconds (how long
+/// the upstream's limits last is not known).
+const RATE_LIMITED_RETRY_AFTER_SECS: u64 = 30;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
