@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::fault::Fault;
-use crate::refusal::Refusal;
 use crate::records::{ChatRecord, PhoneRecord, SimFile, TtsRecord};
+use crate::refusal::Refusal;
 use crate::state::SimState;
 
 /// The accounts: devices, logins and open streams per token.
