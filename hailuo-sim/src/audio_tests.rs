@@ -452,3 +452,20 @@ async fn a_voice_message_while_a_chat_streams_gets_a_busy_event() {
     assert_eq!(events[0].1["status_code"], 1_200_009);
     drop(slow);
 }
+
+#[tokio::test]
+async fn a_refusal_waits_for_the_call_it_refuses_and_is_no_violation() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let browser = registered(&sim, "token-r").await;
+    sim.faults().refuse_next(Refusal::UnknownVoice);
+    // A chat passes: the refusal is for the voice.
+    let msg_id = answered_message(&browser, "你好").await;
+    assert!(!msg_id.is_empty());
+    let refused = select_voice(&browser, "male-botong").await;
+    assert_eq!(refused["statusInfo"]["code"], 1_200_011, "{refused}");
+    assert_eq!(refused["statusInfo"]["message"], "音色不存在");
+    assert_eq!(sim.speech().current_voice("token-r"), None, "the voice was not set");
+    // Taken once: the next selection is answered.
+    assert_eq!(select_voice(&browser, "male-botong").await["statusInfo"]["code"], 0);
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}

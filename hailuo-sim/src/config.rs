@@ -38,7 +38,7 @@ pub struct SimConfig {
     pub end_marker_delay: Duration,
     /// How long an account stays busy after one of its streams (chat, voice) has ended, as
     /// the upstream frees an account only some moments after: a chat or voice message sent in
-    /// that window is refused with code 1200009 `上一条回复还未结束`. 5 ms by default.
+    /// that window is refused as busy (`busy_reply`). 5 ms by default.
     pub busy_after_end: Duration,
     /// How long an account stays busy after the simulator noticed (at its next write) that a
     /// client hung up on one of its streams. 20 ms by default.

@@ -227,8 +227,8 @@ impl Simulator {
         Transcription::new(self.state())
     }
 
-    /// The fault plan: faults to play on chat requests, failing DELETEs and uploads, and the
-    /// faults played.
+    /// The fault plan: faults to play on chat requests, refusals for the calls they refuse,
+    /// failing DELETEs and uploads, and the faults played.
     pub fn faults(&self) -> Faults<'_> {
         Faults::new(self.state())
     }

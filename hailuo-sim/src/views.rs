@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::fault::Fault;
-use crate::refusal::Refusal;
 use crate::records::{ChatRecord, PhoneRecord, SimFile, TtsRecord};
+use crate::refusal::Refusal;
 use crate::state::SimState;
 
 /// The accounts: devices, logins and open streams per token.
@@ -38,9 +38,10 @@ impl<'a> Accounts<'a> {
         ledger.accounts.max_streams.get(token).copied().unwrap_or(0)
     }
 
-    /// How many chat and voice messages were refused with code 1200009 `上一条回复还未结束`
-    /// because their account was busy: another stream open on it, or one that ended (or was
-    /// hung up on) within `busy_after_end` (`busy_after_hangup`).
+    /// How many chat and voice messages were refused as busy (code 1200009 `上一条回复还未结束`,
+    /// or the configured [`BusyReply`](crate::BusyReply)) because their account was busy:
+    /// another stream open on it, or one that ended (or was hung up on) within
+    /// `busy_after_end` (`busy_after_hangup`).
     pub fn busy_refusals(&self) -> usize {
         self.state.ledger().accounts.busy_refusals
     }

@@ -161,7 +161,11 @@ async fn an_account_busy_past_the_whole_wait_is_answered_429() -> TestResult {
     .await;
     answered(&app, "token-solo", "first", false).await;
     let response = app.chat("token-solo", &ask("second")).await;
-    assert_eq!(response.headers()["retry-after"], "1", "the client is told when to come back");
+    assert_eq!(
+        response.headers()["retry-after"],
+        "1",
+        "the client is told when to come back"
+    );
     let error = assert_openai_error(response, 429).await;
     assert_eq!(error["code"], "accounts_busy", "{error}");
     assert!(
@@ -318,7 +322,8 @@ async fn twelve_concurrent_transcriptions_on_seven_tokens_with_the_default_setti
 }
 
 #[tokio::test]
-async fn back_to_back_speeches_and_transcriptions_on_two_tokens_with_the_default_settings_are_all_answered() -> TestResult {
+async fn back_to_back_speeches_and_transcriptions_on_two_tokens_with_the_default_settings_are_all_answered()
+-> TestResult {
     let app = spawn_app_with_sim(as_the_binary_serves(), audio_settings).await;
     app.sim.speech().set_pending_polls(1);
     for round in 0..4 {
@@ -344,7 +349,10 @@ async fn a_transcription_or_a_speech_whose_account_stays_busy_is_a_429_with_retr
     // chat's window): what follows on the same account meets it past the whole wait.
     transcribe(&app, "token-a").await;
     speak(&app, "token-b", "第一句话").await;
-    for response in [speech(&app, "token-a", "第二句话").await, transcription(&app, "token-b").await] {
+    for response in [
+        speech(&app, "token-a", "第二句话").await,
+        transcription(&app, "token-b").await,
+    ] {
         assert_eq!(response.headers()["retry-after"], "1");
         let error = assert_openai_error(response, 429).await;
         assert_eq!(error["code"], "accounts_busy", "{error}");

@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::fault::Fault;
-use crate::refusal::{RefusedCall, Refusal};
+use crate::refusal::{Refusal, RefusedCall};
 
 /// What is to go wrong, and what went wrong.
 pub(crate) struct FaultPlan {

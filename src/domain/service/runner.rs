@@ -42,7 +42,9 @@ pub enum RunnerError {
     },
     /// The upstream limits the requests of every account token given (or those it does not
     /// limit it refused): none answers for a while.
-    #[error("the upstream limits the requests of every account token given; try again later or pass more tokens: {message}")]
+    #[error(
+        "the upstream limits the requests of every account token given; try again later or pass more tokens: {message}"
+    )]
     AccountsRateLimited {
         /// The upstream's last reason.
         message: String,
@@ -637,7 +639,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(value, AccountToken::new("free"));
-        assert!(!runner.health().is_resting(&tokens[0]), "a limited account is not refused");
+        assert!(
+            !runner.health().is_resting(&tokens[0]),
+            "a limited account is not refused"
+        );
         drop(lease);
 
         let tries = AtomicU32::new(0);

@@ -938,8 +938,10 @@ mod tests {
 
     #[test]
     fn a_text_added_to_the_profile_is_read_and_one_left_out_is_not() {
-        let mut texts = RefusalTexts::default();
-        texts.unknown_voice = vec!["Timbre introuvable".into(), String::new()];
+        let texts = RefusalTexts {
+            unknown_voice: vec!["Timbre introuvable".into(), String::new()],
+            ..RefusalTexts::default()
+        };
         let reader = RefusalReader::new(&texts);
         assert!(matches!(
             reader.read(ProviderError::refused("timbre introuvable: x")),
