@@ -1,6 +1,6 @@
 //! The server's command line: `--help` and `--version` answer and exit 0, an unknown flag is
-//! a usage error (exit 2), and `--config` naming a file that is not there stops the server
-//! at start with a message naming the file.
+//! a usage error (exit 2), and `--config` naming a file that is not there, or a setting that
+//! does not exist, stops the server at start with a message naming it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -95,4 +95,55 @@ fn hailuo_config_names_the_file_when_no_option_does() {
     let stderr = text(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains(missing), "names the file: {stderr}");
+}
+
+#[test]
+fn an_unknown_setting_stops_the_start_naming_it_and_the_nearest_known_key() {
+    let output = server_with(&[("HAILUO_SERVER__PROT", "9000")], &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown setting `server.prot` (from HAILUO_SERVER__PROT); did you mean `server.port`?"),
+        "{stderr}"
+    );
+
+    let output = server_with(&[("HAILUO_UPSTREAM_BASE_URL", "http://127.0.0.1:9")], &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("did you mean `upstream.base_url` (HAILUO_UPSTREAM__BASE_URL)?"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("double underscore"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.toml");
+    std::fs::write(&file, "[upstream.profile.poll]\nsettle = 500\n").unwrap();
+    let output = server(&["--config", file.to_str().expect("a UTF-8 path")]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown setting `upstream.profile.poll.settle` (in "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean `upstream.profile.poll.settle_ms`?"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_variables_of_doctor_and_the_simulator_do_not_stop_the_start() {
+    let output = server_with(
+        &[
+            ("HAILUO_TOKEN", "doctor-token"),
+            ("HAILUO_SIM_PORT", "8100"),
+            ("HAILUO_SERVER__PORT", "not-a-port"),
+        ],
+        &[],
+    );
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("unknown setting"), "{stderr}");
+    assert!(stderr.contains("`server.port`"), "only the bad port stops it: {stderr}");
 }

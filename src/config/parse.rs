@@ -113,6 +113,14 @@ pub fn secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
     deserializer.deserialize_any(DurationVisitor(Unit::Seconds))
 }
 
+/// As [`secs`], for a key that may be left out.
+///
+/// # Errors
+/// As [`secs`].
+pub fn optional_secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    secs(deserializer).map(Some)
+}
+
 /// A duration given as a whole number of milliseconds, or as text such as `"250ms"` or `"2s"`.
 ///
 /// # Errors
