@@ -434,6 +434,17 @@ impl Settings {
         self.upstream.validate_query()
     }
 
+    /// What the start's log line says of these settings: never a token, a key or a password.
+    pub fn start_summary(&self) -> StartSummary {
+        StartSummary {
+            upstream: parse::without_password(&self.upstream.base_url),
+            dialect: self.upstream.dialect,
+            store: self.store.url.to_string(),
+            api_keys: if self.auth.api_keys.is_empty() { "off" } else { "on" },
+            pool_tokens: self.auth.tokens.len(),
+        }
+    }
+
     /// The embedded defaults alone, ignoring the environment (for tests and tools).
     ///
     /// # Errors
@@ -478,6 +489,21 @@ impl UpstreamSettings {
         }
         Ok(())
     }
+}
+
+/// What the server runs with, as its start's log line says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartSummary {
+    /// The upstream's base URL (a password in it masked).
+    pub upstream: String,
+    /// The dialect spoken.
+    pub dialect: Dialect,
+    /// The store: `memory`, `sqlite://PATH`, or a PostgreSQL URL with its password masked.
+    pub store: String,
+    /// `on` when clients must present an API key, `off` when they bring their own tokens.
+    pub api_keys: &'static str,
+    /// How many tokens the server's own pool holds.
+    pub pool_tokens: usize,
 }
 
 /// The dialect named by `upstream.dialect`, read first.

@@ -49,11 +49,6 @@ impl Application {
         crate::domain::chat::init_fingerprint_key(settings.store.secret.as_deref());
         let (tokens, sessions) = open_stores(&settings.store).await?;
         let tracker = ConversationTracker::new();
-        tracing::info!(
-            dialect = %settings.upstream.dialect,
-            upstream = settings.upstream.base_url.host_str().unwrap_or_default(),
-            "speaking the upstream's dialect"
-        );
         let hailuo = Arc::new(
             HailuoClient::new(&settings.upstream)
                 .context("building the upstream HTTP client")?

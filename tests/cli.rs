@@ -1,10 +1,14 @@
-//! The server's command line: `--help` and `--version` answer and exit 0, an unknown flag is
-//! a usage error (exit 2), and `--config` naming a file that is not there, or a setting that
-//! does not exist, stops the server at start with a message naming it.
+//! The server's command line and its first run: `--help` and `--version` answer and exit 0,
+//! an unknown flag is a usage error (exit 2), a missing file or an unknown setting stops the
+//! server at start with a message naming it; a start says in one line what the server runs
+//! with, and an undecodable upload logs one warning.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Runs the server binary with `args`, without any `HAILUO_*` setting from the outside.
 fn server(args: &[&str]) -> Output {
@@ -146,4 +150,189 @@ fn the_variables_of_doctor_and_the_simulator_do_not_stop_the_start() {
     assert!(!output.status.success(), "{stderr}");
     assert!(!stderr.contains("unknown setting"), "{stderr}");
     assert!(stderr.contains("`server.port`"), "only the bad port stops it: {stderr}");
+}
+
+/// A server started from the binary on a free port, its log read as it comes; killed when
+/// dropped.
+struct Started {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    addr: String,
+}
+
+impl Started {
+    /// Starts the server with, of the `HAILUO_*` variables, only `env` (and a free port on
+    /// the loopback, an upstream nobody answers), and waits for its line saying it listens.
+    fn new(env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hailuo-free-api"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("HAILUO_") || name == "RUST_LOG" {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
+            .envs([
+                ("HAILUO_SERVER__HOST", "127.0.0.1"),
+                ("HAILUO_SERVER__PORT", "0"),
+                ("HAILUO_UPSTREAM__BASE_URL", "http://127.0.0.1:9/"),
+            ])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the server binary runs");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for output in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(output).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut started = Self {
+            child,
+            lines,
+            addr: String::new(),
+        };
+        let listening = started.wait_for(|line| line.contains(" listening"));
+        let addr = listening
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no address in {listening}"));
+        started.addr = addr.to_owned();
+        started
+    }
+
+    /// Every line logged so far.
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The first line logged that `wanted` accepts, waiting for it.
+    fn wait_for(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|line| wanted(line)) {
+                return line;
+            }
+            assert!(Instant::now() < deadline, "not logged:\n{}", self.lines().join("\n"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_start_says_in_one_line_what_the_server_runs_with_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("first-run.db");
+    let store = format!("sqlite://{}", database.display());
+    let secrets = [
+        "sk-first-run-key-one",
+        "sk-first-run-key-two",
+        "pool-token-first-run-a",
+        "pool-token-first-run-b",
+        "pool-token-first-run-c",
+        "store-secret-first-run",
+    ];
+    let started = Started::new(&[
+        ("HAILUO_STORE__URL", &store),
+        ("HAILUO_STORE__SECRET", secrets[5]),
+        ("HAILUO_AUTH__API_KEYS", &secrets[..2].join(",")),
+        ("HAILUO_AUTH__TOKENS", &secrets[2..5].join(",")),
+        ("HAILUO_UPSTREAM__DIALECT", "hailuo-intl"),
+    ]);
+    let lines = started.lines();
+    let info: Vec<&String> = lines.iter().filter(|line| line.contains(" INFO ")).collect();
+    assert_eq!(info.len(), 1, "one line at start: {lines:#?}");
+    let line = info[0];
+    for field in [
+        &format!("addr={}", started.addr),
+        "upstream=http://127.0.0.1:9/",
+        "dialect=hailuo-intl",
+        &format!("store={store}"),
+        "api_keys=on",
+        "pool_tokens=3",
+    ] {
+        assert!(line.contains(field), "no {field} in {line}");
+    }
+    assert!(started.addr.starts_with("127.0.0.1:"), "{line}");
+    for secret in secrets {
+        assert!(
+            !lines.iter().any(|line| line.contains(secret)),
+            "{secret} logged: {lines:#?}"
+        );
+    }
+
+    let started = Started::new(&[]);
+    let line = started.wait_for(|line| line.contains(" listening"));
+    for field in ["store=memory", "api_keys=off", "pool_tokens=0", "dialect=hailuoai"] {
+        assert!(line.contains(field), "no {field} in {line}");
+    }
+}
+
+#[tokio::test]
+async fn an_undecodable_upload_logs_one_warning_of_ours_and_nothing_of_the_decoder() {
+    let started = Started::new(&[]);
+    let client = reqwest::Client::new();
+    // Bytes no container claims, and an ID3 tag followed by junk the decoder skips.
+    let uploads: [(&str, Vec<u8>); 2] = [
+        ("noise.mp3", b"not audio at all ".repeat(200)),
+        (
+            "tagged.mp3",
+            [
+                &b"ID3\x04\x00\x00\x00\x00\x00\x00"[..],
+                &b"junk after the tag, RIFF WAVE fLaC OggS".repeat(20),
+            ]
+            .concat(),
+        ),
+    ];
+    for (name, bytes) in uploads {
+        let form = reqwest::multipart::Form::new()
+            .text("model", "whisper-1")
+            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        let response = client
+            .post(format!("http://{}/v1/audio/transcriptions", started.addr))
+            .bearer_auth("upload-token")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+    }
+    let requests = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|line| line.contains("path=/v1/audio/transcriptions"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while requests(&started.lines()) < 2 {
+        assert!(Instant::now() < deadline, "{:#?}", started.lines());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines = started.lines();
+    let warnings: Vec<&String> = lines.iter().filter(|line| line.contains(" WARN ")).collect();
+    assert_eq!(warnings.len(), 2, "one warning per upload: {lines:#?}");
+    for warning in warnings {
+        assert!(warning.contains("not decodable audio"), "{warning}");
+        assert!(warning.contains("reason="), "{warning}");
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|line| line.contains("symphonia") || line.contains(" ERROR ")),
+        "{lines:#?}"
+    );
 }
