@@ -47,6 +47,10 @@ impl Application {
         crate::outbound::telemetry::install_metrics();
         // Before any token is labelled: stable across restarts when the server has a secret.
         crate::domain::chat::init_fingerprint_key(settings.store.secret.as_deref());
+        // The pool's tokens have their expiry gauge from start, not from their first request.
+        for token in &settings.auth.tokens {
+            crate::domain::token_expiry::observe(&crate::domain::chat::AccountToken::new(token.as_str()));
+        }
         let (tokens, sessions) = open_stores(&settings.store).await?;
         let tracker = ConversationTracker::new();
         let hailuo = Arc::new(

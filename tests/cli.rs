@@ -1,11 +1,12 @@
 //! The server's command line and its first run: `--help` and `--version` answer and exit 0,
 //! an unknown flag is a usage error (exit 2), a missing file or an unknown setting stops the
 //! server at start with a message naming it; a start says in one line what the server runs
-//! with, and an undecodable upload logs one warning.
+//! with, serves every documented metric at once, and an undecodable upload logs one warning.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -224,6 +225,22 @@ impl Started {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// The body of `GET path`.
+    fn get(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_owned()
+    }
 }
 
 impl Drop for Started {
@@ -231,6 +248,23 @@ impl Drop for Started {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A JWT-shaped token whose payload names `exp`, in a year (the signature is not read).
+fn token_with_expiry(name: &str) -> String {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 365 * 86_400;
+    format!(
+        "{}.{}.{}",
+        engine.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+        engine.encode(format!(r#"{{"exp":{exp},"user":{{"id":"{name}"}}}}"#)),
+        engine.encode("signature")
+    )
 }
 
 #[test]
@@ -279,6 +313,78 @@ fn the_start_says_in_one_line_what_the_server_runs_with_and_no_secret() {
     let line = started.wait_for(|line| line.contains(" listening"));
     for field in ["store=memory", "api_keys=off", "pool_tokens=0", "dialect=hailuoai"] {
         assert!(line.contains(field), "no {field} in {line}");
+    }
+}
+
+/// The metrics of the table in docs/operations.md, each with what its "at start" column says.
+fn documented_metrics() -> Vec<(String, String)> {
+    let document = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+    let section = document
+        .split("\n### Metrics\n")
+        .nth(1)
+        .expect("a Metrics section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            (cells[0].trim_matches('`').to_owned(), cells[cells.len() - 1].to_owned())
+        })
+        .collect()
+}
+
+/// The samples of `family` in Prometheus text: each line's labels and value.
+fn samples<'a>(metrics: &'a str, family: &str) -> Vec<(&'a str, f64)> {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let name = series.split('{').next()?;
+            let own = name == family
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| name.strip_suffix(suffix) == Some(family));
+            own.then(|| (series, value.parse().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_documented_metric_is_served_from_start_at_zero() {
+    let documented = documented_metrics();
+    assert!(documented.len() >= 17, "{documented:?}");
+    let pool = [token_with_expiry("first"), token_with_expiry("second")];
+    let started = Started::new(&[
+        ("HAILUO_AUTH__API_KEYS", "sk-metrics"),
+        ("HAILUO_AUTH__TOKENS", &pool.join(",")),
+    ]);
+    let metrics = started.get("/metrics");
+    for (family, at_start) in &documented {
+        assert!(
+            metrics.contains(&format!("# TYPE {family} ")),
+            "{family} is not served at start:\n{metrics}"
+        );
+        let samples = samples(&metrics, family);
+        assert!(!samples.is_empty(), "{family} has no series:\n{metrics}");
+        if at_start == "0" {
+            for (series, value) in &samples {
+                assert_eq!(*value, 0.0, "{series} at start");
+                assert!(!series.contains("account="), "{series} at start");
+            }
+        } else {
+            assert_eq!(samples.len(), pool.len(), "one series per pool token: {samples:?}");
+            for (series, value) in &samples {
+                assert!(series.contains("account=\""), "{series}");
+                assert!((364.0..=366.0).contains(value), "{series} {value}");
+            }
+        }
+    }
+    for token in &pool {
+        assert!(!metrics.contains(token.as_str()), "a token in the metrics");
     }
 }
 
