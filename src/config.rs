@@ -4,6 +4,7 @@
 //! at start, naming its key. Adapters are chosen from these settings in `startup.rs`.
 
 mod error;
+mod keys;
 mod parse;
 mod profile;
 #[cfg(test)]
@@ -14,23 +15,24 @@ use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use serde::Deserialize;
 use url::Url;
 
 pub use error::{ConfigError, InvalidSettings};
+pub use keys::{UnknownKey, is_other_variable};
 pub use parse::{LogFormat, StoreUrl};
 pub use profile::{AnswerPolling, Dialect, Placeholder, Profile, ProfileValue, QueryValue, RefusalTexts};
-
-use error::{ENV_PREFIX, ENV_SPLIT};
 
 use crate::domain::audio::{AudioLimits, VoiceTable};
 
 /// The defaults compiled into the binary: `config/default.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
-/// Everything the server can be configured with.
+/// Everything the server can be configured with. Every settings struct denies unknown
+/// fields: that is how a key given by mistake stops the start, and how the keys are known.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Where and how the server listens.
     pub server: ServerSettings,
@@ -54,6 +56,7 @@ pub struct Settings {
 
 /// Where and how the server listens.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Listen address.
     pub host: String,
@@ -84,6 +87,7 @@ pub struct ServerSettings {
 
 /// The Hailuo upstream and how to talk to it.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpstreamSettings {
     /// Which front door of the upstream is spoken (`upstream.dialect`).
     pub dialect: Dialect,
@@ -98,6 +102,10 @@ pub struct UpstreamSettings {
     /// other name `upstream.timeout_secs`, which wins when set and not 0).
     #[serde(rename = "idle_timeout_secs", deserialize_with = "parse::secs")]
     pub idle_timeout: Duration,
+    /// `upstream.timeout_secs`, the other name of `idle_timeout_secs`: applied to
+    /// `idle_timeout` at load when set and not 0.
+    #[serde(rename = "timeout_secs", default, deserialize_with = "parse::optional_secs")]
+    idle_timeout_alias: Option<Duration>,
     /// After a chat's response head timed out, how long the request is still listened to in
     /// the background, so that a conversation the upstream makes late is learnt and deleted
     /// (`upstream.late_answer_wait_secs`; zero: not at all).
@@ -168,6 +176,7 @@ impl UpstreamSettings {
 
 /// Account scheduling.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AccountSettings {
     /// How long a request waits for a free account before 429 (`accounts.busy_wait_secs`).
     #[serde(rename = "busy_wait_secs", deserialize_with = "parse::secs")]
@@ -195,6 +204,7 @@ pub struct AccountSettings {
 
 /// Client API keys and the server's own Hailuo token pool. Its `Debug` shows counts only.
 #[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// Keys clients present as `Bearer`; empty = the bearer value is the client's token list.
     #[serde(deserialize_with = "parse::list_or_comma_separated")]
@@ -215,6 +225,7 @@ impl std::fmt::Debug for AuthSettings {
 
 /// Upstream conversation cleanup.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SessionSettings {
     /// Idle time after which a conversation is deleted; zero: right after the answer
     /// (`session.idle_ttl_secs`).
@@ -227,6 +238,7 @@ pub struct SessionSettings {
 
 /// Where devices and pending conversations are kept.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StoreSettings {
     /// `memory`, `sqlite://PATH` (the file and its folders are created when missing) or
     /// `postgres://...`.
@@ -252,6 +264,7 @@ impl std::fmt::Debug for StoreSettings {
 
 /// Attachments: what the server fetches for clients.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileSettings {
     /// Largest attachment accepted, in bytes.
     pub max_bytes: u64,
@@ -269,6 +282,7 @@ pub struct FileSettings {
 
 /// Speech and transcription.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AudioSettings {
     /// How long to wait for the upstream's audio (`audio.tts_timeout_secs`).
     #[serde(rename = "tts_timeout_secs", deserialize_with = "parse::secs")]
@@ -340,15 +354,13 @@ impl AudioSettings {
 
 /// Logging.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// Default level filter.
     pub level: String,
     /// `text` or `json`.
     pub format: LogFormat,
 }
-
-/// The other name of `upstream.idle_timeout_secs`.
-const IDLE_TIMEOUT_ALIAS: &str = "upstream.timeout_secs";
 
 impl Settings {
     /// Reads the embedded defaults, then `file` when given, then `HAILUO_*` variables.
@@ -374,14 +386,27 @@ impl Settings {
             })?;
             figment = figment.merge(Toml::file_exact(file));
         }
-        let figment =
-            with_idle_timeout_alias(figment.merge(Env::prefixed(ENV_PREFIX).split(ENV_SPLIT).ignore(&["config"])))?;
+        let figment = figment.merge(keys::environment());
         let figment = match dialect {
             Some(dialect) => figment.merge(Serialized::default("upstream.dialect", dialect.name())),
             None => figment,
         };
         let figment = with_dialect_profile(figment)?;
-        let mut settings: Settings = figment.extract().map_err(ConfigError::from_figment)?;
+        let mut settings: Settings = figment.extract().map_err(|error| {
+            let unknown = keys::unknown_keys(&figment);
+            if unknown.is_empty() {
+                ConfigError::from_figment(error)
+            } else {
+                ConfigError::UnknownKeys(unknown)
+            }
+        })?;
+        if let Some(timeout) = settings
+            .upstream
+            .idle_timeout_alias
+            .filter(|timeout| !timeout.is_zero())
+        {
+            settings.upstream.idle_timeout = timeout;
+        }
         if let Ok(replacements) = std::env::var("REPLACE_AUDIO_MODEL") {
             settings.audio.replace_voices(&replacements);
         }
@@ -407,6 +432,17 @@ impl Settings {
             return Err(InvalidSettings::NoClientTokens);
         }
         self.upstream.validate_query()
+    }
+
+    /// What the start's log line says of these settings: never a token, a key or a password.
+    pub fn start_summary(&self) -> StartSummary {
+        StartSummary {
+            upstream: parse::without_password(&self.upstream.base_url),
+            dialect: self.upstream.dialect,
+            store: self.store.url.to_string(),
+            api_keys: if self.auth.api_keys.is_empty() { "off" } else { "on" },
+            pool_tokens: self.auth.tokens.len(),
+        }
     }
 
     /// The embedded defaults alone, ignoring the environment (for tests and tools).
@@ -455,6 +491,21 @@ impl UpstreamSettings {
     }
 }
 
+/// What the server runs with, as its start's log line says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartSummary {
+    /// The upstream's base URL (a password in it masked).
+    pub upstream: String,
+    /// The dialect spoken.
+    pub dialect: Dialect,
+    /// The store: `memory`, `sqlite://PATH`, or a PostgreSQL URL with its password masked.
+    pub store: String,
+    /// `on` when clients must present an API key, `off` when they bring their own tokens.
+    pub api_keys: &'static str,
+    /// How many tokens the server's own pool holds.
+    pub pool_tokens: usize,
+}
+
 /// The dialect named by `upstream.dialect`, read first.
 #[derive(Deserialize)]
 struct DialectChoice {
@@ -472,18 +523,4 @@ struct ChosenDialect {
 fn with_dialect_profile(figment: Figment) -> Result<Figment, ConfigError> {
     let choice: DialectChoice = figment.extract().map_err(ConfigError::from_figment)?;
     Ok(figment.join(Toml::string(choice.upstream.dialect.embedded())))
-}
-
-/// `upstream.timeout_secs` sets `upstream.idle_timeout_secs` when it is set and not 0,
-/// wherever either was given.
-fn with_idle_timeout_alias(figment: Figment) -> Result<Figment, ConfigError> {
-    let Ok(value) = figment.find_value(IDLE_TIMEOUT_ALIAS) else {
-        return Ok(figment);
-    };
-    let timeout = parse::secs(&value)
-        .map_err(|error| ConfigError::Values(vec![format!("`{IDLE_TIMEOUT_ALIAS}`: {}", error.kind)]))?;
-    if timeout.is_zero() {
-        return Ok(figment);
-    }
-    Ok(figment.merge(Serialized::default("upstream.idle_timeout_secs", value)))
 }

@@ -93,9 +93,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Err(error) => tracing::warn!(%error, "could not raise the open files limit"),
     }
     let grace = settings.server.shutdown_grace;
+    let started = settings.start_summary();
     let app = Application::build(settings).await?;
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    tracing::info!(addr = %app.addr(), workers, "hailuo-free-api listening; docs at /docs; metrics at /metrics");
+    tracing::info!(
+        addr = %app.addr(),
+        upstream = %started.upstream,
+        dialect = %started.dialect,
+        store = %started.store,
+        api_keys = %started.api_keys,
+        pool_tokens = started.pool_tokens,
+        workers,
+        "hailuo-free-api listening; docs at /docs; metrics at /metrics"
+    );
     let served = app.run_until(telemetry::shutdown_signal(), grace).await;
     // Exporting may block on the network: off the async workers.
     if tokio::task::spawn_blocking(move || telemetry.shutdown()).await.is_err() {

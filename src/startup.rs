@@ -47,13 +47,12 @@ impl Application {
         crate::outbound::telemetry::install_metrics();
         // Before any token is labelled: stable across restarts when the server has a secret.
         crate::domain::chat::init_fingerprint_key(settings.store.secret.as_deref());
+        // The pool's tokens have their expiry gauge from start, not from their first request.
+        for token in &settings.auth.tokens {
+            crate::domain::token_expiry::observe(&crate::domain::chat::AccountToken::new(token.as_str()));
+        }
         let (tokens, sessions) = open_stores(&settings.store).await?;
         let tracker = ConversationTracker::new();
-        tracing::info!(
-            dialect = %settings.upstream.dialect,
-            upstream = settings.upstream.base_url.host_str().unwrap_or_default(),
-            "speaking the upstream's dialect"
-        );
         let hailuo = Arc::new(
             HailuoClient::new(&settings.upstream)
                 .context("building the upstream HTTP client")?

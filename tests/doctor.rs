@@ -310,3 +310,25 @@ async fn every_dialect_passes_on_a_simulator_speaking_it_and_fails_on_one_speaki
     assert_eq!(run.code, Some(2), "a usage error: {}", run.stderr);
     assert!(run.stderr.contains("hailuoai, hailuo-intl"), "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn an_unknown_setting_stops_the_doctor_as_it_stops_the_server() {
+    const TOKEN: &str = "doctor-token-unknown-setting";
+    let run = doctor(
+        &[
+            ("HAILUO_TOKEN", TOKEN),
+            ("HAILUO_UPSTREAM__BASE_ULR", "http://127.0.0.1:9"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "unknown setting `upstream.base_ulr` (from HAILUO_UPSTREAM__BASE_ULR); did you mean `upstream.base_url`?"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.shows(TOKEN), "{}{}", run.stdout, run.stderr);
+}

@@ -54,6 +54,10 @@ pub enum ConfigError {
     /// Values that are missing, of the wrong type or do not parse, one message each.
     #[error("{}", .0.join("\n"))]
     Values(Vec<String>),
+    /// Keys no setting has, one message each, naming where each was set and the nearest
+    /// known key.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    UnknownKeys(Vec<super::UnknownKey>),
     /// Values that parse but cannot work together.
     #[error(transparent)]
     Invalid(#[from] InvalidSettings),
@@ -73,7 +77,7 @@ fn describe(error: &figment::Error) -> String {
             let named = metadata.interpolate(profile, &error.path);
             if !error.path.is_empty() && named != format!("{profile}.{key}") {
                 // Only the environment names its keys otherwise: give the variable's name.
-                format!(" (set by {})", env_variable(&error.path))
+                format!(" (set by {})", super::keys::variable_of(&error.path))
             } else if let Some(source) = &metadata.source {
                 format!(" (in {source})")
             } else {
@@ -87,14 +91,4 @@ fn describe(error: &figment::Error) -> String {
     } else {
         format!("`{key}`: {}{origin}", error.kind)
     }
-}
-
-/// The environment variables that set keys: `HAILUO_` and the key path, its parts joined by `__`.
-pub(super) const ENV_PREFIX: &str = "HAILUO_";
-pub(super) const ENV_SPLIT: &str = "__";
-
-/// The environment variable that sets the key at `path`.
-fn env_variable(path: &[String]) -> String {
-    let parts: Vec<String> = path.iter().map(|part| part.to_ascii_uppercase()).collect();
-    format!("{ENV_PREFIX}{}", parts.join(ENV_SPLIT))
 }

@@ -56,16 +56,31 @@ impl fmt::Debug for StoreUrl {
         match self {
             Self::Memory => f.write_str("Memory"),
             Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
-            Self::Postgres(url) => {
-                let mut shown = url.clone();
-                if shown.password().is_some() {
-                    // Only fails for URLs that cannot have a password, which this one has.
-                    let _ = shown.set_password(Some("<redacted>"));
-                }
-                f.debug_tuple("Postgres").field(&shown.as_str()).finish()
-            }
+            Self::Postgres(url) => f.debug_tuple("Postgres").field(&without_password(url)).finish(),
         }
     }
+}
+
+/// As it is written (`memory`, `sqlite://data/hailuo.db`), a PostgreSQL URL without its
+/// password.
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(url) => f.write_str(&without_password(url)),
+        }
+    }
+}
+
+/// `url` with its password, if it has one, replaced by `<redacted>`.
+pub fn without_password(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        // Only fails for URLs that cannot have a password, which this one has.
+        let _ = shown.set_password(Some("<redacted>"));
+    }
+    shown.into()
 }
 
 impl<'de> Deserialize<'de> for StoreUrl {
@@ -111,6 +126,14 @@ pub fn http_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Url, D::Er
 /// When the value is neither.
 pub fn secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     deserializer.deserialize_any(DurationVisitor(Unit::Seconds))
+}
+
+/// As [`secs`], for a key that may be left out.
+///
+/// # Errors
+/// As [`secs`].
+pub fn optional_secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    secs(deserializer).map(Some)
 }
 
 /// A duration given as a whole number of milliseconds, or as text such as `"250ms"` or `"2s"`.

@@ -189,7 +189,7 @@ impl Profile {
 /// complete when its message carries a true `end_marker` field, or when its content has not
 /// changed for `settle`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AnswerPolling {
     /// The pause before the first poll (`upstream.profile.poll.first_ms`).
     #[serde(rename = "first_ms", deserialize_with = "parse::millis")]

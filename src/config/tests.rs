@@ -1,11 +1,13 @@
 //! The settings' loading, precedence and parsing, with their error messages.
 
+mod unknown_keys;
+
 use std::path::PathBuf;
 
 use super::*;
 
 /// The error `Settings::load` gives for the current environment and `file`, as text.
-fn load_error(file: Option<&str>) -> String {
+pub(super) fn load_error(file: Option<&str>) -> String {
     match Settings::load(file.map(Path::new)) {
         Ok(_) => String::from("<loaded>"),
         Err(error) => error.to_string(),

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use opentelemetry::global;
-use opentelemetry::metrics::{Counter, Gauge, Histogram, UpDownCounter};
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
 
 /// The instrumentation scope of every instrument.
 pub const SCOPE: &str = "hailuo-free-api";
@@ -61,8 +61,12 @@ pub struct Instruments {
 /// provider before the first call (`Application::build` does), or they stay no-ops.
 pub fn instruments() -> &'static Instruments {
     static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
-    INSTRUMENTS.get_or_init(|| {
-        let meter = global::meter(SCOPE);
+    INSTRUMENTS.get_or_init(|| Instruments::new(&global::meter(SCOPE)))
+}
+
+impl Instruments {
+    /// Every instrument, created on `meter`.
+    pub fn new(meter: &Meter) -> Self {
         let latency = |name: &'static str, description: &'static str| {
             meter
                 .f64_histogram(name)
@@ -135,5 +139,54 @@ pub fn instruments() -> &'static Instruments {
                 .with_description("Stored conversations set aside because their record cannot be read")
                 .build(),
         }
-    })
+    }
+
+    /// Records a zero, without labels, on every instrument that is shown before anything
+    /// happened: what an exporter then holds is each one's series as it stands at start. Not
+    /// the token expiry, which has no value before a token is seen (a zero would read as a
+    /// token expiring today).
+    pub fn record_zeros(&self) {
+        let Self {
+            requests,
+            request_duration,
+            upstream_duration,
+            time_to_first_token,
+            active_streams,
+            accounts_busy,
+            account_wait,
+            retries,
+            token_failures,
+            account_cooldown,
+            token_expiry_days: _,
+            in_flight,
+            queued,
+            overloaded,
+            conversations_pending,
+            deletions_failed,
+            sessions_unreadable,
+        } = self;
+        for counter in [
+            requests,
+            retries,
+            token_failures,
+            overloaded,
+            deletions_failed,
+            sessions_unreadable,
+        ] {
+            counter.add(0, &[]);
+        }
+        for histogram in [request_duration, upstream_duration, time_to_first_token, account_wait] {
+            histogram.record(0.0, &[]);
+        }
+        for gauge in [
+            accounts_busy,
+            account_cooldown,
+            in_flight,
+            queued,
+            conversations_pending,
+        ] {
+            gauge.record(0, &[]);
+        }
+        active_streams.add(0, &[]);
+    }
 }

@@ -122,6 +122,9 @@ impl TranscriptionService {
             .await?
             .map_err(|error| match error {
                 AudioError::Undecodable(_) | AudioError::Unsupported(_) => {
+                    // The decoder's own log is off: this is the one line an undecodable
+                    // upload leaves, with the reason the client is told too.
+                    tracing::warn!(reason = %error, "an upload for transcription is not decodable audio");
                     TranscriptionError::InvalidAudio(error.to_string())
                 }
                 AudioError::TooLong(message) => TranscriptionError::AudioTooLong(message),

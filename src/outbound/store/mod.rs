@@ -38,7 +38,8 @@ pub async fn open_sqlite(path: &Path, secret: Option<&str>, busy_timeout: Durati
         None => KeySource::KeyFile(KeySource::key_file_for(path)),
     };
     let stores = SqliteStores::open(path, &key, busy_timeout).await?;
-    tracing::info!(path = %path.display(), "stores kept in SQLite");
+    // At debug: the start's own line names the store.
+    tracing::debug!(path = %path.display(), "stores kept in SQLite");
     Ok((Arc::new(stores.tokens), Arc::new(stores.sessions)))
 }
 

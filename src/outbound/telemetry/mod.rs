@@ -99,7 +99,7 @@ fn tracer_provider() -> Option<SdkTracerProvider> {
 pub fn init(settings: &LogSettings) -> TelemetryGuard {
     install_metrics();
     let tracer = tracer_provider();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref(), &settings.level);
     let logs: Box<dyn Layer<Registry> + Send + Sync> = match settings.format {
         LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
         // Colours for a person at a terminal; plain text for a file, a pipe or `docker logs`.
@@ -125,6 +125,25 @@ pub fn init(settings: &LogSettings) -> TelemetryGuard {
     TelemetryGuard { tracer }
 }
 
+/// The crates whose own log lines are off unless the filter names them: symphonia logs each
+/// failed probe of an upload at `ERROR` (and junk it skips at `WARN`), where the
+/// transcription logs one warning of its own.
+const QUIET_CRATES: [&str; 1] = ["symphonia"];
+
+/// The log filter: `RUST_LOG` when set and valid, else `level`; with [`QUIET_CRATES`] off
+/// unless it names them.
+fn log_filter(rust_log: Option<&str>, level: &str) -> EnvFilter {
+    let (text, filter) = match rust_log.and_then(|text| EnvFilter::try_new(text).ok().map(|filter| (text, filter))) {
+        Some(chosen) => chosen,
+        None => (level, EnvFilter::new(level)),
+    };
+    QUIET_CRATES
+        .iter()
+        .filter(|name| !text.contains(*name))
+        .filter_map(|name| format!("{name}=off").parse().ok())
+        .fold(filter, EnvFilter::add_directive)
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let interrupt = async {
@@ -146,5 +165,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => tracing::info!("interrupted; shutting down"),
         () = terminate => tracing::info!("terminated; shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_decoder_s_own_log_is_off_unless_the_filter_names_it() {
+        assert!(log_filter(None, "info").to_string().contains("symphonia=off"));
+        assert!(log_filter(Some("debug"), "info").to_string().contains("symphonia=off"));
+        let named = log_filter(Some("info,symphonia_core=warn"), "info").to_string();
+        assert!(!named.contains("symphonia=off"), "{named}");
+        let named = log_filter(None, "info,symphonia=debug").to_string();
+        assert!(!named.contains("symphonia=off"), "{named}");
     }
 }
