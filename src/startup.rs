@@ -94,13 +94,6 @@ impl Application {
                 },
             },
         ));
-        let chat = Arc::new(ChatService::new(
-            Arc::clone(&provider),
-            attachments,
-            Arc::clone(&runner),
-            Arc::clone(&sessions),
-            Arc::clone(&tracker),
-        ));
         let codec: Arc<dyn AudioCodec> = Arc::new(SymphoniaLameCodec::new(settings.audio.limits()));
         let codec_slots = CodecSlots::new(settings.audio.concurrent_decodes());
         let speech = SpeechService::new(
@@ -132,6 +125,17 @@ impl Application {
                 "the {dialect} upstream has no transcription: /v1/audio/transcriptions is not available"
             ))
         });
+        // The chat hears its audio parts with the transcription, within the attachments' count.
+        let chat = Arc::new(
+            ChatService::new(
+                Arc::clone(&provider),
+                attachments,
+                Arc::clone(&runner),
+                Arc::clone(&sessions),
+                Arc::clone(&tracker),
+            )
+            .with_transcription(Arc::clone(&transcription), settings.files.max_per_message),
+        );
         let sweeper = Arc::new(ConversationSweeper::new(
             sessions,
             Arc::clone(&devices),

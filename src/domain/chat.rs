@@ -167,14 +167,61 @@ pub enum ContentPart {
     Text(String),
     /// An image to look at: an `http(s)` URL or a `data:` URL.
     Image { url: String },
-    /// A document to read: an `http(s)` URL or a `data:` URL.
-    File { url: String },
+    /// A document to read: an `http(s)` URL or a `data:` URL, and the file name the client
+    /// gave it, if any.
+    File { url: String, name: Option<String> },
+    /// Speech to hear: the chat use case replaces it with the text of its transcript.
+    Audio(SpokenAudio),
 }
 
 impl ContentPart {
-    /// Whether this part is an attachment (image or file) rather than text.
+    /// Whether this part is an attachment (image or file) rather than text or speech.
     pub fn is_attachment(&self) -> bool {
-        !matches!(self, ContentPart::Text(_))
+        matches!(self, ContentPart::Image { .. } | ContentPart::File { .. })
+    }
+}
+
+/// Audio a client sent inside a message, to be transcribed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SpokenAudio {
+    /// The encoded audio, as sent.
+    pub bytes: Vec<u8>,
+    /// Its format as the client named it (`wav`, `mp3`, ...): a hint for the decoder.
+    pub format: String,
+}
+
+impl fmt::Debug for SpokenAudio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpokenAudio")
+            .field("bytes", &self.bytes.len())
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+/// Where a part is in a prompt: the index of its message, and its index in that message's
+/// parts (the same indices as in the client's request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartPosition {
+    /// The message's index.
+    pub message: usize,
+    /// The part's index in the message.
+    pub part: usize,
+}
+
+/// An attachment to open: where it is, and the file name the client gave it, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttachmentRef<'a> {
+    /// An `http(s)` URL or a `data:` URL.
+    pub url: &'a str,
+    /// The client's file name for it.
+    pub name: Option<&'a str>,
+}
+
+impl<'a> AttachmentRef<'a> {
+    /// An attachment known by its URL alone.
+    pub fn url(url: &'a str) -> Self {
+        Self { url, name: None }
     }
 }
 
@@ -233,8 +280,8 @@ impl ChatPrompt {
         }
     }
 
-    /// The attachment URLs of the last message (images and files), in order.
-    pub fn attachment_urls(&self) -> Vec<&str> {
+    /// The attachments of the last message (images and files), in order.
+    pub fn attachments(&self) -> Vec<AttachmentRef<'_>> {
         self.messages
             .last()
             .map(|message| {
@@ -242,12 +289,31 @@ impl ChatPrompt {
                     .parts
                     .iter()
                     .filter_map(|part| match part {
-                        ContentPart::Image { url } | ContentPart::File { url } => Some(url.as_str()),
-                        ContentPart::Text(_) => None,
+                        ContentPart::Image { url } => Some(AttachmentRef::url(url)),
+                        ContentPart::File { url, name } => Some(AttachmentRef {
+                            url,
+                            name: name.as_deref(),
+                        }),
+                        ContentPart::Text(_) | ContentPart::Audio(_) => None,
                     })
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Where the audio parts are, in every message, in order.
+    pub fn audio_positions(&self) -> Vec<PartPosition> {
+        self.messages
+            .iter()
+            .enumerate()
+            .flat_map(|(message, m)| {
+                m.parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, part)| matches!(part, ContentPart::Audio(_)))
+                    .map(move |(part, _)| PartPosition { message, part })
+            })
+            .collect()
     }
 }
 

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use super::audio::{AudioError, PreparedAudio, SpeechFormat, SpeechRequest};
-use super::chat::{AccountToken, AnswerDelta, Attachment, AttachmentError, ChatPrompt, ClientId, ConversationId};
+use super::chat::{
+    AccountToken, AnswerDelta, Attachment, AttachmentError, AttachmentRef, ChatPrompt, ClientId, ConversationId,
+};
 
 /// A device registered upstream for one account token (protocol §3).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,7 +200,9 @@ pub trait ChatProvider: Send + Sync {
 #[async_trait]
 pub trait AttachmentSource: Send + Sync {
     /// Opens the attachments of one message, concurrently, in the order given: each named
-    /// `<uuid>.<ext>` with its MIME type, its content still to be read. They share one
+    /// after the client's file name when it gave one (made a bare, safe name with an
+    /// extension that fits its type; repeats told apart), else `<uuid>.<ext>`, and typed, its
+    /// content still to be read. They share one
     /// request's budget: a count of files (checked before anything is downloaded) and a
     /// total of bytes, which their contents keep counting as they are read.
     ///
@@ -206,7 +210,7 @@ pub trait AttachmentSource: Send + Sync {
     /// [`AttachmentError::Invalid`] for more files than a message may carry, or a bad or
     /// unreachable URL; [`AttachmentError::TooLarge`] past a file's limit or the request's
     /// total. The first failure ends the other openings at once.
-    async fn open(&self, urls: &[&str]) -> Result<Vec<Attachment>, AttachmentError>;
+    async fn open(&self, attachments: &[AttachmentRef<'_>]) -> Result<Vec<Attachment>, AttachmentError>;
 }
 
 /// What a speech attempt produced: the conversation it created upstream (to be deleted,

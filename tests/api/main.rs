@@ -18,6 +18,7 @@ mod files;
 mod helpers;
 mod malformed;
 mod observability;
+mod parts;
 mod refusals;
 mod sessions;
 mod shutdown;

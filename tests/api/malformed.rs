@@ -199,10 +199,12 @@ fn chat_cases() -> Vec<Case> {
             user(json!([{"type": "image_url", "image_url": {}}, {"type": "text", "text": "hi"}])),
         ),
         chat(
-            "an image_url that is a string",
-            user(
-                json!([{"type": "image_url", "image_url": "https://example.com/a.png"}, {"type": "text", "text": "hi"}]),
-            ),
+            "an image_url that is an empty string",
+            user(json!([{"type": "image_url", "image_url": ""}, {"type": "text", "text": "hi"}])),
+        ),
+        chat(
+            "an image_url that is a number",
+            user(json!([{"type": "image_url", "image_url": 7}, {"type": "text", "text": "hi"}])),
         ),
         chat(
             "an image url that is a number",
@@ -213,7 +215,7 @@ fn chat_cases() -> Vec<Case> {
             user(json!([{"type": "image_url", "image_url": {"url": null}}, {"type": "text", "text": "hi"}])),
         ),
         chat(
-            "a file part without file_url",
+            "a file part whose file has no file_data",
             user(
                 json!([{"type": "file", "file": {"url": "https://example.com/a.pdf"}}, {"type": "text", "text": "hi"}]),
             ),

@@ -1,6 +1,7 @@
-//! The chat use case: pick an idle account among the client's tokens, make sure it has a
-//! device, send the prompt, retry transient failures and skip refused accounts, and hand
-//! back the answer as a stream that frees the account the moment it ends or is dropped.
+//! The chat use case: hear the prompt's speech (each audio part becomes the text of its
+//! transcript), pick an idle account among the client's tokens, make sure it has a device,
+//! send the prompt, retry transient failures and skip refused accounts, and hand back the
+//! answer as a stream that frees the account the moment it ends or is dropped.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -8,15 +9,16 @@ use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
 
-use crate::domain::chat::{AccountToken, AnswerDelta, AttachmentError, ChatPrompt, ClientId, ConversationId};
-use crate::domain::ports::{
-    AnswerStream, AttachmentSource, ChatProvider, ProviderError, Refusal, Session, SessionStore,
+use crate::domain::chat::{
+    AccountToken, AnswerDelta, AttachmentError, ChatPrompt, ClientId, ContentPart, ConversationId, PartPosition,
 };
+use crate::domain::ports::{AnswerStream, AttachmentSource, ChatProvider, ProviderError, Refusal, Session, SessionStore};
 
 use super::accounts::AccountLease;
 use super::conversations::ConversationTracker;
 use super::now_ms;
 use super::runner::{AccountRunner, RunnerError};
+use super::transcription::{TranscriptionError, TranscriptionService};
 use crate::domain::metrics::instruments;
 
 /// Why a chat failed, as a client needs to know it.
@@ -55,6 +57,36 @@ pub enum ChatError {
     /// The session store failed; details are logged, not shown.
     #[error("internal error")]
     SessionStore,
+    /// An audio part could not be heard: not decodable audio, too long, or no transcription
+    /// on this upstream (never a failure of the accounts, which is [`ChatError::Run`]).
+    #[error("{error}")]
+    Audio {
+        /// Where the part is.
+        at: PartPosition,
+        /// Why it could not be heard.
+        error: TranscriptionError,
+    },
+    /// The prompt carries more audio parts than a request may.
+    #[error(
+        "the messages carry {count} `input_audio` parts; a request may carry at most {max} \
+         (`files.max_per_message`)"
+    )]
+    TooManyAudioParts {
+        /// How many it carries.
+        count: usize,
+        /// The most a request may carry.
+        max: usize,
+    },
+}
+
+impl ChatError {
+    /// The failure to hear the audio part at `at`: the runner's failures stay the runner's.
+    fn audio(at: PartPosition, error: TranscriptionError) -> Self {
+        match error {
+            TranscriptionError::Run(error) => ChatError::Run(error),
+            error => ChatError::Audio { at, error },
+        }
+    }
 }
 
 /// An upstream failure as chat reads it: an unknown conversation, a failed attachment and the
@@ -99,6 +131,14 @@ pub struct ChatService {
     runner: Arc<AccountRunner>,
     sessions: Arc<dyn SessionStore>,
     tracker: Arc<ConversationTracker>,
+    hearing: Option<Hearing>,
+}
+
+/// How the audio parts of a prompt are heard.
+struct Hearing {
+    transcription: Arc<TranscriptionService>,
+    /// The most audio parts one request may carry.
+    max_parts: usize,
 }
 
 impl ChatService {
@@ -116,14 +156,75 @@ impl ChatService {
             runner,
             sessions,
             tracker,
+            hearing: None,
         }
     }
 
-    /// Answers `prompt` on one of `tokens`. Resolves once the first piece of the answer has
-    /// arrived, so every failure before it is a proper error.
+    /// The use case hearing audio parts with `transcription`, at most `max_parts` per
+    /// request; without it, an audio part is refused.
+    #[must_use]
+    pub fn with_transcription(mut self, transcription: Arc<TranscriptionService>, max_parts: usize) -> Self {
+        self.hearing = Some(Hearing {
+            transcription,
+            max_parts,
+        });
+        self
+    }
+
+    /// The prompt with each audio part replaced, in its place, by the text of its transcript
+    /// (empty for silence), heard on one of `tokens` part after part; a prompt without audio
+    /// is given back as it is.
     ///
     /// # Errors
-    /// See [`ChatError`]: no tokens, the server overloaded, an attachment refused (more than
+    /// [`ChatError::TooManyAudioParts`] before anything is heard; [`ChatError::Audio`] for a
+    /// part that is not decodable audio, lasts too long, or cannot be heard on this upstream;
+    /// the account errors of the transcription as [`ChatError::Run`].
+    pub async fn hear(&self, tokens: &[AccountToken], mut prompt: ChatPrompt) -> Result<ChatPrompt, ChatError> {
+        let positions = prompt.audio_positions();
+        let Some(first) = positions.first().copied() else {
+            return Ok(prompt);
+        };
+        let Some(hearing) = &self.hearing else {
+            return Err(ChatError::audio(
+                first,
+                TranscriptionError::Unavailable("this server does not transcribe audio".into()),
+            ));
+        };
+        if positions.len() > hearing.max_parts {
+            return Err(ChatError::TooManyAudioParts {
+                count: positions.len(),
+                max: hearing.max_parts,
+            });
+        }
+        for at in positions {
+            let Some(part) = prompt
+                .messages
+                .get_mut(at.message)
+                .and_then(|message| message.parts.get_mut(at.part))
+            else {
+                continue;
+            };
+            let ContentPart::Audio(audio) = std::mem::replace(part, ContentPart::Text(String::new())) else {
+                continue;
+            };
+            let file_name = format!("audio.{}", audio.format);
+            let transcript = hearing
+                .transcription
+                .transcribe(tokens, audio.bytes, Some(file_name))
+                .await
+                .map_err(|error| ChatError::audio(at, error))?;
+            *part = ContentPart::Text(transcript.text);
+        }
+        Ok(prompt)
+    }
+
+    /// Answers `prompt` on one of `tokens`, its audio heard first ([`Self::hear`]). Resolves
+    /// once the first piece of the answer has arrived, so every failure before it is a proper
+    /// error.
+    ///
+    /// # Errors
+    /// See [`ChatError`]: no tokens, an audio part not heard, the server overloaded, an
+    /// attachment refused (more than
     /// a message may carry, unreachable, past a file's limit or the request's total), all
     /// accounts busy past the wait, all refused, the request refused, the upstream unavailable
     /// or silent after the retries.
@@ -134,12 +235,13 @@ impl ChatService {
         if prompt.messages.is_empty() {
             return Err(ChatError::InvalidRequest("`messages` must not be empty".into()));
         }
+        let prompt = self.hear(tokens, prompt).await?;
         let has_text = prompt
             .messages
             .iter()
             .flat_map(|m| m.texts())
             .any(|t| !t.trim().is_empty());
-        if !has_text && prompt.attachment_urls().is_empty() {
+        if !has_text && prompt.attachments().is_empty() {
             return Err(ChatError::InvalidRequest(
                 "`messages` hold no text and no attachment: there is nothing to answer".into(),
             ));
@@ -150,7 +252,7 @@ impl ChatService {
         // before anything is sent: an attachment refused then sends nothing. Their bodies are
         // read later, straight into their uploads; the first attempt takes them.
         let admitted = self.runner.admit().await?;
-        let first_attachments = Mutex::new(Some(self.attachments.open(&prompt.attachment_urls()).await?));
+        let first_attachments = Mutex::new(Some(self.attachments.open(&prompt.attachments()).await?));
         let mut candidates = tokens.to_vec();
         // A continued conversation lives in one account: use it when the client gave it us.
         let continuing = match &prompt.conversation {
@@ -179,7 +281,7 @@ impl ChatService {
                     Some(attachments) => attachments,
                     None => self
                         .attachments
-                        .open(&prompt.attachment_urls())
+                        .open(&prompt.attachments())
                         .await
                         .map_err(ProviderError::Attachment)?,
                 };
@@ -228,6 +330,11 @@ impl ChatService {
     /// # Errors
     /// As [`Self::chat`], and the answer's own error once the retries are spent.
     pub async fn complete(&self, tokens: &[AccountToken], prompt: ChatPrompt) -> Result<Completion, ChatError> {
+        if tokens.is_empty() {
+            return Err(RunnerError::NoAccounts.into());
+        }
+        // Heard once: the attempts below send the same text.
+        let prompt = self.hear(tokens, prompt).await?;
         let policy = *self.runner.policy();
         let mut failures = 0;
         loop {

@@ -48,7 +48,7 @@ pub struct HttpState {
     pub speech: Arc<SpeechService>,
     /// Speech to text.
     pub transcription: Arc<TranscriptionService>,
-    /// Largest transcription upload.
+    /// Largest transcription upload (and `input_audio` part of a chat).
     pub max_upload_bytes: usize,
     /// How request bodies are read: their size, deadline and rate.
     pub body_limits: crate::config::BodyLimits,
@@ -66,7 +66,12 @@ type Apis = (
 
 fn api_service(state: &HttpState) -> OpenApiService<Apis, ()> {
     let apis = (
-        chat::ChatApi::new(Arc::clone(&state.chat)),
+        chat::ChatApi::new(
+            Arc::clone(&state.chat),
+            chat::ReadLimits {
+                max_audio_bytes: state.max_upload_bytes,
+            },
+        ),
         audio::AudioApi::new(
             Arc::clone(&state.speech),
             Arc::clone(&state.transcription),

@@ -29,7 +29,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
 use url::Url;
 
 use crate::config::FileSettings;
-use crate::domain::chat::{Attachment, AttachmentError};
+use crate::domain::chat::{Attachment, AttachmentError, AttachmentRef};
 use crate::domain::ports::AttachmentSource;
 
 use budget::{Exceeded, RequestBudget};
@@ -38,7 +38,10 @@ pub use guard::{
     AddressClass, AddressPolicy, GuardRefusal, GuardedResolver, MAX_REDIRECTS, SystemResolver, classify_address,
     redirect_policy,
 };
-pub use naming::{choose_mime, extension_for_mime, file_extension, file_name, mime_essence, url_extension};
+pub use naming::{
+    attachment_name, choose_mime, extension_for_mime, file_extension, file_name, mime_essence, name_extension,
+    safe_file_name, url_extension,
+};
 
 /// What the fetcher calls itself.
 const USER_AGENT: &str = concat!("hailuo-free-api/", env!("CARGO_PKG_VERSION"), " (attachment fetcher)");
@@ -118,10 +121,14 @@ impl AttachmentFetcher {
     }
 
     /// Opens one attachment within `budget`.
-    async fn open_one(&self, url: &str, budget: &Arc<RequestBudget>) -> Result<Attachment, AttachmentError> {
-        let url = url.trim();
+    async fn open_one(
+        &self,
+        attachment: AttachmentRef<'_>,
+        budget: &Arc<RequestBudget>,
+    ) -> Result<Attachment, AttachmentError> {
+        let (url, name) = (attachment.url.trim(), attachment.name);
         if data_url::is_data_url(url) {
-            return self.decode(url, budget);
+            return self.decode(url, name, budget);
         }
         let parsed = Url::parse(url).map_err(|error| {
             AttachmentError::Invalid(format!(
@@ -130,7 +137,7 @@ impl AttachmentFetcher {
             ))
         })?;
         match parsed.scheme() {
-            "http" | "https" => self.download(parsed, budget).await,
+            "http" | "https" => self.download(parsed, name, budget).await,
             scheme => Err(AttachmentError::Invalid(format!(
                 "attachment URL {} has the unsupported scheme `{scheme}`; use an http, https or data URL",
                 quote(url)
@@ -138,7 +145,7 @@ impl AttachmentFetcher {
         }
     }
 
-    fn decode(&self, url: &str, budget: &RequestBudget) -> Result<Attachment, AttachmentError> {
+    fn decode(&self, url: &str, name: Option<&str>, budget: &RequestBudget) -> Result<Attachment, AttachmentError> {
         let decoded = decode_data_url(url, self.max_bytes).map_err(|error| {
             let message = format!("attachment data URL {} is invalid: {error}", quote(url));
             match error {
@@ -153,9 +160,14 @@ impl AttachmentFetcher {
         budget
             .receive(u64::try_from(decoded.bytes.len()).unwrap_or(u64::MAX))
             .map_err(|exceeded| past_total(&quote(url), exceeded))?;
-        // RFC 2397 defaults to text/plain; magic numbers know better when present.
+        // RFC 2397 defaults to text/plain; the client's file name and magic numbers know
+        // better when present.
         let mime = decoded
             .mime
+            .or_else(|| {
+                name.and_then(name_extension)
+                    .and_then(|ext| naming::mime_for_extension(&ext))
+            })
             .or_else(|| naming::sniff_mime(&decoded.bytes))
             .unwrap_or_else(|| {
                 if std::str::from_utf8(&decoded.bytes).is_ok() {
@@ -165,21 +177,31 @@ impl AttachmentFetcher {
                 }
             });
         Ok(Attachment::in_memory(
-            file_name(None, &mime),
+            attachment_name(name, None, &mime),
             mime,
             decoded.bytes.into(),
         ))
     }
 
     /// Opens `url` (HEAD, then the GET's head and first bytes) within the download timeout.
-    async fn download(&self, url: Url, budget: &Arc<RequestBudget>) -> Result<Attachment, AttachmentError> {
+    async fn download(
+        &self,
+        url: Url,
+        name: Option<&str>,
+        budget: &Arc<RequestBudget>,
+    ) -> Result<Attachment, AttachmentError> {
         let quoted = quote(url.as_str());
-        tokio::time::timeout(self.timeout, self.open_download(url, budget))
+        tokio::time::timeout(self.timeout, self.open_download(url, name, budget))
             .await
             .unwrap_or_else(|_| Err(timed_out(&quoted, self.timeout)))
     }
 
-    async fn open_download(&self, url: Url, budget: &Arc<RequestBudget>) -> Result<Attachment, AttachmentError> {
+    async fn open_download(
+        &self,
+        url: Url,
+        name: Option<&str>,
+        budget: &Arc<RequestBudget>,
+    ) -> Result<Attachment, AttachmentError> {
         let quoted = quote(url.as_str());
         self.policy
             .check_url(&url)
@@ -226,7 +248,8 @@ impl AttachmentFetcher {
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .and_then(mime_essence);
-        let extension = url_extension(response.url()).or_else(|| url_extension(&url));
+        let url_extension = url_extension(response.url()).or_else(|| url_extension(&url));
+        let extension = name.and_then(name_extension).or_else(|| url_extension.clone());
         // The length the body is framed by (its `Content-Length`, when that is what delimits
         // it), before any of it is read: the one its upload may declare in turn.
         let length = response.content_length();
@@ -267,7 +290,7 @@ impl AttachmentFetcher {
             finished: false,
         };
         Ok(Attachment {
-            file_name: file_name(extension.as_deref(), &mime),
+            file_name: attachment_name(name, url_extension.as_deref(), &mime),
             mime,
             length,
             content: Box::pin(content),
@@ -289,16 +312,20 @@ impl AttachmentFetcher {
 
 #[async_trait]
 impl AttachmentSource for AttachmentFetcher {
-    async fn open(&self, urls: &[&str]) -> Result<Vec<Attachment>, AttachmentError> {
-        if urls.len() > self.max_per_message {
+    async fn open(&self, attachments: &[AttachmentRef<'_>]) -> Result<Vec<Attachment>, AttachmentError> {
+        if attachments.len() > self.max_per_message {
             return Err(AttachmentError::Invalid(format!(
                 "the last message attaches {} files; a message may carry at most {}",
-                urls.len(),
+                attachments.len(),
                 self.max_per_message
             )));
         }
         let budget = Arc::new(RequestBudget::new(self.max_total_bytes));
-        futures::future::try_join_all(urls.iter().map(|url| self.open_one(url, &budget))).await
+        let mut opened =
+            futures::future::try_join_all(attachments.iter().map(|attachment| self.open_one(*attachment, &budget)))
+                .await?;
+        naming::tell_apart(&mut opened);
+        Ok(opened)
     }
 }
 

@@ -218,6 +218,11 @@ async fn read_whole(attachment: Attachment) -> Result<Fetched, AttachmentError> 
     })
 }
 
+/// Attachments known by their URLs alone.
+fn urls<'a>(urls: &[&'a str]) -> Vec<AttachmentRef<'a>> {
+    urls.iter().copied().map(AttachmentRef::url).collect()
+}
+
 /// Opening one URL and reading it whole, for the tests of a single attachment.
 trait FetchWhole {
     async fn fetch(&self, url: &str) -> Result<Fetched, AttachmentError>;
@@ -225,7 +230,7 @@ trait FetchWhole {
 
 impl FetchWhole for AttachmentFetcher {
     async fn fetch(&self, url: &str) -> Result<Fetched, AttachmentError> {
-        let mut opened = self.open(&[url]).await?;
+        let mut opened = self.open(&urls(&[url])).await?;
         assert_eq!(opened.len(), 1);
         read_whole(opened.remove(0)).await
     }
@@ -481,7 +486,10 @@ fn error_messages_quote_urls_shortened_and_without_passwords() {
 async fn a_download_declares_its_length_and_reads_its_first_bytes_only_when_opened() {
     let files = Files::spawn().await;
     let fetcher = fetcher(LONG as u64);
-    let mut opened = fetcher.open(&[&files.url("files.test", "/image.png")]).await.unwrap();
+    let mut opened = fetcher
+        .open(&urls(&[&files.url("files.test", "/image.png")]))
+        .await
+        .unwrap();
     let attachment = opened.remove(0);
     assert_eq!(attachment.length, Some(PNG.len() as u64));
     assert_eq!(read_whole(attachment).await.unwrap().bytes, PNG);
@@ -501,13 +509,13 @@ async fn more_files_than_a_message_may_carry_are_refused_before_any_request() {
         ..settings(LIMIT, false)
     });
     let url = files.url("files.test", "/image.png");
-    let message = invalid(fetcher.open(&[&url, &url, &url]).await);
+    let message = invalid(fetcher.open(&urls(&[&url, &url, &url])).await);
     assert!(
         message.contains("attaches 3 files") && message.contains("at most 2"),
         "{message}"
     );
     assert_eq!(files.requests.load(Ordering::SeqCst), 0);
-    assert_eq!(fetcher.open(&[&url, &url]).await.unwrap().len(), 2);
+    assert_eq!(fetcher.open(&urls(&[&url, &url])).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -518,9 +526,9 @@ async fn declared_sizes_past_the_total_are_refused_while_opening() {
         ..settings(BIG as u64, false)
     });
     let big = files.url("files.test", "/big.bin");
-    let message = too_large(fetcher.open(&[&big, &big]).await);
+    let message = too_large(fetcher.open(&urls(&[&big, &big])).await);
     assert!(message.contains("6144 bytes in total"), "{message}");
-    assert_eq!(fetcher.open(&[&big]).await.unwrap().len(), 1, "one alone fits");
+    assert_eq!(fetcher.open(&urls(&[&big])).await.unwrap().len(), 1, "one alone fits");
 }
 
 #[tokio::test]
@@ -531,7 +539,7 @@ async fn undeclared_bodies_past_the_total_fail_as_they_are_read_and_so_do_their_
         ..settings(LONG as u64, false)
     });
     let long = files.url("files.test", "/long");
-    let mut opened = fetcher.open(&[&long, &long]).await.unwrap();
+    let mut opened = fetcher.open(&urls(&[&long, &long])).await.unwrap();
     let second = opened.pop().unwrap();
     let first = read_whole(opened.pop().unwrap()).await.unwrap();
     assert_eq!(first.bytes.len(), LONG);
@@ -550,7 +558,7 @@ async fn once_the_total_is_passed_every_other_download_of_the_request_stops() {
         ..settings(LONG as u64, false)
     });
     let long = files.url("files.test", "/long");
-    let mut opened = fetcher.open(&[&long, &long, &long]).await.unwrap();
+    let mut opened = fetcher.open(&urls(&[&long, &long, &long])).await.unwrap();
     // The three openings read 3 × SNIFF_BYTES: the next byte of any file passes the total.
     let mut third = opened.pop().unwrap().content;
     let mut second = opened.pop().unwrap().content;
@@ -578,16 +586,19 @@ async fn data_urls_count_against_the_total() {
         max_total_bytes: 5,
         ..settings(LIMIT, false)
     });
-    let message = too_large(fetcher.open(&["data:,abc", "data:,def"]).await);
+    let message = too_large(fetcher.open(&urls(&["data:,abc", "data:,def"])).await);
     assert!(message.contains("5 bytes in total"), "{message}");
-    assert_eq!(fetcher.open(&["data:,abc"]).await.unwrap().len(), 1);
+    assert_eq!(fetcher.open(&urls(&["data:,abc"])).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn a_body_that_stalls_once_it_is_read_fails_at_the_download_timeout() {
     let files = Files::spawn().await;
     let fetcher = fetcher(LONG as u64);
-    let mut opened = fetcher.open(&[&files.url("files.test", "/stall")]).await.unwrap();
+    let mut opened = fetcher
+        .open(&urls(&[&files.url("files.test", "/stall")]))
+        .await
+        .unwrap();
     // The timeout counts from the first read of the body, not from the opening.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let started = std::time::Instant::now();

@@ -39,7 +39,7 @@ impl ChatFields {
     pub fn from_prompt(prompt: &ChatPrompt) -> Self {
         let mut msg_content = build_msg_content(prompt);
         // Files without a word: the upstream wants text, so ask it to look at the files.
-        if msg_content.trim().is_empty() && !prompt.attachment_urls().is_empty() {
+        if msg_content.trim().is_empty() && !prompt.attachments().is_empty() {
             msg_content = ATTACHMENT_FOCUS.to_owned();
         }
         Self {

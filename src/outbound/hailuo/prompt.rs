@@ -131,6 +131,7 @@ mod tests {
                 role: "user".into(),
                 parts: vec![ContentPart::File {
                     url: "https://example.com/a.pdf".into(),
+                    name: None,
                 }],
             },
             ChatMessage::text("user", "Hi"),

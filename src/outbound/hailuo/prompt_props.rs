@@ -12,7 +12,7 @@ fn any_part() -> impl Strategy<Value = ContentPart> {
     prop_oneof![
         3 => any::<String>().prop_map(ContentPart::Text),
         1 => any::<String>().prop_map(|url| ContentPart::Image { url }),
-        1 => any::<String>().prop_map(|url| ContentPart::File { url }),
+        1 => any::<String>().prop_map(|url| ContentPart::File { url, name: None }),
     ]
 }
 
@@ -25,7 +25,7 @@ fn plain_part() -> impl Strategy<Value = ContentPart> {
     prop_oneof![
         3 => "[^!]{0,24}".prop_map(ContentPart::Text),
         1 => Just(ContentPart::Image { url: "https://example.com/a.png".into() }),
-        1 => Just(ContentPart::File { url: "data:application/pdf;base64,JVBERi0=".into() }),
+        1 => Just(ContentPart::File { url: "data:application/pdf;base64,JVBERi0=".into(), name: Some("a.pdf".into()) }),
     ]
 }
 

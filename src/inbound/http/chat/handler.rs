@@ -18,18 +18,21 @@ use crate::inbound::http::error::{ApiError, ErrorResponse};
 use crate::inbound::http::openapi::Success;
 use crate::inbound::http::usage;
 
-use super::dto::{AssistantMessage, ChatCompletion, ChatCompletionRequest, CompletionChoice, Delivery, PromptRequest};
-use super::sse::{ChatCompletionChunk, CompletionChunks};
+use super::answer::{AssistantMessage, ChatCompletion, CompletionChoice};
+use super::dto::ChatCompletionRequest;
+use super::read::{Delivery, PromptRequest, ReadLimits, read_request};
+use super::sse::{ChatCompletionChunk, ChatCompletionEvent, CompletionChunks};
 
 /// The chat completions resource.
 pub struct ChatApi {
     chat: Arc<ChatService>,
+    limits: ReadLimits,
 }
 
 impl ChatApi {
-    /// The resource over the chat use case.
-    pub fn new(chat: Arc<ChatService>) -> Self {
-        Self { chat }
+    /// The resource over the chat use case, reading requests within `limits`.
+    pub fn new(chat: Arc<ChatService>, limits: ReadLimits) -> Self {
+        Self { chat, limits }
     }
 }
 
@@ -68,7 +71,7 @@ impl ApiResponse for ChatResponse {
                 `data: {\"error\":{...}}`), ending with `data: [DONE]`.",
         )
         .media("application/json; charset=utf-8", ChatCompletion::schema_ref())
-        .media("text/event-stream", ChatCompletionChunk::schema_ref())
+        .media("text/event-stream", ChatCompletionEvent::schema_ref())
         .header(
             "X-Accel-Buffering",
             "`no` on streams, so reverse proxies do not buffer them.",
@@ -78,6 +81,7 @@ impl ApiResponse for ChatResponse {
 
     fn register(registry: &mut Registry) {
         ChatCompletion::register(registry);
+        ChatCompletionEvent::register(registry);
         ChatCompletionChunk::register(registry);
         ErrorResponse::register(registry);
     }
@@ -92,9 +96,11 @@ impl ChatApi {
     /// Create a chat completion
     ///
     /// Answers the conversation with a Hailuo account chosen among the bearer tokens (one
-    /// answer per account at a time; the request waits for a free one). Text parts count;
-    /// with `stream: true` the answer arrives as server-sent events the moment the upstream
-    /// produces it. The `id` of the answer is the upstream conversation: pass it back as
+    /// answer per account at a time; the request waits for a free one). Messages are text or
+    /// content parts: text, images and documents (those of the last message are attached),
+    /// and speech (`input_audio`, transcribed into the text in its place); `developer` is
+    /// read as `system`. With `stream: true` the answer arrives as server-sent events the
+    /// moment the upstream produces it. The `id` of the answer is the upstream conversation: pass it back as
     /// `conversation_id` to continue that conversation. Conversations created upstream are
     /// deleted once idle for `session.idle_ttl_secs`.
     #[oai(path = "/v1/chat/completions", method = "post")]
@@ -113,8 +119,10 @@ impl ChatApi {
             model,
             delivery,
             mut prompt,
-        } = request.into_prompt()?;
+        } = read_request(request.0, &self.limits)?;
         prompt.client = auth.client();
+        // Heard before the prompt is counted: the transcripts are part of it.
+        let prompt = self.chat.hear(&auth.tokens(), prompt).await?;
         let span = tracing::Span::current();
         span.record("gen_ai.request.model", model.as_str());
         span.record("stream", matches!(delivery, Delivery::Stream { .. }));

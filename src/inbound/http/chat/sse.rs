@@ -14,9 +14,19 @@ use crate::domain::service::{Answer, ChatError};
 use crate::inbound::http::error::ApiError;
 use crate::inbound::http::usage;
 
-use super::dto::Usage;
+use super::answer::Usage;
 
-/// One server-sent event of a streamed answer (`data: {...}`).
+/// One server-sent event of a streamed answer, as the stream carries it: `data: ...` and a
+/// blank line.
+#[derive(Debug, Object)]
+#[oai(rename = "ChatCompletionEvent")]
+pub struct ChatCompletionEvent {
+    /// A `ChatCompletionChunk` as JSON; an error after streaming began as
+    /// `{"error": {...}}`; and last, `[DONE]`.
+    pub data: String,
+}
+
+/// The JSON a server-sent event of a streamed answer carries (`data: {...}`).
 #[derive(Debug, Object, Serialize)]
 pub struct ChatCompletionChunk {
     /// The upstream conversation id, the same on every chunk.

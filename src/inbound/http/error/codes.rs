@@ -37,6 +37,12 @@ impl ErrorType {
 pub enum ErrorCode {
     /// The request is unusable (bad JSON, wrong types, missing or empty fields).
     InvalidRequest,
+    /// A field holds a value outside the ones it takes (an unknown role or part type).
+    InvalidValue,
+    /// A parameter the gateway cannot honour yet (`n` > 1, `tools`, `response_format`, ...).
+    UnsupportedParameter,
+    /// A file part names an uploaded file by id: there is no Files API to have uploaded it.
+    UnsupportedFileId,
     /// The HTTP request itself could not be parsed.
     MalformedRequest,
     /// No route at that path.
@@ -102,6 +108,9 @@ impl ErrorCode {
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidValue => "invalid_value",
+            ErrorCode::UnsupportedParameter => "unsupported_parameter",
+            ErrorCode::UnsupportedFileId => "unsupported_file_id",
             ErrorCode::MalformedRequest => "malformed_request",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",

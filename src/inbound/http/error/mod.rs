@@ -9,6 +9,7 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::{ApiResponse, Object};
 use serde::Serialize;
 
+use crate::domain::chat::PartPosition;
 use crate::domain::service::{ChatError, RunnerError, SpeechError, TranscriptionError};
 
 mod codes;
@@ -314,7 +315,7 @@ impl From<ChatError> for ApiError {
         let message = error.to_string();
         match error {
             ChatError::Run(error) => error.into(),
-            ChatError::InvalidRequest(_) => Self::invalid_request(message),
+            ChatError::InvalidRequest(_) => Self::invalid_request(message).with_param("messages"),
             ChatError::InvalidAttachment(_) => Self::new(
                 StatusCode::BAD_REQUEST,
                 ErrorType::InvalidRequestError,
@@ -358,8 +359,24 @@ impl From<ChatError> for ApiError {
             )
             .with_param("conversation_id"),
             ChatError::SessionStore => Self::internal(),
+            ChatError::Audio { at, error } => unheard_audio(at, error),
+            ChatError::TooManyAudioParts { .. } => Self::invalid_request(message).with_param("messages"),
         }
     }
+}
+
+/// Why the audio part at `at` could not be heard, with the place named as `param`.
+fn unheard_audio(at: PartPosition, error: TranscriptionError) -> ApiError {
+    let param = format!("messages[{}].content[{}].input_audio", at.message, at.part);
+    let message = format!("the audio of `{param}` cannot be transcribed: {error}");
+    let (status, code) = match error {
+        TranscriptionError::Run(error) => return error.into(),
+        TranscriptionError::Codec => return ApiError::internal(),
+        TranscriptionError::InvalidAudio(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidAudio),
+        TranscriptionError::AudioTooLong(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::AudioTooLong),
+        TranscriptionError::Unavailable(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+    };
+    ApiError::new(status, ErrorType::InvalidRequestError, code, message).with_param(&param)
 }
 
 impl From<SpeechError> for ApiError {

@@ -83,7 +83,11 @@ fn each_use_case_error_is_sent_with_its_status_type_code_and_param() {
         ),
         (
             seen(ChatError::InvalidRequest(text())),
-            expected(400, T::InvalidRequestError, C::InvalidRequest, None),
+            expected(400, T::InvalidRequestError, C::InvalidRequest, Some("messages")),
+        ),
+        (
+            seen(ChatError::TooManyAudioParts { count: 3, max: 2 }),
+            expected(400, T::InvalidRequestError, C::InvalidRequest, Some("messages")),
         ),
         (
             seen(ChatError::InvalidAttachment(text())),
@@ -165,6 +169,35 @@ fn each_use_case_error_is_sent_with_its_status_type_code_and_param() {
     for (seen, expected) in cases {
         assert_eq!(seen, expected);
     }
+}
+
+#[test]
+fn audio_that_cannot_be_heard_is_sent_naming_its_part() {
+    use ErrorCode as C;
+    use ErrorType as T;
+    let at = PartPosition { message: 2, part: 1 };
+    let place = Some("messages[2].content[1].input_audio");
+    let audio = |error| seen(ChatError::Audio { at, error });
+    assert_eq!(
+        audio(TranscriptionError::InvalidAudio("x".into())),
+        expected(400, T::InvalidRequestError, C::InvalidAudio, place)
+    );
+    assert_eq!(
+        audio(TranscriptionError::AudioTooLong("x".into())),
+        expected(413, T::InvalidRequestError, C::AudioTooLong, place)
+    );
+    assert_eq!(
+        audio(TranscriptionError::Unavailable("x".into())),
+        expected(400, T::InvalidRequestError, C::InvalidRequest, place)
+    );
+    assert_eq!(
+        audio(TranscriptionError::Codec),
+        expected(500, T::ServerError, C::InternalError, None)
+    );
+    assert_eq!(
+        audio(TranscriptionError::Run(RunnerError::AccountsBusy)),
+        expected(429, T::RateLimitError, C::AccountsBusy, None)
+    );
 }
 
 #[test]
