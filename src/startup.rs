@@ -153,6 +153,7 @@ impl Application {
                 &settings.auth.tokens,
                 settings.accounts.max_tokens_per_request,
             )),
+            cors_origins: settings.server.cors_origins.clone(),
         };
         let bind = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = tokio::net::TcpListener::bind(bind.as_str())
