@@ -20,7 +20,7 @@ use url::Url;
 
 pub use error::{ConfigError, InvalidSettings};
 pub use parse::{CorsOrigins, LogFormat, StoreUrl};
-pub use profile::{AnswerPolling, Dialect, Placeholder, Profile, ProfileValue, QueryValue};
+pub use profile::{AnswerPolling, Dialect, Placeholder, Profile, ProfileValue, QueryValue, RefusalTexts};
 
 use error::{ENV_PREFIX, ENV_SPLIT};
 

@@ -43,7 +43,19 @@ enum Command {
     Doctor(DoctorArgs),
 }
 
-fn main() -> anyhow::Result<ExitCode> {
+/// Runs the command; an error that stops it is one line on stderr (each context with its
+/// cause, no backtrace) and exit status 1.
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("hailuo-free-api: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::try_parse().unwrap_or_else(|error| usage_error(error));
     let dialect = match &cli.command {
         Some(Command::Doctor(args)) => args.dialect(),

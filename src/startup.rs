@@ -155,10 +155,7 @@ impl Application {
             )),
             cors_origins: settings.server.cors_origins.clone(),
         };
-        let bind = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = tokio::net::TcpListener::bind(bind.as_str())
-            .await
-            .with_context(|| format!("binding {bind}"))?;
+        let listener = listen(&settings.server.host, settings.server.port).await?;
         let addr = listener.local_addr().context("reading the bound address")?;
         // Load the tokenizer's tables in the background, off the first request's path.
         tokio::task::spawn_blocking(http::usage::warm_up);
@@ -212,6 +209,24 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(std::future::pending(), Duration::from_secs(30)).await
     }
+}
+
+/// Listens on `host:port`.
+///
+/// # Errors
+/// When the address cannot be bound: a port in use says so in those words, with the key that
+/// moves it.
+async fn listen(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    let bind = format!("{host}:{port}");
+    tokio::net::TcpListener::bind(bind.as_str())
+        .await
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+                "port {port} is in use on {host}: stop what listens there or choose another with \
+                 server.port (HAILUO_SERVER__PORT)"
+            ),
+            _ => anyhow::Error::new(error).context(format!("cannot listen on {bind}")),
+        })
 }
 
 /// The token and session stores `store.url` names.

@@ -1,6 +1,6 @@
 //! The server's command line: `--help` and `--version` answer and exit 0, an unknown flag is
-//! a usage error (exit 2), and `--config` naming a file that is not there stops the server
-//! at start with a message naming the file.
+//! a usage error (exit 2), `--config` naming a file that is not there stops the server at start
+//! with a message naming the file, and a port in use stops it with one line saying so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -95,4 +95,22 @@ fn hailuo_config_names_the_file_when_no_option_does() {
     let stderr = text(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains(missing), "names the file: {stderr}");
+}
+
+#[test]
+fn a_port_in_use_stops_the_server_with_one_line_saying_so() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = server_with(
+        &[("HAILUO_SERVER__HOST", "127.0.0.1"), ("HAILUO_SERVER__PORT", &port)],
+        &[],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line, no backtrace: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("hailuo-free-api: port {port} is in use on 127.0.0.1")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("HAILUO_SERVER__PORT"), "{stderr}");
 }

@@ -209,6 +209,52 @@ async fn speech_after_the_conversation_was_deleted_is_a_violation() {
     assert!(sim.violations()[0].contains("deleted"), "{:?}", sim.violations());
 }
 
+#[tokio::test]
+async fn forgetting_the_history_keeps_the_speech_being_polled_and_its_mp3s() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let browser = registered(&sim, "token-f").await;
+    let msg_id = answered_message(&browser, "记住我").await;
+    select_voice(&browser, "male-botong").await;
+    sim.forget_history();
+    let pending = poll_tts(&browser, &msg_id, "male-botong").await;
+    assert_eq!(pending["data"]["requestStatus"], 1, "{pending}");
+    tokio::time::sleep(POLITE_PAUSE).await;
+    sim.forget_history();
+    let urls = tts_urls(&browser, &msg_id, "male-botong").await;
+    assert_eq!(sim.speech().polls(&msg_id), 3, "the pending job kept its polls");
+    sim.forget_history();
+    let referer = format!("{}/", browser.profile.origin);
+    for url in &urls {
+        assert_eq!(download(&browser, url, Some(&referer)).await.status(), 200);
+    }
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
+#[tokio::test]
+async fn forgetting_the_history_drops_the_messages_of_a_deleted_conversation() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    sim.speech().set_pending_polls(0);
+    let browser = registered(&sim, "token-g").await;
+    let kept = answered_message(&browser, "留下").await;
+    until_free(&sim, "token-g").await;
+    let gone = answered_message(&browser, "删掉").await;
+    let gone_chat = sim.conversations().chats()[1].chat_id.clone();
+    select_voice(&browser, "male-botong").await;
+    tts_urls(&browser, &gone, "male-botong").await;
+    let path = format!("/v1/api/chat/history/{gone_chat}");
+    browser.json(reqwest::Method::DELETE, &path, None).await;
+    sim.forget_history();
+    {
+        let ledger = sim.state().ledger();
+        assert!(ledger.conversations.messages.contains_key(&kept));
+        assert!(!ledger.conversations.messages.contains_key(&gone));
+        assert!(!ledger.speech.jobs.contains_key(&gone));
+    }
+    assert!(sim.conversations().chats().is_empty(), "the records are dropped");
+    tts_urls(&browser, &kept, "male-botong").await;
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
 /// A `phone_msg` request carrying `voice`, signed over `signed` (normally the same bytes).
 async fn phone_request(browser: &Browser, voice: &[u8], signed: &[u8], file_name: &str) -> reqwest::Response {
     let unix = Browser::unix();

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::profile::{Dialect, Profile, dialect_profile};
+use crate::refusal::BusyReply;
 
 /// How the simulator behaves.
 #[derive(Clone, Debug)]
@@ -42,6 +43,10 @@ pub struct SimConfig {
     /// How long an account stays busy after the simulator noticed (at its next write) that a
     /// client hung up on one of its streams. 20 ms by default.
     pub busy_after_hangup: Duration,
+    /// How a busy account's request is refused; `None` (the default): as the dialect does, an
+    /// error event `1200009 上一条回复还未结束` (on `minimax-agent`, `send_msg`'s `base_resp`
+    /// `1200009 chat is running`).
+    pub busy_reply: Option<BusyReply>,
     /// On `minimax-agent`: the field of the assistant's message that says whether its answer
     /// is complete (`true` once generated); `None` (the default): no such field, as no public
     /// client knows one.
@@ -62,6 +67,7 @@ impl Default for SimConfig {
             end_marker_delay: Duration::ZERO,
             busy_after_end: Duration::from_millis(5),
             busy_after_hangup: Duration::from_millis(20),
+            busy_reply: None,
             agent_end_marker: None,
         }
     }

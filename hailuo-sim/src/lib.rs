@@ -21,6 +21,7 @@ mod ledger;
 mod listener;
 mod profile;
 mod records;
+mod refusal;
 mod replies;
 mod state;
 mod verify;
@@ -48,6 +49,7 @@ pub use crate::config::SimConfig;
 pub use crate::fault::{Fault, RESET_PAUSE};
 pub use crate::profile::{Dialect, Profile};
 pub use crate::records::{ChatRecord, FormFile, PhoneRecord, SimFile, TtsRecord};
+pub use crate::refusal::{BUSY_CODE, BusyForm, BusyReply, Refusal};
 pub use crate::views::{Accounts, Conversations, Faults, Oss, Speech, Transcription};
 
 /// How long a shutdown waits for open connections (a hanging stream) before dropping them.
@@ -231,12 +233,15 @@ impl Simulator {
         Faults::new(self.state())
     }
 
-    /// Drops the history a long run would pile up: the chat records, created and deleted
-    /// conversation lists, answered messages and speech jobs, and the Sentry trace ids seen
-    /// (so a reuse across this point goes unnoticed). What the upstream must remember to
-    /// answer (devices, live conversations, files, violations) stays.
+    /// Drops the history a long run would pile up: the records the views read (chats,
+    /// created and deleted conversations, speech polls, voice messages heard), the Sentry
+    /// trace ids seen (so a reuse across this point goes unnoticed), the answered messages of
+    /// deleted conversations with their speech jobs, and whatever is older than an hour.
+    /// What a later call may still name stays: devices, live conversations and their
+    /// messages, speech being polled and its MP3s, files, violations. Safe to call at any
+    /// time, as the `hailuo-sim` binary does every second.
     pub fn forget_history(&self) {
-        self.state().ledger().forget_history();
+        self.state().ledger().forget_history(std::time::Instant::now());
     }
 
     /// Stops serving (open connections get a short grace period).

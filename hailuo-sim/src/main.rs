@@ -1,8 +1,11 @@
 //! `hailuo-sim`: serves the simulated Hailuo upstream in open mode (any non-empty token)
 //! until Ctrl-C; `hailuo-sim --help` lists the options. Its first line on stdout is
-//! `hailuo-sim listening on http://HOST:PORT`; logs go to stderr.
+//! `hailuo-sim listening on http://HOST:PORT`; logs go to stderr (coloured only on a
+//! terminal). When it cannot listen it says why in one line and exits with status 1.
 
+use std::io::{self, IsTerminal};
 use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -105,16 +108,25 @@ impl Cli {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter("info")
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let sim = Simulator::start_on(cli.config(), SocketAddr::new(cli.host, cli.port)).await?;
+    let addr = SocketAddr::new(cli.host, cli.port);
+    let sim = match Simulator::start_on(cli.config(), addr).await {
+        Ok(sim) => sim,
+        Err(error) => {
+            eprintln!("hailuo-sim: {}", bind_failure(addr, &error));
+            return ExitCode::FAILURE;
+        }
+    };
     println!("hailuo-sim listening on {}", sim.base_url());
-    // Standalone, nobody reads the records the tests inspect: drop them every second, so a
-    // long benchmark neither grows the simulator nor pays for its growth.
+    // Standalone, nobody reads the records the tests inspect: forget them every second, so a
+    // long benchmark neither grows the simulator nor pays for its growth. What a later call
+    // may still name (a live conversation's messages, speech being polled) is kept.
     let forgetting = sim.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -123,9 +135,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             forgetting.forget_history();
         }
     });
-    tokio::signal::ctrl_c().await?;
+    let stopped = tokio::signal::ctrl_c().await;
     sim.shutdown();
-    Ok(())
+    match stopped {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hailuo-sim: cannot wait for Ctrl-C: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line saying why the simulator cannot listen on `addr`.
+fn bind_failure(addr: SocketAddr, error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::AddrInUse => format!(
+            "port {} is in use on {}: stop what listens there or choose another with --port",
+            addr.port(),
+            addr.ip()
+        ),
+        io::ErrorKind::AddrNotAvailable => {
+            format!("cannot listen on {addr}: {} is no address of this machine", addr.ip())
+        }
+        _ => format!("cannot listen on {addr}: {error}"),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::config::SimConfig;
 use crate::connections::Connections;
 use crate::ledger::{FaultPlan, Ledger};
 use crate::profile::Profile;
+use crate::refusal::BusyReply;
 
 /// The simulator's shared state, behind one lock (every critical section is short).
 pub(crate) struct SimState {
@@ -62,6 +63,12 @@ impl SimState {
         let ledger = self.ledger();
         let accounts = &ledger.accounts;
         accounts.dead_tokens.contains(token) || (!self.config.open && !accounts.allowed_tokens.contains(token))
+    }
+
+    /// How a busy account's request is refused on the streamed dialects (the configured
+    /// reply, or an error event `1200009 上一条回复还未结束`).
+    pub fn busy_reply(&self) -> BusyReply {
+        self.config.busy_reply.clone().unwrap_or_default()
     }
 
     /// Opens a stream (chat, voice) on `token`: counts it (and the concurrency high mark)

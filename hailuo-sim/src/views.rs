@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::fault::Fault;
 use crate::records::{ChatRecord, PhoneRecord, SimFile, TtsRecord};
+use crate::refusal::Refusal;
 use crate::state::SimState;
 
 /// The accounts: devices, logins and open streams per token.
@@ -266,6 +267,13 @@ impl<'a> Faults<'a> {
     /// How many chat requests suffered a fault (queued or drawn), by kind (the variant's name).
     pub fn played(&self) -> BTreeMap<String, usize> {
         self.state.ledger().faults.played.clone()
+    }
+
+    /// Queues a refusal: the next request of the call it is about (any token), once it has
+    /// passed the protocol checks, is refused with it instead of being answered. Refusals of
+    /// different calls wait for their own; of one call, first in first out.
+    pub fn refuse_next(&self, refusal: Refusal) {
+        self.state.ledger().faults.refusals.push_back(refusal);
     }
 
     /// Makes the next `n` accepted DELETEs answer HTTP 500.

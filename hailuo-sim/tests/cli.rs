@@ -1,8 +1,11 @@
 //! The `hailuo-sim` binary's command line: usage and version exit 0, a bad flag or value is
-//! clap's error with exit code 2, and on `--port 0` it names the port it listens on.
+//! clap's error with exit code 2, on `--port 0` it names the port it listens on, a port in use
+//! is one line and exit code 1, and logs to a pipe carry no colour codes.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -82,5 +85,46 @@ fn on_port_zero_it_names_the_port_it_listens_on() -> TestResult {
         .strip_prefix("hailuo-sim listening on http://127.0.0.1:")
         .ok_or_else(|| format!("unexpected first line {line:?}"))?;
     assert_ne!(port.parse::<u16>()?, 0, "{line}");
+    Ok(())
+}
+
+#[test]
+fn a_port_in_use_is_said_in_one_line_with_exit_code_1() -> TestResult {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = taken.local_addr()?.port().to_string();
+    let output = hailuo_sim(&["--port", &port])?;
+    let error = String::from_utf8(output.stderr)?;
+    assert_eq!(output.status.code(), Some(1), "{error}");
+    assert_eq!(error.lines().count(), 1, "{error}");
+    assert!(
+        error.starts_with(&format!("hailuo-sim: port {port} is in use")),
+        "{error}"
+    );
+    assert!(!error.contains("Os {"), "{error}");
+    Ok(())
+}
+
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() -> TestResult {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hailuo-sim"))
+        .args(["--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    // The server logs that it listens as soon as it starts; the reader is left behind if it
+    // never does, and the child killed either way.
+    let (sent, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = BufReader::new(stderr).read_line(&mut line).map(|_| line);
+        let _ = sent.send(read);
+    });
+    let line = received.recv_timeout(Duration::from_secs(30));
+    child.kill()?;
+    child.wait()?;
+    let line = line??;
+    assert!(line.contains("INFO"), "{line:?}");
+    assert!(!line.contains('\u{1b}'), "colour codes in {line:?}");
     Ok(())
 }

@@ -150,6 +150,10 @@ pub struct Profile {
     /// How a polled answer is read (`[upstream.profile.poll]`; the `minimax-agent` dialect).
     #[serde(default)]
     pub poll: AnswerPolling,
+    /// The texts by which the upstream says what is wrong with a request
+    /// (`[upstream.profile.refusals]`).
+    #[serde(default)]
+    pub refusals: RefusalTexts,
     /// The literal query values: every other key of `[upstream.profile]` (`version_code`, ...).
     #[serde(flatten)]
     pub values: BTreeMap<String, ProfileValue>,
@@ -211,6 +215,42 @@ impl Default for AnswerPolling {
             end_marker: String::new(),
         }
     }
+}
+
+/// The texts by which the upstream says what is wrong with a request or an account, one list
+/// per kind of refusal (`[upstream.profile.refusals]`): a refusal whose message contains one of
+/// a list's texts, compared without regard to case, is of that kind. The upstream's codes for
+/// them are not publicly known, and its wording may change: hence settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct RefusalTexts {
+    /// The content was filtered (`content_filtered`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub content_filtered: Vec<String>,
+    /// The text is longer than the upstream takes (`text_too_long`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub text_too_long: Vec<String>,
+    /// The voice is not one the upstream knows (`unknown_voice`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub unknown_voice: Vec<String>,
+    /// The upstream does not take the file's type (`unsupported_file`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub unsupported_file: Vec<String>,
+    /// The file is larger than the upstream takes (`file_too_large`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub file_too_large: Vec<String>,
+    /// The upstream cannot use the audio (`invalid_audio`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub invalid_audio: Vec<String>,
+    /// The audio lasts longer than the upstream takes (`audio_too_long`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub audio_too_long: Vec<String>,
+    /// The account sent too many requests (`rate_limited`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub rate_limited: Vec<String>,
+    /// The upstream refused what the gateway sent, not what the client asked (`protocol`).
+    #[serde(deserialize_with = "parse::list_or_comma_separated")]
+    pub protocol: Vec<String>,
 }
 
 /// A literal of the profile: text, or a number or boolean (what an environment variable such as

@@ -44,10 +44,20 @@ pub enum ProviderError {
         /// The upstream's reason.
         message: String,
     },
-    /// The upstream refused this request (content filtered, rate limited, ...): do not retry elsewhere.
+    /// The upstream refused this request (content filtered, a text too long, ...): do not
+    /// retry elsewhere. `reason` says what the refusal is about when the adapter recognised it.
     #[error("the upstream refused the request: {message}")]
     Refused {
         /// The upstream's reason, as it gave it.
+        message: String,
+        /// What the refusal is about.
+        reason: Refusal,
+    },
+    /// The upstream says the account sent too many requests (HTTP 429, or a message saying
+    /// so): the account is fine but will not answer for a while, so try another one.
+    #[error("the upstream limits the account's requests: {message}")]
+    RateLimited {
+        /// The upstream's reason.
         message: String,
     },
     /// A transient failure: connection refused or reset, a 5xx, a stream broken off.
@@ -92,7 +102,41 @@ pub enum ProviderError {
     Attachment(AttachmentError),
 }
 
+/// What an upstream refusal of a request is about, as far as the adapter recognised it (by
+/// the upstream's code or text, protocol §10): the use case answers each as the client's
+/// mistake it is, and an unrecognised one as the upstream refusing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not recognised: the upstream refused, for the reason its message gives.
+    Unrecognised,
+    /// The upstream refused what the gateway sent rather than what the client asked (a
+    /// signature or a parameter it does not take): the protocol drifted.
+    Protocol,
+    /// The content was filtered (the text, or what it asks for).
+    ContentFiltered,
+    /// The text is longer than the upstream takes.
+    TextTooLong,
+    /// The voice named is not one the upstream knows.
+    UnknownVoice,
+    /// The upstream does not take this type of file.
+    UnsupportedFile,
+    /// The file is larger than the upstream takes.
+    FileTooLarge,
+    /// The upstream cannot use the audio (not audio to it, empty, damaged).
+    InvalidAudio,
+    /// The audio lasts longer than the upstream takes.
+    AudioTooLong,
+}
+
 impl ProviderError {
+    /// A refusal of the request whose reason is not recognised.
+    pub fn refused(message: impl Into<String>) -> Self {
+        ProviderError::Refused {
+            message: message.into(),
+            reason: Refusal::Unrecognised,
+        }
+    }
+
     /// Whether trying again (after a pause, maybe on another account) may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(

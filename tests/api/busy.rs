@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use hailuo_free_api::config::Settings;
-use hailuo_sim::{Fault, SimConfig};
+use hailuo_free_api::config::{Dialect, Settings};
+use hailuo_sim::{BusyForm, BusyReply, Fault, SimConfig};
 use serde_json::{Value, json};
 
 use crate::audio_fixtures::{sine, wav};
@@ -160,7 +160,13 @@ async fn an_account_busy_past_the_whole_wait_is_answered_429() -> TestResult {
     })
     .await;
     answered(&app, "token-solo", "first", false).await;
-    let error = assert_openai_error(app.chat("token-solo", &ask("second")).await, 429).await;
+    let response = app.chat("token-solo", &ask("second")).await;
+    assert_eq!(
+        response.headers()["retry-after"],
+        "1",
+        "the client is told when to come back"
+    );
+    let error = assert_openai_error(response, 429).await;
     assert_eq!(error["code"], "accounts_busy", "{error}");
     assert!(
         app.sim.accounts().busy_refusals() >= 2,
@@ -174,15 +180,18 @@ fn audio_settings(settings: &mut Settings) {
     settings.audio.tts_poll_interval = Duration::from_millis(120);
 }
 
-async fn speak(app: &TestApp, tokens: &str, input: &str) {
-    let response = app
-        .client
+async fn speech(app: &TestApp, tokens: &str, input: &str) -> reqwest::Response {
+    app.client
         .post(app.url("/v1/audio/speech"))
         .bearer_auth(tokens)
         .json(&json!({"model": "tts-1", "input": input, "voice": "alloy"}))
         .send()
         .await
-        .expect("request sent");
+        .expect("request sent")
+}
+
+async fn speak(app: &TestApp, tokens: &str, input: &str) {
+    let response = speech(app, tokens, input).await;
     let status = response.status();
     let body = response.bytes().await.expect("a body");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -217,19 +226,22 @@ async fn concurrent_speeches_on_two_tokens_are_all_spoken() -> TestResult {
     Ok(())
 }
 
-async fn transcribe(app: &TestApp, tokens: &str) -> Value {
+async fn transcription(app: &TestApp, tokens: &str) -> reqwest::Response {
     let audio = wav(&sine(0.6, 16_000, 1, 440.0, 0.5), 16_000, 1);
     let form = reqwest::multipart::Form::new()
         .part("file", reqwest::multipart::Part::bytes(audio).file_name("a.wav"))
         .text("model", "whisper-1");
-    let response = app
-        .client
+    app.client
         .post(app.url("/v1/audio/transcriptions"))
         .bearer_auth(tokens)
         .multipart(form)
         .send()
         .await
-        .expect("request sent");
+        .expect("request sent")
+}
+
+async fn transcribe(app: &TestApp, tokens: &str) -> Value {
+    let response = transcription(app, tokens).await;
     let status = response.status();
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(status, 200, "{body}");
@@ -281,4 +293,141 @@ async fn a_chat_right_after_a_transcription_on_the_same_token_is_answered() -> T
 /// machine, so the tests that count the refusals avoided give the account a rest with room.
 fn transcription_rest(settings: &mut Settings) {
     settings.accounts.hangup_rest = Duration::from_secs(1);
+}
+
+/// The simulator as its binary starts by default: the busy windows `hailuo-sim` serves with.
+fn as_the_binary_serves() -> SimConfig {
+    SimConfig::default()
+}
+
+#[tokio::test]
+async fn twelve_back_to_back_transcriptions_on_seven_tokens_with_the_default_settings_are_all_answered() -> TestResult {
+    let app = spawn_app_with_sim(as_the_binary_serves(), |_| {}).await;
+    for _ in 0..12 {
+        let body = transcribe(&app, SEVEN_TOKENS).await;
+        assert!(body["text"].as_str().is_some_and(|text| !text.is_empty()), "{body}");
+    }
+    assert_eq!(app.sim.transcription().uploads().len(), 12);
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn twelve_concurrent_transcriptions_on_seven_tokens_with_the_default_settings_are_all_answered() -> TestResult {
+    let app = spawn_app_with_sim(as_the_binary_serves(), |_| {}).await;
+    futures::future::join_all((0..12).map(|_| transcribe(&app, SEVEN_TOKENS))).await;
+    assert_eq!(app.sim.transcription().uploads().len(), 12);
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn back_to_back_speeches_and_transcriptions_on_two_tokens_with_the_default_settings_are_all_answered()
+-> TestResult {
+    let app = spawn_app_with_sim(as_the_binary_serves(), audio_settings).await;
+    app.sim.speech().set_pending_polls(1);
+    for round in 0..4 {
+        speak(&app, "token-a,token-b", &format!("第{round}句话")).await;
+        transcribe(&app, "token-a,token-b").await;
+    }
+    assert_eq!(app.sim.speech().requests().len(), 4);
+    assert_eq!(app.sim.transcription().uploads().len(), 4);
+    app.assert_protocol_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_transcription_or_a_speech_whose_account_stays_busy_is_a_429_with_retry_after_not_a_502() -> TestResult {
+    let app = spawn_app_with_sim(busy_sim(Duration::from_secs(30), Duration::from_secs(30)), |s| {
+        audio_settings(s);
+        s.accounts.busy_wait = Duration::from_millis(600);
+        s.accounts.hangup_rest = Duration::ZERO;
+    })
+    .await;
+    app.sim.speech().set_pending_polls(1);
+    // A transcription leaves its account busy (the hang-up's window), then a speech does (its
+    // chat's window): what follows on the same account meets it past the whole wait.
+    transcribe(&app, "token-a").await;
+    speak(&app, "token-b", "第一句话").await;
+    for response in [
+        speech(&app, "token-a", "第二句话").await,
+        transcription(&app, "token-b").await,
+    ] {
+        assert_eq!(response.headers()["retry-after"], "1");
+        let error = assert_openai_error(response, 429).await;
+        assert_eq!(error["code"], "accounts_busy", "{error}");
+    }
+    assert!(app.sim.accounts().busy_refusals() >= 2);
+    Ok(())
+}
+
+/// Every form a busy refusal takes, each with one of the messages public clients have seen,
+/// under a code the gateway does not know: the text alone says the account is busy.
+fn busy_replies() -> Vec<BusyReply> {
+    [
+        (BusyForm::Event, "当前还有其他请求正在进行，请稍后再试"),
+        (BusyForm::Envelope, "上一条回复还未结束"),
+        (BusyForm::TooManyRequests, "当前账号有正在进行的对话"),
+        (BusyForm::ServerError, "chat is running"),
+    ]
+    .into_iter()
+    .map(|(form, message)| BusyReply {
+        form,
+        code: 42,
+        message: message.to_owned(),
+    })
+    .collect()
+}
+
+on_every_dialect! {
+    async fn a_busy_refusal_in_any_form_is_waited_for_and_never_a_502(dialect: Dialect) -> TestResult {
+        // The agent's answer is complete once it has settled, some polls after it was
+        // generated: its window must outlast that to be met.
+        let window = match dialect {
+            Dialect::MinimaxAgent => Duration::from_secs(1),
+            Dialect::Hailuoai | Dialect::HailuoIntl => Duration::from_millis(200),
+        };
+        for reply in busy_replies() {
+            let sim = SimConfig {
+                busy_reply: Some(reply.clone()),
+                ..SimConfig {
+                    dialect,
+                    ..busy_sim(window, Duration::ZERO)
+                }
+            };
+            let app = spawn_app_with_sim(sim, |s| s.upstream.retries = 0).await;
+            for round in 0..3 {
+                answered(&app, "token-solo", &format!("question {round}"), round == 1).await;
+            }
+            assert!(app.sim.accounts().busy_refusals() >= 1, "{reply:?} never met");
+            app.assert_protocol_clean();
+        }
+        Ok(())
+    }
+}
+
+on_streamed_dialects! {
+    not_on_agent("minimax-agent has no voice messages")
+    async fn a_busy_voice_message_in_any_form_is_waited_for_and_never_a_502(dialect: Dialect) -> TestResult {
+        for reply in busy_replies() {
+            let sim = SimConfig {
+                busy_reply: Some(reply.clone()),
+                ..SimConfig {
+                    dialect,
+                    ..busy_sim(Duration::ZERO, Duration::from_millis(300))
+                }
+            };
+            let app = spawn_app_with_sim(sim, |s| {
+                s.upstream.retries = 0;
+                s.accounts.hangup_rest = Duration::ZERO;
+            })
+            .await;
+            for _ in 0..3 {
+                transcribe(&app, "token-solo").await;
+            }
+            assert!(app.sim.accounts().busy_refusals() >= 1, "{reply:?} never met");
+            app.assert_protocol_clean();
+        }
+        Ok(())
+    }
 }

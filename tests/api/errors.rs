@@ -110,10 +110,12 @@ async fn a_body_over_the_limit_is_a_413() -> TestResult {
 }
 
 #[tokio::test]
-async fn content_the_upstream_refuses_is_a_502_with_its_reason() -> TestResult {
+async fn content_the_upstream_refuses_is_a_400_with_its_reason() -> TestResult {
     let app = spawn_app().await;
     app.sim.faults().inject(Fault::ContentFiltered { after_events: 0 });
-    let error = assert_openai_error(app.chat("token-a", &ask("something bad")).await, 502).await;
+    let error = assert_openai_error(app.chat("token-a", &ask("something bad")).await, 400).await;
+    assert_eq!(error["code"], "content_filtered", "{error}");
+    assert_eq!(error["param"], "messages", "{error}");
     assert!(
         error["message"]
             .as_str()
@@ -142,6 +144,7 @@ async fn an_upstream_error_after_streaming_began_ends_the_stream_with_an_error_e
             .contains("内容涉及敏感信息"),
         "{last}"
     );
+    assert_eq!(last["error"]["code"], "content_filtered", "{last}");
     assert!(!data.iter().any(|d| d == "[DONE]"));
     assert!(data.len() >= 2, "some content came before the error");
     Ok(())

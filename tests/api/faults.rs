@@ -103,7 +103,8 @@ on_every_dialect! {
     async fn content_refused_at_once_still_has_its_conversation_deleted(dialect: Dialect) -> TestResult {
         let app = spawn_app_on_with(dialect, delete_at_once).await;
         app.sim.faults().inject(Fault::ContentFiltered { after_events: 0 });
-        assert_openai_error(app.chat("token-a", &ask("something bad")).await, 502).await;
+        let error = assert_openai_error(app.chat("token-a", &ask("something bad")).await, 400).await;
+        assert_eq!(error["code"], "content_filtered", "{error}");
         assert_eq!(app.sim.conversations().created().len(), 1);
         assert_recovered(&app, "token-a").await;
         Ok(())

@@ -19,6 +19,7 @@ mod files;
 mod helpers;
 mod malformed;
 mod observability;
+mod refusals;
 mod sessions;
 mod shutdown;
 mod surface;

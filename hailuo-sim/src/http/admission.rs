@@ -2,12 +2,14 @@
 //! registered device, browser headers, fresh trace id, signature) and the envelopes the
 //! endpoints answer with.
 
+use poem::http::StatusCode;
 use poem::{Request, Response};
 use serde_json::{Value, json};
 
 use hailuo_free_api::domain::token_expiry;
 
 use crate::profile::Dialect;
+use crate::refusal::{BusyForm, BusyReply, Refusal};
 use crate::state::SimState;
 use crate::verify::{self, ChatSignedFields, ProfileQuery, Rejection, VoiceSignedFields};
 
@@ -181,6 +183,39 @@ pub(crate) fn envelope(code: i64, message: &str, data: Value) -> Response {
     Response::builder()
         .content_type("application/json")
         .body(body.to_string())
+}
+
+/// The envelope of `code` and `message`, with HTTP `status`.
+pub(crate) fn envelope_with_status(status: StatusCode, code: i64, message: &str) -> Response {
+    let mut response = envelope(code, message, json!({}));
+    response.set_status(status);
+    response
+}
+
+/// The answer to a request `refusal` refuses, as an envelope: HTTP 429 when it says so.
+pub(crate) fn refusal_envelope(refusal: Refusal) -> Response {
+    let status = if refusal.too_many_requests() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::OK
+    };
+    envelope_with_status(status, refusal.code(), refusal.message())
+}
+
+/// The HTTP status a busy refusal in `form` comes with, when it comes as an envelope; `None`
+/// for an error event.
+pub(crate) fn busy_status(form: BusyForm) -> Option<StatusCode> {
+    match form {
+        BusyForm::Event => None,
+        BusyForm::Envelope => Some(StatusCode::OK),
+        BusyForm::TooManyRequests => Some(StatusCode::TOO_MANY_REQUESTS),
+        BusyForm::ServerError => Some(StatusCode::SERVICE_UNAVAILABLE),
+    }
+}
+
+/// A busy refusal as an envelope, when `reply` is one.
+pub(crate) fn busy_envelope(reply: &BusyReply) -> Option<Response> {
+    busy_status(reply.form).map(|status| envelope_with_status(status, reply.code, &reply.message))
 }
 
 /// The success envelope.

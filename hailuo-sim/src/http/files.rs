@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::admission::{admit_json_body, admit_json_call, refuse, success};
 use crate::ledger::{OSS_BUCKET, StsCredential};
 use crate::records::{FormFile, SimFile};
+use crate::refusal::RefusedCall;
 use crate::state::SimState;
 use crate::verify::Rejection;
 
@@ -180,12 +181,17 @@ fn confirm_upload(state: &SimState, token: &str, body: &str) -> Result<String, R
             ),
         ));
     }
+    let bytes = object.bytes.clone();
+    // A refusal of the file comes once the callback is found right; the file is not confirmed.
+    if let Some(refusal) = ledger.faults.take_refusal(RefusedCall::FileCallback) {
+        return Err(Rejection::refused(refusal.code(), refusal.message()));
+    }
     let file = SimFile {
         token: token.to_owned(),
         file_id: state.new_id(),
         file_name: callback.file_name,
         mime: callback.mime_type,
-        bytes: object.bytes.clone(),
+        bytes,
     };
     let file_id = file.file_id.clone();
     ledger.bucket.files.push(file);

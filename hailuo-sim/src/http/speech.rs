@@ -11,9 +11,13 @@ use poem::{Request, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admission::{Expectation, SignedBody, admit, admit_json_body, body_text, envelope, refuse, success};
+use super::admission::{
+    Expectation, SignedBody, admit, admit_json_body, body_text, envelope, refusal_envelope, refuse, success,
+};
 use crate::audio::{self, SPEECH_MS_PER_CHAR, SPEECH_SAMPLE_RATE};
+use crate::ledger::AudioFile;
 use crate::records::TtsRecord;
+use crate::refusal::RefusedCall;
 use crate::state::SimState;
 use crate::verify::{self, Rejection};
 
@@ -71,6 +75,10 @@ pub(crate) async fn select_voice(state: &Arc<SimState>, mut req: Request) -> Res
     .await;
     match outcome {
         Ok((caller, voice)) => {
+            let refusal = state.ledger().faults.take_refusal(RefusedCall::VoiceConfig);
+            if let Some(refusal) = refusal {
+                return refusal_envelope(refusal);
+            }
             state.ledger().speech.voices.insert(caller.token, voice);
             success(json!({}))
         }
@@ -245,7 +253,11 @@ async fn make_speech(state: &Arc<SimState>, msg_id: &str, text: &str, voice: &st
     for mp3 in files {
         let id = state.new_id();
         urls.push(format!("{}{AUDIO_PREFIX}{id}.mp3", state.oss_endpoint));
-        ledger.speech.audio_files.insert(id, mp3);
+        let file = AudioFile {
+            made: Instant::now(),
+            bytes: mp3,
+        };
+        ledger.speech.audio_files.insert(id, file);
     }
     if let Some(job) = ledger.speech.jobs.get_mut(msg_id) {
         job.urls = Some(urls.clone());
@@ -266,7 +278,7 @@ pub(crate) fn audio_file(state: &Arc<SimState>, req: Request) -> Response {
         return Response::builder().status(StatusCode::FORBIDDEN).body("forbidden");
     }
     let id = path.trim_start_matches(AUDIO_PREFIX).strip_suffix(".mp3").unwrap_or("");
-    let bytes = state.ledger().speech.audio_files.get(id).cloned();
+    let bytes = state.ledger().speech.audio_files.get(id).map(|file| file.bytes.clone());
     match bytes {
         Some(bytes) => Response::builder().content_type("audio/mpeg").body(bytes),
         None => Response::builder().status(StatusCode::NOT_FOUND).body("not found"),

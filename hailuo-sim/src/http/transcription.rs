@@ -11,10 +11,11 @@ use poem::web::Multipart;
 use poem::{FromRequest, Request, Response};
 use serde_json::json;
 
-use super::admission::{Expectation, SignedBody, admit, refuse};
+use super::admission::{Expectation, SignedBody, admit, busy_envelope, refuse};
 use super::sse::{ClientGone, EventWriter, event_stream_response};
 use crate::audio;
 use crate::records::PhoneRecord;
+use crate::refusal::RefusedCall;
 use crate::replies;
 use crate::state::{SimState, StreamGuard};
 use crate::verify::{Rejection, VoiceSignedFields};
@@ -27,8 +28,6 @@ const AUDIO_EVENT: &str = "audio_chunk";
 pub(crate) const NO_SPEECH_CODE: i64 = 1_200_041;
 /// `status_code`: the upload is not MP3.
 pub(crate) const BAD_AUDIO_CODE: i64 = 1_200_040;
-/// `status_code`: another answer of this account is still streaming.
-const BUSY_CODE: i64 = 1_200_009;
 /// `status_code`: the simulator itself failed.
 const INTERNAL_CODE: i64 = 1_500_002;
 /// Below this RMS level (full scale 1.0, about -40 dBFS) the audio is silence.
@@ -71,7 +70,15 @@ pub(crate) async fn phone_msg(state: &Arc<SimState>, req: Request) -> Response {
     };
     let (guard, busy) = state.open_stream(&token);
     if busy {
-        return single_event(guard, BUSY_CODE, "上一条回复还未结束");
+        let reply = state.busy_reply();
+        return match busy_envelope(&reply) {
+            Some(response) => response,
+            None => single_event(guard, reply.code, reply.message),
+        };
+    }
+    let refusal = state.ledger().faults.take_refusal(RefusedCall::Voice);
+    if let Some(refusal) = refusal {
+        return single_event(guard, refusal.code(), refusal.message().to_owned());
     }
 
     let bytes_len = fields.voice.len();
@@ -84,11 +91,11 @@ pub(crate) async fn phone_msg(state: &Arc<SimState>, req: Request) -> Response {
             state.violation(format!(
                 "POST /v1/api/chat/phone_msg (token {short:?}): voiceBytes is not MP3: {why}"
             ));
-            return single_event(guard, BAD_AUDIO_CODE, "音频格式错误");
+            return single_event(guard, BAD_AUDIO_CODE, "音频格式错误".to_owned());
         }
         Err(err) => {
             tracing::error!(error = %err, "hailuo-sim: the decoding task failed");
-            return single_event(guard, INTERNAL_CODE, "服务器错误");
+            return single_event(guard, INTERNAL_CODE, "服务器错误".to_owned());
         }
     };
     state.ledger().voice.uploads.push(PhoneRecord {
@@ -99,7 +106,7 @@ pub(crate) async fn phone_msg(state: &Arc<SimState>, req: Request) -> Response {
         channels: summary.channels,
     });
     if summary.rms < SILENCE_RMS || summary.duration < MIN_SPEECH {
-        return single_event(guard, NO_SPEECH_CODE, "未识别到语音");
+        return single_event(guard, NO_SPEECH_CODE, "未识别到语音".to_owned());
     }
 
     let transcript = replies::transcript_for(summary.duration);
@@ -130,7 +137,7 @@ async fn play_reply(mut writer: EventWriter, transcript: &str) -> Result<(), Cli
 }
 
 /// A stream holding one `asr_chunk` event with a non-zero `status_code`.
-fn single_event(guard: StreamGuard, code: i64, message: &'static str) -> Response {
+fn single_event(guard: StreamGuard, code: i64, message: String) -> Response {
     let (mut writer, body) = EventWriter::channel(Some(guard));
     tokio::spawn(async move {
         let data = json!({"status_code": code, "err_message": message, "data": {}});

@@ -1,7 +1,8 @@
 //! The conversations the simulated upstream holds, the chat requests it accepted on them and
 //! the assistant messages it answered (which `msg_tts` may speak).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use super::turns::AgentTurn;
 use crate::records::ChatRecord;
@@ -15,6 +16,8 @@ pub(crate) struct AssistantMessage {
     pub chat_id: String,
     /// Its complete content (the answer).
     pub content: String,
+    /// When it was answered.
+    pub answered: Instant,
 }
 
 /// Conversations and the chats on them.
@@ -68,12 +71,16 @@ impl ConversationBook {
         self.deleted.push(chat_id);
     }
 
-    /// Drops the history a long run piles up: chat records, the created and deleted lists and
-    /// the answered messages.
-    pub fn forget_history(&mut self) {
+    /// Drops the history a long run piles up: chat records, the created and deleted lists, and
+    /// the answered messages nobody can name any more: those of a conversation that is gone
+    /// (`msg_tts` refuses them anyway) and those answered before `stale_before`. A message of a
+    /// live conversation, whose speech may be asked for or being polled, stays.
+    pub fn forget_history(&mut self, stale_before: Instant) {
         self.chats = Vec::new();
         self.created = Vec::new();
         self.deleted = Vec::new();
-        self.messages = HashMap::new();
+        let live: HashSet<&str> = self.live.iter().map(|(id, _)| id.as_str()).collect();
+        self.messages
+            .retain(|_, message| live.contains(message.chat_id.as_str()) && message.answered >= stale_before);
     }
 }

@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::fault::Fault;
+use crate::refusal::{Refusal, RefusedCall};
 
 /// What is to go wrong, and what went wrong.
 pub(crate) struct FaultPlan {
@@ -22,6 +23,8 @@ pub(crate) struct FaultPlan {
     pub failing_deletes: usize,
     /// OSS PUTs still to fail with HTTP 500.
     pub failing_uploads: usize,
+    /// Refusals for the next requests of their calls.
+    pub refusals: VecDeque<Refusal>,
 }
 
 impl FaultPlan {
@@ -38,6 +41,7 @@ impl FaultPlan {
             played: BTreeMap::new(),
             failing_deletes: 0,
             failing_uploads: 0,
+            refusals: VecDeque::new(),
         }
     }
 
@@ -52,6 +56,12 @@ impl FaultPlan {
         })?;
         *self.played.entry(fault.kind().to_owned()).or_default() += 1;
         Some(fault)
+    }
+
+    /// The refusal this request of `call` gets, if one is queued for it (taken off).
+    pub fn take_refusal(&mut self, call: RefusedCall) -> Option<Refusal> {
+        let index = self.refusals.iter().position(|refusal| refusal.call() == call)?;
+        self.refusals.remove(index)
     }
 
     /// Whether this DELETE is one to fail (counting it off).

@@ -33,13 +33,26 @@ pub(crate) struct SpeechDesk {
     /// Every poll stays pending.
     pub never_ready: bool,
     /// Speech audio served under `/__audio/<id>.mp3`, by id.
-    pub audio_files: HashMap<String, Vec<u8>>,
+    pub audio_files: HashMap<String, AudioFile>,
+}
+
+/// An MP3 `msg_tts` handed out the URL of.
+#[derive(Clone, Debug)]
+pub(crate) struct AudioFile {
+    /// When it was made.
+    pub made: Instant,
+    /// The MP3.
+    pub bytes: Vec<u8>,
 }
 
 impl SpeechDesk {
-    /// Drops the jobs and poll records a long run piles up.
-    pub fn forget_history(&mut self) {
-        self.jobs = HashMap::new();
+    /// Drops what a long run piles up and nobody can ask for any more: the poll records and
+    /// voice mismatches, the jobs of messages that are gone (`spoken` says which are not; a
+    /// pending job keeps its polls), and the audio made before `stale_before`.
+    pub fn forget_history(&mut self, stale_before: Instant, spoken: impl Fn(&str) -> bool) {
+        self.jobs.retain(|msg_id, _| spoken(msg_id));
+        self.audio_files.retain(|_, file| file.made >= stale_before);
         self.requests = Vec::new();
+        self.voice_mismatches = Vec::new();
     }
 }

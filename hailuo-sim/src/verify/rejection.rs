@@ -47,6 +47,15 @@ impl Rejection {
         }
     }
 
+    /// A legitimate refusal of what the request asks (not a violation).
+    pub fn refused(code: i64, message: &'static str) -> Self {
+        Self {
+            code,
+            message,
+            violation: None,
+        }
+    }
+
     /// A dead token: the legitimate "logged out" answer, not a violation.
     pub fn logged_out() -> Self {
         Self {

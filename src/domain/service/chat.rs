@@ -9,7 +9,9 @@ use std::task::{Context, Poll};
 use futures::{Stream, StreamExt};
 
 use crate::domain::chat::{AccountToken, AnswerDelta, AttachmentError, ChatPrompt, ClientId, ConversationId};
-use crate::domain::ports::{AnswerStream, AttachmentSource, ChatProvider, ProviderError, Session, SessionStore};
+use crate::domain::ports::{
+    AnswerStream, AttachmentSource, ChatProvider, ProviderError, Refusal, Session, SessionStore,
+};
 
 use super::accounts::AccountLease;
 use super::conversations::ConversationTracker;
@@ -30,9 +32,19 @@ pub enum ChatError {
     /// message carries more attachments than allowed.
     #[error("{0}")]
     InvalidAttachment(String),
-    /// An attachment is larger than the limit, or the request's attachments together are.
+    /// An attachment is larger than the limit, or the request's attachments together are (or
+    /// than the upstream takes).
     #[error("{0}")]
     AttachmentTooLarge(String),
+    /// The upstream does not take the type of an attached file (its reason given).
+    #[error("the upstream does not take this type of file: {0}")]
+    UnsupportedAttachment(String),
+    /// The upstream filtered the conversation's content (its reason given).
+    #[error("the upstream refused the content of `messages`: {0}")]
+    ContentFiltered(String),
+    /// The prompt is longer than the upstream takes (its reason given).
+    #[error("`messages` are longer than the upstream takes: {0}")]
+    PromptTooLong(String),
     /// The conversation to continue does not exist, or is not the caller's (the same answer
     /// for both, so that one client cannot learn another's conversation ids).
     #[error(
@@ -45,13 +57,27 @@ pub enum ChatError {
     SessionStore,
 }
 
-/// An upstream failure as chat reads it: an unknown conversation and a failed attachment are
-/// the client's to hear about, every other failure is the runner's shared meaning.
+/// An upstream failure as chat reads it: an unknown conversation, a failed attachment and the
+/// refusals about the prompt or its files are the client's to hear about, every other failure
+/// is the runner's shared meaning.
 impl From<ProviderError> for ChatError {
     fn from(error: ProviderError) -> Self {
         match error {
             ProviderError::ConversationNotFound { .. } => ChatError::ConversationNotFound,
             ProviderError::Attachment(error) => error.into(),
+            ProviderError::Refused { message, reason } => match reason {
+                Refusal::ContentFiltered => ChatError::ContentFiltered(message),
+                Refusal::TextTooLong => ChatError::PromptTooLong(message),
+                Refusal::UnsupportedFile => ChatError::UnsupportedAttachment(message),
+                Refusal::FileTooLarge => {
+                    ChatError::AttachmentTooLarge(format!("an attachment is larger than the upstream takes: {message}"))
+                }
+                Refusal::Unrecognised
+                | Refusal::Protocol
+                | Refusal::UnknownVoice
+                | Refusal::InvalidAudio
+                | Refusal::AudioTooLong => RunnerError::from(ProviderError::Refused { message, reason }).into(),
+            },
             error => RunnerError::from(error).into(),
         }
     }

@@ -12,7 +12,7 @@ use rand::Rng;
 
 use crate::domain::chat::AccountToken;
 use crate::domain::metrics::instruments;
-use crate::domain::ports::{Account, ProviderError};
+use crate::domain::ports::{Account, ProviderError, Refusal};
 
 use super::accounts::{AccountHealth, AccountLease, AccountPool, CooldownPolicy};
 use super::admission::{Admission, AdmissionPermit};
@@ -40,9 +40,28 @@ pub enum RunnerError {
         /// The upstream's last reason.
         message: String,
     },
-    /// The upstream refused the request (content filtered, rate limited, ...).
+    /// The upstream limits the requests of every account token given (or those it does not
+    /// limit it refused): none answers for a while.
+    #[error(
+        "the upstream limits the requests of every account token given; try again later or pass more tokens: {message}"
+    )]
+    AccountsRateLimited {
+        /// The upstream's last reason.
+        message: String,
+    },
+    /// The upstream refused the request for a reason the use case has no answer of its own for.
     #[error("the upstream refused the request: {message}")]
     Refused {
+        /// The upstream's reason.
+        message: String,
+    },
+    /// The upstream refused what the gateway sent (a signature or parameter it does not take):
+    /// the web app has changed and the profile needs updating.
+    #[error(
+        "the upstream refused what the gateway sent, not what was asked: its protocol has changed \
+         (see `[upstream.profile]` in docs/configuration.md): {message}"
+    )]
+    ProtocolRefused {
         /// The upstream's reason.
         message: String,
     },
@@ -68,7 +87,12 @@ impl From<ProviderError> for RunnerError {
         match error {
             ProviderError::AccountRejected { message } => RunnerError::AccountsRejected { message },
             ProviderError::AccountBusy { .. } => RunnerError::AccountsBusy,
-            ProviderError::Refused { message } => RunnerError::Refused { message },
+            ProviderError::RateLimited { message } => RunnerError::AccountsRateLimited { message },
+            ProviderError::Refused {
+                message,
+                reason: Refusal::Protocol,
+            } => RunnerError::ProtocolRefused { message },
+            ProviderError::Refused { message, .. } => RunnerError::Refused { message },
             ProviderError::Unavailable { message }
             | ProviderError::BadResponse { message }
             | ProviderError::ConversationNotFound { message } => RunnerError::Unavailable { message },
@@ -117,6 +141,8 @@ enum AttemptError {
     Rejected(String),
     /// The upstream says the account is still busy: wait, and try it or another again.
     Busy(String),
+    /// The upstream limits the account's requests: skip it for this run.
+    RateLimited(String),
     /// Worth retrying.
     Transient(ProviderError),
     /// The upstream forgot the account's device: register again and retry at once.
@@ -144,6 +170,7 @@ impl From<ProviderError> for AttemptError {
         match error {
             ProviderError::AccountRejected { message } => AttemptError::Rejected(message),
             ProviderError::AccountBusy { message } => AttemptError::Busy(message),
+            ProviderError::RateLimited { message } => AttemptError::RateLimited(message),
             error if error.is_transient() => AttemptError::Transient(error),
             error => AttemptError::Final(error),
         }
@@ -208,7 +235,8 @@ impl AccountRunner {
     /// [`RunnerError::NoAccounts`] without tokens, [`RunnerError::Overloaded`] when the
     /// admission gate turns the request away, [`RunnerError::AccountsBusy`] when all stay
     /// busy past the wait, [`RunnerError::AccountsRejected`] when the upstream refuses them
-    /// all (or all rest), [`RunnerError::TokenStore`] when the token store fails, the
+    /// all (or all rest), [`RunnerError::AccountsRateLimited`] when it limits those it does
+    /// not refuse, [`RunnerError::TokenStore`] when the token store fails, the
     /// transient failure once the retries are spent, or the attempt's own final error.
     pub async fn run<E, T, F, Fut>(&self, tokens: &[AccountToken], attempt: F) -> Result<(T, AccountLease), E>
     where
@@ -266,14 +294,17 @@ impl AccountRunner {
         let mut attempts = 0;
         let mut last_failed: Option<AccountToken> = None;
         let mut last_rejection: Option<String> = None;
+        let mut last_limit: Option<String> = None;
         let mut busy = BusyWait::new(self.policy.busy_wait);
         loop {
             // Another request may have rested one of them meanwhile.
             candidates = self.health.usable(&candidates);
             if candidates.is_empty() {
-                return Err(match last_rejection {
-                    Some(message) => RunnerError::AccountsRejected { message },
-                    None => all_resting(),
+                // An account that is only limited will answer again: the more hopeful answer.
+                return Err(match (last_limit, last_rejection) {
+                    (Some(message), _) => RunnerError::AccountsRateLimited { message },
+                    (None, Some(message)) => RunnerError::AccountsRejected { message },
+                    (None, None) => all_resting(),
                 }
                 .into());
             }
@@ -320,6 +351,11 @@ impl AccountRunner {
                     }
                     candidates.retain(|candidate| candidate != &token);
                     last_rejection = Some(message);
+                }
+                AttemptError::RateLimited(message) => {
+                    tracing::warn!(account = %token, %message, "the upstream limits an account's requests; trying the next");
+                    candidates.retain(|candidate| candidate != &token);
+                    last_limit = Some(message);
                 }
                 AttemptError::Busy(message) => {
                     tracing::info!(account = %token, %message, "the upstream says the account is busy; waiting");
@@ -583,6 +619,46 @@ mod tests {
         // Pauses of 50, 100, then 200 ms cut to what is left: a growing pause, not a busy loop.
         let tries = tries.load(Ordering::SeqCst);
         assert!((1..=4).contains(&tries), "{tries} tries");
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_account_is_skipped_for_the_next_without_a_rest() {
+        let runner = runner(Duration::from_secs(10));
+        let tokens = [AccountToken::new("limited"), AccountToken::new("free")];
+        let limited = || ProviderError::RateLimited {
+            message: "请求过于频繁".into(),
+        };
+        let (value, lease) = runner
+            .run::<RunnerError, _, _, _>(&tokens, |account| async move {
+                if account.token.expose() == "limited" {
+                    Err(limited())
+                } else {
+                    Ok(account.token)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, AccountToken::new("free"));
+        assert!(
+            !runner.health().is_resting(&tokens[0]),
+            "a limited account is not refused"
+        );
+        drop(lease);
+
+        let tries = AtomicU32::new(0);
+        let all = runner
+            .run::<RunnerError, (), _, _>(&tokens, |_| {
+                tries.fetch_add(1, Ordering::SeqCst);
+                async move { Err(limited()) }
+            })
+            .await;
+        assert_eq!(
+            all.err(),
+            Some(RunnerError::AccountsRateLimited {
+                message: "请求过于频繁".into()
+            })
+        );
+        assert_eq!(tries.load(Ordering::SeqCst), 2, "each account asked once");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::domain::audio::{AudioError, SpeechFormat, SpeechModel, SpeechRequest, VoiceTable};
 use crate::domain::chat::AccountToken;
-use crate::domain::ports::{AudioCodec, ProviderError, SessionStore, SpeechProvider};
+use crate::domain::ports::{AudioCodec, ProviderError, Refusal, SessionStore, SpeechProvider};
 
 use super::codec::{CodecSlots, CodecStopped};
 use super::conversations::ConversationTracker;
@@ -41,6 +41,20 @@ pub enum SpeechError {
     /// The order itself is unusable (no text, too much text, a speed out of range).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The upstream filtered the text to speak (its reason given).
+    #[error("the upstream refused the content of `input`: {0}")]
+    ContentFiltered(String),
+    /// The text is longer than the upstream speaks (its reason given).
+    #[error("`input` is longer than the upstream takes: {0}")]
+    InputTooLong(String),
+    /// The upstream does not know the voice.
+    #[error("the upstream does not know the voice `{voice}`: {message}")]
+    UnknownVoice {
+        /// The upstream voice id asked for.
+        voice: String,
+        /// The upstream's reason.
+        message: String,
+    },
     /// The upstream's audio could not be rendered: it does not decode, or it is too long.
     #[error("the upstream is unavailable: {message}")]
     UnrenderableAudio {
@@ -52,10 +66,29 @@ pub enum SpeechError {
     Codec,
 }
 
-/// Every upstream failure of a speech is one the runner's shared meaning covers.
+/// An upstream failure as speech reads it: the refusals about the text and the voice are the
+/// client's to hear about (the voice's id is filled in by [`SpeechService::speak`], which knows
+/// it), every other failure is the runner's shared meaning.
 impl From<ProviderError> for SpeechError {
     fn from(error: ProviderError) -> Self {
-        RunnerError::from(error).into()
+        match error {
+            ProviderError::Refused {
+                message,
+                reason: Refusal::ContentFiltered,
+            } => SpeechError::ContentFiltered(message),
+            ProviderError::Refused {
+                message,
+                reason: Refusal::TextTooLong,
+            } => SpeechError::InputTooLong(message),
+            ProviderError::Refused {
+                message,
+                reason: Refusal::UnknownVoice,
+            } => SpeechError::UnknownVoice {
+                voice: String::new(),
+                message,
+            },
+            error => RunnerError::from(error).into(),
+        }
     }
 }
 
@@ -139,7 +172,7 @@ impl SpeechService {
         let (provider, sessions, tracker, request) = (&self.provider, &self.sessions, &self.tracker, &request);
         // The lease keeps the account to this request: the voice is an account-wide setting,
         // so no other speech (or chat) may run on it between choosing the voice and the audio.
-        let (mp3, lease) = self
+        let ran = self
             .runner
             .run::<SpeechError, _, _, _>(tokens, |account| async move {
                 let outcome = provider.speak(&account, request).await;
@@ -152,7 +185,14 @@ impl SpeechService {
                 }
                 outcome.audio
             })
-            .await?;
+            .await;
+        let (mp3, lease) = ran.map_err(|error| match error {
+            SpeechError::UnknownVoice { message, .. } => SpeechError::UnknownVoice {
+                voice: request.voice.clone(),
+                message,
+            },
+            error => error,
+        })?;
         drop(lease);
         let codec = Arc::clone(&self.codec);
         let (format, speed) = (order.format, order.speed);

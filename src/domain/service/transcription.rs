@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::domain::audio::{AudioError, PreparedAudio, Transcript};
 use crate::domain::chat::AccountToken;
-use crate::domain::ports::{AudioCodec, ProviderError, TranscriptionProvider};
+use crate::domain::ports::{AudioCodec, ProviderError, Refusal, TranscriptionProvider};
 
 use super::codec::{CodecSlots, CodecStopped};
 use super::runner::{AccountRunner, RunnerError};
@@ -32,10 +32,21 @@ pub enum TranscriptionError {
     Unavailable(String),
 }
 
-/// Every upstream failure of a transcription is one the runner's shared meaning covers.
+/// An upstream failure as transcription reads it: the refusals about the audio are the
+/// client's to hear about, every other failure is the runner's shared meaning.
 impl From<ProviderError> for TranscriptionError {
     fn from(error: ProviderError) -> Self {
-        RunnerError::from(error).into()
+        match error {
+            ProviderError::Refused {
+                message,
+                reason: Refusal::InvalidAudio,
+            } => TranscriptionError::InvalidAudio(format!("the upstream cannot use the audio: {message}")),
+            ProviderError::Refused {
+                message,
+                reason: Refusal::AudioTooLong,
+            } => TranscriptionError::AudioTooLong(format!("the audio is longer than the upstream takes: {message}")),
+            error => RunnerError::from(error).into(),
+        }
     }
 }
 

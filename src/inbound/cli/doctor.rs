@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::config::{Dialect, Settings, UpstreamSettings};
 use crate::domain::chat::{AccountToken, ChatMessage, ChatPrompt, ConversationId, init_fingerprint_key};
-use crate::domain::ports::{Account, AnswerStream, ChatProvider, ProviderError};
+use crate::domain::ports::{Account, AnswerStream, ChatProvider, ProviderError, Refusal};
 use crate::domain::token_expiry;
 use crate::outbound::hailuo::HailuoClient;
 use crate::outbound::hailuo::agent::AgentClient;
@@ -298,6 +298,8 @@ pub enum Hint {
     UpstreamDown,
     /// The account is answering something else.
     Busy,
+    /// The upstream limits the account's requests.
+    Limited,
     /// The answer does not follow the protocol the gateway speaks.
     Protocol,
     /// Nothing recognisable: the upstream's message is all there is.
@@ -314,6 +316,7 @@ impl Hint {
             Hint::Slow => "no answer in time",
             Hint::UpstreamDown => "the upstream is down",
             Hint::Busy => "the account is busy",
+            Hint::Limited => "the account is rate limited",
             Hint::Protocol => "the protocol changed",
             Hint::Unknown => "the upstream refused",
         }
@@ -334,6 +337,7 @@ impl Hint {
             Hint::Slow => "no answer in time: the network or the upstream is slow, or a firewall drops packets",
             Hint::UpstreamDown => "the upstream failed on its side: try again later",
             Hint::Busy => "the account is busy with another answer: try again in a moment",
+            Hint::Limited => "the upstream limits this account's requests: try again later, or use another token",
             Hint::Protocol => {
                 "the answer does not follow the protocol the gateway speaks: the web app changed \
                  (docs/protocol.md)"
@@ -347,7 +351,12 @@ impl Hint {
 /// the upstream's message, the same texts the adapter recognises (protocol §10).
 pub fn hint_for(error: &ProviderError) -> Hint {
     match error {
-        ProviderError::AccountRejected { message } | ProviderError::Refused { message } => refusal_hint(message),
+        ProviderError::Refused {
+            reason: Refusal::Protocol,
+            ..
+        } => Hint::Profile,
+        ProviderError::AccountRejected { message } | ProviderError::Refused { message, .. } => refusal_hint(message),
+        ProviderError::RateLimited { .. } => Hint::Limited,
         ProviderError::DeviceUnknown { .. } => Hint::Profile,
         ProviderError::AccountBusy { .. } => Hint::Busy,
         ProviderError::Unavailable { message } if message.starts_with("HTTP 5") => Hint::UpstreamDown,
@@ -561,9 +570,7 @@ mod tests {
         };
         assert_eq!(hint_for(&down), Hint::UpstreamDown);
         assert_eq!(hint_for(&ProviderError::Timeout), Hint::Slow);
-        let busy = ProviderError::Refused {
-            message: "上一条回复还未结束".into(),
-        };
+        let busy = ProviderError::refused("上一条回复还未结束");
         assert_eq!(hint_for(&busy), Hint::Busy);
         assert_eq!(hint_for(&refused("内容涉及敏感信息")), Hint::Unknown);
     }

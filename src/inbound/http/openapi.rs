@@ -76,7 +76,7 @@ fn error_responses(errors: &[ErrorDoc]) -> impl Iterator<Item = MetaResponse> + 
             content_type: "application/json; charset=utf-8",
             schema: ErrorResponse::schema_ref(),
         }],
-        headers: if *status == 503 {
+        headers: if matches!(*status, 429 | 503) {
             vec![MetaHeader {
                 name: "Retry-After".into(),
                 description: Some("Seconds to wait before retrying.".into()),

@@ -123,7 +123,7 @@ impl AnswerDecoder {
                 _ => format!("upstream error code {}", status.code),
             };
             return Err(super::request::known_refusal(&code_text(&status.code), &message)
-                .unwrap_or(ProviderError::Refused { message }));
+                .unwrap_or_else(|| ProviderError::refused(message)));
         }
 
         let ends_stream = parsed.kind == Some(END_TYPE);
@@ -415,12 +415,7 @@ mod tests {
                 &json!({"type": 2, "statusInfo": {"code": 1_500_001, "message": "内容违规"}}).to_string(),
             )
             .unwrap_err();
-        assert_eq!(
-            error,
-            ProviderError::Refused {
-                message: "内容违规".into()
-            }
-        );
+        assert_eq!(error, ProviderError::refused("内容违规"));
     }
 
     #[test]

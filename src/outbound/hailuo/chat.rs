@@ -94,11 +94,11 @@ impl HailuoClient {
         let answer = self
             .open_answer(account, prompt, attachments)
             .await
-            .map_err(|error| self.classify_busy(error))?;
-        // A busy refusal comes as an error event as well as an envelope.
+            .map_err(|error| self.read_refusal(error))?;
+        // A refusal comes as an error event as well as an envelope: both are read alike.
         let client = self.clone();
         Ok(answer
-            .map(move |delta| delta.map_err(|error| client.classify_busy(error)))
+            .map(move |delta| delta.map_err(|error| client.read_refusal(error)))
             .boxed())
     }
 

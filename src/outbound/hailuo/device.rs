@@ -7,9 +7,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::HailuoClient;
-use super::request::{self, CallFailure, Caller};
+use super::request::{CallFailure, Caller};
 use crate::domain::chat::{AccountToken, ConversationId};
-use crate::domain::ports::{Account, Device, ProviderError};
+use crate::domain::ports::{Account, Device, ProviderError, Refusal};
 
 /// Registers a device for a token.
 pub const REGISTER_PATH: &str = "/v1/api/user/device/register";
@@ -22,9 +22,10 @@ impl HailuoClient {
     /// Registers a fresh device (a new uuid v4) for `token`.
     ///
     /// # Errors
-    /// [`ProviderError::AccountRejected`] for an error status below 500 or a non-zero code,
-    /// [`ProviderError::BadResponse`] when the payload has no `deviceIDStr`, transient errors
-    /// otherwise.
+    /// [`ProviderError::AccountRejected`] for an error status below 500 or a non-zero code, but
+    /// what the refusal's text says otherwise (a drifted protocol, a limited account, see
+    /// [`HailuoClient::read_refusal`]); [`ProviderError::BadResponse`] when the payload has no
+    /// `deviceIDStr`, transient errors otherwise.
     pub async fn register(&self, token: &AccountToken) -> Result<Device, ProviderError> {
         let user_id = uuid::Uuid::new_v4().to_string();
         let call = self.call(
@@ -36,7 +37,7 @@ impl HailuoClient {
         let payload = self
             .call_json(call, token, Some(&json!({ "uuid": user_id })))
             .await
-            .map_err(CallFailure::into_account_rejected)?;
+            .map_err(|failure| self.read_refusal(failure.into_account_rejected()))?;
         let device_id = match payload.get("deviceIDStr") {
             Some(Value::String(id)) if !id.is_empty() => id.clone(),
             Some(Value::Number(id)) => id.to_string(),
@@ -57,8 +58,9 @@ impl HailuoClient {
     /// Whether the account is alive: the user info call succeeds with an object `userInfo`.
     ///
     /// # Errors
-    /// Only transient failures (unreachable, 5xx, a body that is not JSON); a refused
-    /// account is `Ok(false)`.
+    /// Transient failures (unreachable, 5xx, a body that is not JSON), and the refusals that
+    /// say nothing of the token (a drifted protocol, a limited account); a refused account is
+    /// `Ok(false)`.
     pub async fn check_alive(&self, account: &Account) -> Result<bool, ProviderError> {
         let call = self.call(
             Method::GET,
@@ -68,13 +70,21 @@ impl HailuoClient {
         );
         match self.call_json(call, &account.token, None).await {
             Ok(payload) => Ok(payload.get("userInfo").is_some_and(Value::is_object)),
-            // A forgotten device says nothing about the account: register again and ask again.
-            Err(CallFailure::Envelope { code, message }) => match request::known_refusal(&code, &message) {
-                Some(error @ ProviderError::DeviceUnknown { .. }) => Err(error),
-                _ => Ok(false),
+            Err(failure) => match self.read_refusal(failure.into_account_rejected()) {
+                // A forgotten device says nothing about the account: register again and ask
+                // again; nor does a refusal of what the gateway sent, or a limit.
+                error @ (ProviderError::DeviceUnknown { .. }
+                | ProviderError::RateLimited { .. }
+                | ProviderError::AccountBusy { .. }
+                | ProviderError::Refused {
+                    reason: Refusal::Protocol,
+                    ..
+                }) => Err(error),
+                ProviderError::AccountRejected { .. }
+                | ProviderError::Refused { .. }
+                | ProviderError::ConversationNotFound { .. } => Ok(false),
+                error => Err(error),
             },
-            Err(CallFailure::Status { status, .. }) if status < 500 => Ok(false),
-            Err(failure) => Err(failure.into_refused()),
         }
     }
 

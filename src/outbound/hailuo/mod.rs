@@ -155,7 +155,7 @@ pub struct HailuoClient {
     inner: Arc<ClientInner>,
     speech: speech::SpeechTiming,
     late: Option<LateWatch>,
-    busy: request::BusyMarkers,
+    refusals: request::RefusalReader,
 }
 
 /// Where a chat given up before its response head is still listened to.
@@ -228,7 +228,7 @@ impl HailuoClient {
             }),
             speech: speech::SpeechTiming::default(),
             late: None,
-            busy: request::BusyMarkers::default(),
+            refusals: request::RefusalReader::new(&settings.profile.refusals),
         })
     }
 
@@ -244,13 +244,15 @@ impl HailuoClient {
     /// a refusal carrying one is [`ProviderError::AccountBusy`].
     #[must_use]
     pub fn with_busy_markers(mut self, markers: request::BusyMarkers) -> Self {
-        self.busy = markers;
+        self.refusals = self.refusals.with_busy(markers);
         self
     }
 
-    /// The refusal `error` as the busy markers read it.
-    pub fn classify_busy(&self, error: ProviderError) -> ProviderError {
-        self.busy.classify(error)
+    /// `error` as the upstream's text reads it: the busy markers and the profile's refusal
+    /// texts (see [`request::RefusalReader::read`]). Every refusal the adapters meet passes
+    /// through it.
+    pub fn read_refusal(&self, error: ProviderError) -> ProviderError {
+        self.refusals.read(error)
     }
 
     /// How long speech waits for the upstream's audio, and how often it asks.

@@ -6,9 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::config::{Placeholder, Profile};
+use crate::config::{Placeholder, Profile, RefusalTexts};
 use crate::domain::chat::AccountToken;
-use crate::domain::ports::{Device, ProviderError};
+use crate::domain::ports::{Device, ProviderError, Refusal};
 
 /// Which device a call identifies itself with in the query string.
 #[derive(Clone, Copy, Debug)]
@@ -183,11 +183,13 @@ pub enum CallFailure {
         /// The upstream's reason.
         message: String,
     },
-    /// An HTTP error status; `message` is the envelope's reason when the body had one.
+    /// An HTTP error status; `code` and `message` are the envelope's when the body had one.
     #[error("the upstream answered HTTP {status}: {message}")]
     Status {
         /// The HTTP status code.
         status: u16,
+        /// The envelope's code, as text, when the body had one.
+        code: Option<String>,
         /// What the upstream said, or the status's reason phrase.
         message: String,
     },
@@ -198,15 +200,17 @@ pub enum CallFailure {
 
 impl CallFailure {
     /// As a failure of the account itself (try another token): envelope codes and 4xx are
-    /// [`ProviderError::AccountRejected`], 5xx is [`ProviderError::Unavailable`].
+    /// [`ProviderError::AccountRejected`], but the [known refusals](known_refusal), HTTP 429
+    /// [`ProviderError::RateLimited`] and 5xx [`ProviderError::Unavailable`].
     pub fn into_account_rejected(self) -> ProviderError {
         self.into_provider_error(|message| ProviderError::AccountRejected { message })
     }
 
     /// As a refusal of this request: envelope codes and 4xx are [`ProviderError::Refused`],
-    /// 5xx is [`ProviderError::Unavailable`].
+    /// but the [known refusals](known_refusal), HTTP 429 [`ProviderError::RateLimited`] and
+    /// 5xx [`ProviderError::Unavailable`].
     pub fn into_refused(self) -> ProviderError {
-        self.into_provider_error(|message| ProviderError::Refused { message })
+        self.into_provider_error(ProviderError::refused)
     }
 
     fn into_provider_error(self, refusal: impl FnOnce(String) -> ProviderError) -> ProviderError {
@@ -214,14 +218,26 @@ impl CallFailure {
             CallFailure::Envelope { code, message } => {
                 known_refusal(&code, &message).unwrap_or_else(|| refusal(message))
             }
-            CallFailure::Status { status, message } if status >= 500 => ProviderError::Unavailable {
-                message: format!("HTTP {status}: {message}"),
-            },
-            CallFailure::Status { message, .. } => refusal(message),
+            CallFailure::Status { status, code, message } => {
+                let known = known_refusal(code.as_deref().unwrap_or_default(), &message);
+                match known {
+                    // A busy account is busy whatever the status that says so.
+                    Some(busy @ ProviderError::AccountBusy { .. }) => busy,
+                    _ if status >= 500 => ProviderError::Unavailable {
+                        message: format!("HTTP {status}: {message}"),
+                    },
+                    Some(known) => known,
+                    None if status == TOO_MANY_REQUESTS => ProviderError::RateLimited { message },
+                    None => refusal(message),
+                }
+            }
             CallFailure::Transport(error) => error,
         }
     }
 }
+
+/// HTTP 429 Too Many Requests.
+const TOO_MANY_REQUESTS: u16 = 429;
 
 /// The upstream's code for a `uuid`/`device_id` pair it does not know (`设备未注册`).
 pub const DEVICE_UNKNOWN_CODE: &str = "1003";
@@ -247,19 +263,122 @@ impl BusyMarkers {
     pub fn matches(&self, message: &str) -> bool {
         self.0.iter().any(|marker| message.contains(marker.as_str()))
     }
+}
 
-    /// `error` as the account being busy when it is a refusal (of the request or of the
-    /// account) whose message is a busy marker; otherwise unchanged.
-    pub fn classify(&self, error: ProviderError) -> ProviderError {
-        match error {
-            ProviderError::Refused { message } | ProviderError::AccountRejected { message }
-                if self.matches(&message) =>
-            {
-                ProviderError::AccountBusy { message }
-            }
-            error => error,
+/// What a refusal's text says it is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reading {
+    /// The account sent too many requests.
+    Limited,
+    /// Something about the request.
+    Request(Refusal),
+}
+
+/// How the adapter reads the upstream's refusals by their text, where the codes say nothing it
+/// knows: the busy markers (`accounts.busy_markers`) and the profile's refusal texts
+/// (`[upstream.profile.refusals]`, compared without regard to case). Every refusal an adapter
+/// meets passes through [`Self::read`], so that one reading holds for every call.
+#[derive(Clone, Debug, Default)]
+pub struct RefusalReader {
+    busy: BusyMarkers,
+    /// Each kind's texts, lowercase, in the order they are tried: a text's "too long" last,
+    /// after the audio's.
+    texts: std::sync::Arc<[(Reading, Vec<String>)]>,
+}
+
+impl RefusalReader {
+    /// A reader of `texts`, with no busy markers.
+    pub fn new(texts: &RefusalTexts) -> Self {
+        let lists = [
+            (Reading::Request(Refusal::ContentFiltered), &texts.content_filtered),
+            (Reading::Request(Refusal::UnknownVoice), &texts.unknown_voice),
+            (Reading::Request(Refusal::UnsupportedFile), &texts.unsupported_file),
+            (Reading::Request(Refusal::FileTooLarge), &texts.file_too_large),
+            (Reading::Request(Refusal::InvalidAudio), &texts.invalid_audio),
+            (Reading::Request(Refusal::AudioTooLong), &texts.audio_too_long),
+            (Reading::Limited, &texts.rate_limited),
+            (Reading::Request(Refusal::Protocol), &texts.protocol),
+            (Reading::Request(Refusal::TextTooLong), &texts.text_too_long),
+        ];
+        let texts = lists
+            .into_iter()
+            .map(|(reading, list)| {
+                let lower = list
+                    .iter()
+                    .filter(|text| !text.is_empty())
+                    .map(|text| text.to_lowercase())
+                    .collect();
+                (reading, lower)
+            })
+            .collect();
+        Self {
+            busy: BusyMarkers::default(),
+            texts,
         }
     }
+
+    /// This reader with `busy` as the busy markers.
+    #[must_use]
+    pub fn with_busy(mut self, busy: BusyMarkers) -> Self {
+        self.busy = busy;
+        self
+    }
+
+    /// What `message` says, by the first list holding one of its texts.
+    fn reading(&self, message: &str) -> Option<Reading> {
+        let lower = message.to_lowercase();
+        self.texts
+            .iter()
+            .find(|(_, texts)| texts.iter().any(|text| lower.contains(text.as_str())))
+            .map(|(reading, _)| *reading)
+    }
+
+    /// `error` as the upstream's text reads: a busy marker makes any refusal, or a 5xx
+    /// carrying one, [`ProviderError::AccountBusy`] (a busy account is never the upstream
+    /// failing); a refusal text makes an unrecognised refusal of the request, or of the
+    /// account (but a logged-out one), [`ProviderError::RateLimited`] or a
+    /// [`ProviderError::Refused`] with its [`Refusal`]. Anything else is unchanged.
+    pub fn read(&self, error: ProviderError) -> ProviderError {
+        let (message, account_refusal) = match &error {
+            ProviderError::Refused {
+                message,
+                reason: Refusal::Unrecognised,
+            } => (message, false),
+            ProviderError::AccountRejected { message } => (message, true),
+            ProviderError::RateLimited { message } | ProviderError::Unavailable { message } => {
+                if self.busy.matches(message) {
+                    return ProviderError::AccountBusy {
+                        message: message.clone(),
+                    };
+                }
+                return error;
+            }
+            _ => return error,
+        };
+        if self.busy.matches(message) {
+            return ProviderError::AccountBusy {
+                message: message.clone(),
+            };
+        }
+        if account_refusal && logged_out(message) {
+            return error;
+        }
+        match self.reading(message) {
+            Some(Reading::Limited) => ProviderError::RateLimited {
+                message: message.clone(),
+            },
+            Some(Reading::Request(reason)) => ProviderError::Refused {
+                message: message.clone(),
+                reason,
+            },
+            None => error,
+        }
+    }
+}
+
+/// Whether `message` says the account is not logged in, or no longer.
+fn logged_out(message: &str) -> bool {
+    message.contains("未登录") || message.contains("登录已失效")
 }
 
 /// The upstream's codes for an account that is not logged in (`用户未登录`) or whose login
@@ -271,7 +390,7 @@ pub const LOGGED_OUT_CODES: [&str; 2] = ["1001", "1004"];
 /// [`BusyMarkers`] add the texts). Recognised by code or by the upstream's text, since none
 /// is documented and either may change alone.
 pub fn known_refusal(code: &str, message: &str) -> Option<ProviderError> {
-    if LOGGED_OUT_CODES.contains(&code) || message.contains("未登录") || message.contains("登录已失效") {
+    if LOGGED_OUT_CODES.contains(&code) || logged_out(message) {
         return Some(ProviderError::AccountRejected {
             message: message.to_owned(),
         });
@@ -340,12 +459,13 @@ fn envelope_failure(code: Value, message: Option<&Value>) -> CallFailure {
 
 /// The failure of an HTTP error `status` whose body was `body`.
 pub fn status_failure(status: reqwest::StatusCode, body: &[u8]) -> CallFailure {
-    let message = match parse_envelope(body) {
-        Err(CallFailure::Envelope { message, .. }) => message,
-        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    let (code, message) = match parse_envelope(body) {
+        Err(CallFailure::Envelope { code, message }) => (Some(code), message),
+        _ => (None, status.canonical_reason().unwrap_or("error").to_owned()),
     };
     CallFailure::Status {
         status: status.as_u16(),
+        code,
         message,
     }
 }
@@ -629,7 +749,7 @@ mod tests {
             envelope.clone().into_account_rejected(),
             ProviderError::AccountRejected { message: "no".into() }
         );
-        assert_eq!(envelope.into_refused(), ProviderError::Refused { message: "no".into() });
+        assert_eq!(envelope.into_refused(), ProviderError::refused("no"));
         let server = status_failure(reqwest::StatusCode::BAD_GATEWAY, b"");
         assert!(matches!(
             server.into_account_rejected(),
@@ -645,6 +765,29 @@ mod tests {
                 message: "登录过期".into()
             }
         );
+        // Too many requests is the account limited, not refused, whatever the call.
+        let limited = status_failure(reqwest::StatusCode::TOO_MANY_REQUESTS, b"");
+        assert_eq!(
+            limited.clone().into_account_rejected(),
+            ProviderError::RateLimited {
+                message: "Too Many Requests".into()
+            }
+        );
+        assert!(matches!(limited.into_refused(), ProviderError::RateLimited { .. }));
+        // A known code in an error status's envelope means what it means in a 200.
+        let gone = status_failure(
+            reqwest::StatusCode::NOT_FOUND,
+            r#"{"statusInfo":{"code":1200002,"message":"对话不存在"}}"#.as_bytes(),
+        );
+        assert!(matches!(
+            gone.into_account_rejected(),
+            ProviderError::ConversationNotFound { .. }
+        ));
+        let busy = status_failure(
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"statusInfo":{"code":1200009,"message":"上一条回复还未结束"}}"#.as_bytes(),
+        );
+        assert!(matches!(busy.into_refused(), ProviderError::AccountBusy { .. }));
     }
 
     #[test]
@@ -680,12 +823,7 @@ mod tests {
                 "{code} {message}"
             );
         }
-        assert_eq!(
-            refused("1500001", "敏感"),
-            ProviderError::Refused {
-                message: "敏感".into()
-            }
-        );
+        assert_eq!(refused("1500001", "敏感"), ProviderError::refused("敏感"));
         assert_eq!(
             refused("1200009", "上一条回复还未结束"),
             ProviderError::AccountBusy {
@@ -694,13 +832,15 @@ mod tests {
         );
     }
 
-    fn default_markers() -> BusyMarkers {
-        BusyMarkers::new(&Settings::defaults().unwrap().accounts.busy_markers)
+    fn default_reader() -> RefusalReader {
+        let settings = Settings::defaults().unwrap();
+        RefusalReader::new(&settings.upstream.profile.refusals)
+            .with_busy(BusyMarkers::new(&settings.accounts.busy_markers))
     }
 
     #[test]
     fn every_default_busy_message_is_the_account_being_busy() {
-        let markers = default_markers();
+        let reader = default_reader();
         for message in [
             "当前还有其他请求正在进行，请稍后再试",
             "上一条回复还未结束",
@@ -708,18 +848,20 @@ mod tests {
             "chat is running",
         ] {
             for error in [
-                ProviderError::Refused {
-                    message: message.into(),
-                },
+                ProviderError::refused(message),
                 ProviderError::AccountRejected {
                     message: message.into(),
                 },
+                ProviderError::RateLimited {
+                    message: message.into(),
+                },
+                // A 5xx that says so too: a busy account never becomes the upstream failing.
+                ProviderError::Unavailable {
+                    message: format!("HTTP 503: {message}"),
+                },
             ] {
-                assert_eq!(
-                    markers.classify(error),
-                    ProviderError::AccountBusy {
-                        message: message.into()
-                    },
+                assert!(
+                    matches!(reader.read(error), ProviderError::AccountBusy { .. }),
                     "{message}"
                 );
             }
@@ -727,21 +869,62 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_text_says_what_the_refusal_is_about_whoever_it_was_taken_for() {
+        let reader = default_reader();
+        for (message, reason) in [
+            ("内容涉及敏感信息，请修改后重试", Refusal::ContentFiltered),
+            ("Content contains SENSITIVE words", Refusal::ContentFiltered),
+            ("输入内容过长，请缩短后重试", Refusal::TextTooLong),
+            ("音色不存在", Refusal::UnknownVoice),
+            ("不支持的文件类型", Refusal::UnsupportedFile),
+            ("文件过大", Refusal::FileTooLarge),
+            ("音频格式错误", Refusal::InvalidAudio),
+            ("音频时长超过限制", Refusal::AudioTooLong),
+            ("Audio is too long", Refusal::AudioTooLong),
+            ("签名错误", Refusal::Protocol),
+            ("参数错误", Refusal::Protocol),
+        ] {
+            let expected = ProviderError::Refused {
+                message: message.into(),
+                reason,
+            };
+            assert_eq!(reader.read(ProviderError::refused(message)), expected, "{message}");
+            // Refused before a stream, where the account was suspected: about the request.
+            let before_stream = ProviderError::AccountRejected {
+                message: message.into(),
+            };
+            assert_eq!(reader.read(before_stream), expected, "{message}");
+        }
+        assert_eq!(
+            reader.read(ProviderError::refused("请求过于频繁，请稍后再试")),
+            ProviderError::RateLimited {
+                message: "请求过于频繁，请稍后再试".into()
+            }
+        );
+    }
+
+    #[test]
     fn other_refusals_and_failures_are_left_as_they_are() {
-        let markers = default_markers();
+        let reader = default_reader();
         for error in [
-            ProviderError::Refused {
-                message: "内容涉及敏感信息".into(),
-            },
+            ProviderError::refused("something else entirely"),
             ProviderError::AccountRejected {
                 message: "登录已失效，请重新登录".into(),
             },
+            // Logged out is about the account, whatever else the message says.
+            ProviderError::AccountRejected {
+                message: "用户未登录，参数错误".into(),
+            },
             ProviderError::Unavailable {
+                message: "HTTP 503: 内容涉及敏感信息".into(),
+            },
+            ProviderError::Refused {
                 message: "上一条回复还未结束".into(),
+                reason: Refusal::TextTooLong,
             },
             ProviderError::Timeout,
         ] {
-            assert_eq!(markers.classify(error.clone()), error);
+            assert_eq!(reader.read(error.clone()), error);
         }
         let none = BusyMarkers::new(&[String::new()]);
         assert!(!none.matches("上一条回复还未结束"), "an empty marker matches nothing");
@@ -750,6 +933,27 @@ mod tests {
         assert!(
             !added.matches("上一条回复还未结束"),
             "only the configured markers count"
+        );
+    }
+
+    #[test]
+    fn a_text_added_to_the_profile_is_read_and_one_left_out_is_not() {
+        let texts = RefusalTexts {
+            unknown_voice: vec!["Timbre introuvable".into(), String::new()],
+            ..RefusalTexts::default()
+        };
+        let reader = RefusalReader::new(&texts);
+        assert!(matches!(
+            reader.read(ProviderError::refused("timbre introuvable: x")),
+            ProviderError::Refused {
+                reason: Refusal::UnknownVoice,
+                ..
+            }
+        ));
+        assert_eq!(
+            reader.read(ProviderError::refused("音色不存在")),
+            ProviderError::refused("音色不存在"),
+            "only the profile's texts count"
         );
     }
 }

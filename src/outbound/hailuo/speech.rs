@@ -114,9 +114,7 @@ impl HailuoClient {
             })?;
             if tts.request_status >= READY_STATUS {
                 if tts.result.is_empty() {
-                    return Err(ProviderError::Refused {
-                        message: "the upstream produced no audio for this text".to_owned(),
-                    });
+                    return Err(ProviderError::refused("the upstream produced no audio for this text"));
                 }
                 return Ok(tts.result);
             }
@@ -207,7 +205,7 @@ impl SpeechProvider for HailuoClient {
                 self.speak_message(account, &message_id, &request.voice),
                 read_to_end(answer, ANSWER_END_WAIT)
             );
-            audio.map_err(|error| self.classify_busy(error))
+            audio.map_err(|error| self.read_refusal(error))
         };
         SpeechOutcome { conversation, audio }
     }

@@ -63,7 +63,7 @@ pub fn read_voice_event(event: &str, data: &str) -> Result<VoiceEventMeaning, Pr
             parsed.err_message
         };
         return Err(request::known_refusal(&parsed.status_code.to_string(), &message)
-            .unwrap_or(ProviderError::Refused { message }));
+            .unwrap_or_else(|| ProviderError::refused(message)));
     }
     if event == TRANSCRIPT_EVENT {
         let text = parsed.data.get("text").and_then(Value::as_str).unwrap_or_default();
@@ -77,7 +77,7 @@ impl TranscriptionProvider for HailuoClient {
     async fn transcribe(&self, account: &Account, mp3: &[u8]) -> Result<String, ProviderError> {
         self.read_transcript(account, mp3)
             .await
-            .map_err(|error| self.classify_busy(error))
+            .map_err(|error| self.read_refusal(error))
     }
 }
 
@@ -156,9 +156,7 @@ mod tests {
         let refused = r#"{"status_code":1500002,"err_message":"音频格式错误","data":{}}"#;
         assert_eq!(
             read_voice_event("asr_chunk", refused),
-            Err(ProviderError::Refused {
-                message: "音频格式错误".into()
-            })
+            Err(ProviderError::refused("音频格式错误"))
         );
         assert_eq!(read_voice_event("asr_chunk", "not json"), Ok(VoiceEventMeaning::Skip));
     }

@@ -16,8 +16,8 @@ use crate::state::{SimState, StreamGuard};
 /// How long a [`Fault::Hang`] stream stays silent.
 const HANG_FOR: Duration = Duration::from_secs(3600);
 
-/// A stream holding one error event (busy account, unknown conversation).
-pub(super) fn single_error_stream(guard: StreamGuard, code: i64, message: &'static str) -> Response {
+/// A stream holding one error event (busy account, unknown conversation, a refusal).
+pub(super) fn single_error_stream(guard: StreamGuard, code: i64, message: String) -> Response {
     let (mut writer, body) = EventWriter::channel(Some(guard));
     tokio::spawn(async move {
         let data = json!({"type": 2, "statusInfo": {"code": code, "message": message}, "data": {}});

@@ -11,26 +11,26 @@ mod fields;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use poem::http::{HeaderValue, StatusCode};
 use poem::{Request, Response};
 use serde_json::json;
 
-use super::admission::{Expectation, SignedBody, admit, envelope, refuse};
+use super::admission::{Expectation, SignedBody, admit, busy_envelope, envelope, refusal_envelope, refuse};
 use super::files;
 use super::sse::{EventWriter, event_stream_response};
 use crate::fault::Fault;
 use crate::ledger::AssistantMessage;
 use crate::profile::Dialect;
 use crate::records::{ChatRecord, FormFile};
+use crate::refusal::{Refusal, RefusedCall};
 use crate::replies;
 use crate::state::{SimState, StreamGuard};
 use crate::verify::{ChatSignedFields, Rejection};
 use answer::{AnswerPlan, hanging_stream, single_error_stream};
 use fields::{ChatFields, read_chat_fields};
 
-/// `statusInfo.code` of a second answer while one is streaming on the account.
-const BUSY_CODE: i64 = 1_200_009;
 /// `statusInfo.code` of a conversation that does not exist (for this token).
 const NO_CONVERSATION_CODE: i64 = 1_200_002;
 
@@ -82,7 +82,20 @@ pub(crate) async fn chat_message(state: &Arc<SimState>, req: Request) -> Respons
     // recorded as a chat (the refusals are counted apart).
     let (guard, busy) = state.open_stream(&chat.token);
     if busy {
-        return single_error_stream(guard, BUSY_CODE, "上一条回复还未结束");
+        let reply = state.busy_reply();
+        return match busy_envelope(&reply) {
+            Some(response) => response,
+            None => single_error_stream(guard, reply.code, reply.message),
+        };
+    }
+    // A refusal of what the request asks comes before any conversation is made.
+    let refusal = state.ledger().faults.take_refusal(RefusedCall::Chat);
+    if let Some(refusal) = refusal {
+        state.ledger().conversations.chats.push(chat.record(None));
+        return match refusal {
+            Refusal::TextTooLong => single_error_stream(guard, refusal.code(), refusal.message().to_owned()),
+            _ => refusal_envelope(refusal),
+        };
     }
     let fault = state.ledger().faults.next_chat_fault();
     let peer = req.remote_addr().as_socket_addr().copied();
@@ -141,7 +154,10 @@ async fn respond(
         return (hanging_stream(state, peer, guard), None);
     }
     let Some(chat_id) = resolve_conversation(state, chat) else {
-        return (single_error_stream(guard, NO_CONVERSATION_CODE, "对话不存在"), None);
+        return (
+            single_error_stream(guard, NO_CONVERSATION_CODE, "对话不存在".to_owned()),
+            None,
+        );
     };
     let response = stream_answer(state, chat, &chat_id, fault, peer, guard);
     (response, Some(chat_id))
@@ -239,6 +255,7 @@ fn stream_answer(
             token: chat.token.clone(),
             chat_id: plan.chat_id.clone(),
             content: plan.answer.clone(),
+            answered: Instant::now(),
         };
         state
             .ledger()

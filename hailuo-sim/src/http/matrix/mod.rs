@@ -14,10 +14,11 @@ use serde_json::{Value, json};
 
 mod body;
 
-use super::admission::{Expectation, SignedBody, admit, admit_json_body, body_text};
+use super::admission::{Expectation, SignedBody, admit, admit_json_body, body_text, busy_status};
 use crate::fault::Fault;
 use crate::ledger::{AgentTurn, AssistantMessage, PollFault};
 use crate::records::ChatRecord;
+use crate::refusal::RefusedCall;
 use crate::replies;
 use crate::state::SimState;
 use crate::verify::Rejection;
@@ -38,6 +39,13 @@ fn base_resp(code: i64, message: &str, mut body: Value) -> Response {
     Response::builder()
         .content_type("application/json")
         .body(body.to_string())
+}
+
+/// A `base_resp` refusal with HTTP `status`.
+fn base_resp_with_status(status: StatusCode, code: i64, message: &str) -> Response {
+    let mut response = base_resp(code, message, json!({}));
+    response.set_status(status);
+    response
 }
 
 /// The success answer.
@@ -80,7 +88,15 @@ pub(crate) async fn send_msg(state: &Arc<SimState>, mut req: Request) -> Respons
     };
     let (mut guard, busy) = state.open_stream(&token);
     if busy {
-        return base_resp(CHAT_RUNNING_CODE, CHAT_RUNNING, json!({}));
+        // Every form of the agent's refusal is its `base_resp`; the status may differ.
+        return match &state.config.busy_reply {
+            Some(reply) => base_resp_with_status(
+                busy_status(reply.form).unwrap_or(StatusCode::OK),
+                reply.code,
+                &reply.message,
+            ),
+            None => base_resp(CHAT_RUNNING_CODE, CHAT_RUNNING, json!({})),
+        };
     }
     let fault = state.ledger().faults.next_chat_fault();
     let peer = req.remote_addr().as_socket_addr().copied();
@@ -94,9 +110,19 @@ pub(crate) async fn send_msg(state: &Arc<SimState>, mut req: Request) -> Respons
         files: message.files.clone(),
         referer: referer.clone(),
     };
-    // Every admitted message is recorded once, whatever answered it; a fault that answers
-    // instead records the conversation asked for.
+    // Every admitted message is recorded once, whatever answered it; a fault or a refusal
+    // that answers instead records the conversation asked for.
     let requested = message.chat_id.clone().unwrap_or_else(|| "0".to_owned());
+    let refusal = state.ledger().faults.take_refusal(RefusedCall::Chat);
+    if let Some(refusal) = refusal {
+        state.ledger().conversations.chats.push(record(&requested));
+        let status = if refusal.too_many_requests() {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::OK
+        };
+        return base_resp_with_status(status, refusal.code(), refusal.message());
+    }
     if let Some(response) = answer_instead(state, fault.as_ref(), peer).await {
         state.ledger().conversations.chats.push(record(&requested));
         return response;
@@ -134,6 +160,7 @@ pub(crate) async fn send_msg(state: &Arc<SimState>, mut req: Request) -> Respons
                 token: token.clone(),
                 chat_id: chat_id.clone(),
                 content,
+                answered: Instant::now(),
             };
             conversations.messages.insert(msg_id, answered);
         }

@@ -13,7 +13,7 @@ pub enum ErrorType {
     InvalidRequestError,
     /// The credentials are missing, wrong, or refused by the upstream.
     AuthenticationError,
-    /// Every account given is busy.
+    /// Every account token given is busy, or the upstream limits their requests.
     RateLimitError,
     /// The upstream refused the request or failed.
     UpstreamError,
@@ -67,6 +67,8 @@ pub enum ErrorCode {
     AccountRejected,
     /// Every account token given is busy.
     AccountsBusy,
+    /// The upstream limits the requests of every account token given.
+    AccountRateLimited,
     /// The server is overloaded.
     ServerOverloaded,
     /// `conversation_id` names no conversation of the caller.
@@ -83,8 +85,18 @@ pub enum ErrorCode {
     FileTooLarge,
     /// An uploaded file is not audio we decode.
     InvalidAudio,
-    /// An uploaded file holds more audio than allowed.
+    /// An uploaded file holds more audio than allowed (here or upstream).
     AudioTooLong,
+    /// The upstream does not take the type of an attached file.
+    UnsupportedFileType,
+    /// The upstream filtered the content (a prompt, a text to speak).
+    ContentFiltered,
+    /// The prompt is longer than the upstream takes (OpenAI's code for it).
+    ContextLengthExceeded,
+    /// The text to speak is longer than the upstream takes.
+    InputTooLong,
+    /// The upstream does not know the voice.
+    UnknownVoice,
     /// The upstream refused the request.
     UpstreamRefused,
     /// The upstream could not be reached or failed.
@@ -112,6 +124,7 @@ impl ErrorCode {
             ErrorCode::TooManyTokens => "too_many_tokens",
             ErrorCode::AccountRejected => "account_rejected",
             ErrorCode::AccountsBusy => "accounts_busy",
+            ErrorCode::AccountRateLimited => "account_rate_limited",
             ErrorCode::ServerOverloaded => "server_overloaded",
             ErrorCode::ConversationNotFound => "conversation_not_found",
             ErrorCode::ModelNotFound => "model_not_found",
@@ -121,6 +134,11 @@ impl ErrorCode {
             ErrorCode::FileTooLarge => "file_too_large",
             ErrorCode::InvalidAudio => "invalid_audio",
             ErrorCode::AudioTooLong => "audio_too_long",
+            ErrorCode::UnsupportedFileType => "unsupported_file_type",
+            ErrorCode::ContentFiltered => "content_filtered",
+            ErrorCode::ContextLengthExceeded => "context_length_exceeded",
+            ErrorCode::InputTooLong => "input_too_long",
+            ErrorCode::UnknownVoice => "unknown_voice",
             ErrorCode::UpstreamRefused => "upstream_refused",
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
             ErrorCode::UpstreamTimeout => "upstream_timeout",

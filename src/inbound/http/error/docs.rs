@@ -6,27 +6,30 @@
 /// A documented error status: the status and what it means for the operation.
 pub type ErrorDoc = (u16, &'static str);
 
-const MALFORMED_JSON: ErrorDoc = (
+const BAD_CHAT: ErrorDoc = (
     400,
     "The request is malformed: bad JSON, wrong types, a value out of its range, missing or empty \
      fields, or more tokens in `Authorization` than `accounts.max_tokens_per_request` \
-     (`too_many_tokens`).",
+     (`too_many_tokens`); an attachment cannot be fetched (`invalid_attachment`); or the upstream \
+     refused what it asks: its content (`content_filtered`), a prompt longer than it takes \
+     (`context_length_exceeded`), a file type it does not take (`unsupported_file_type`).",
 );
 
 const BAD_SPEECH: ErrorDoc = (
     400,
     "The request is malformed: bad JSON, wrong types, an empty or too long `input`, an unknown \
      `response_format`, a `speed` out of 0.25-4, more tokens in `Authorization` than \
-     `accounts.max_tokens_per_request` (`too_many_tokens`); or the upstream's dialect has no \
-     speech (`minimax-agent`).",
+     `accounts.max_tokens_per_request` (`too_many_tokens`); the upstream's dialect has no speech \
+     (`minimax-agent`); or the upstream refused the text (`content_filtered`), found it longer \
+     than it takes (`input_too_long`) or does not know the voice (`unknown_voice`).",
 );
 
 const BAD_TRANSCRIPTION: ErrorDoc = (
     400,
     "The form is malformed (no `file`, an unknown `response_format`), the file is empty or not \
      audio this server decodes (`invalid_audio`), more tokens in `Authorization` than \
-     `accounts.max_tokens_per_request` (`too_many_tokens`); or the upstream's dialect has no \
-     transcription (`minimax-agent`).",
+     `accounts.max_tokens_per_request` (`too_many_tokens`); the upstream's dialect has no \
+     transcription (`minimax-agent`); or the upstream could not use the audio (`invalid_audio`).",
 );
 
 const ACCOUNTS_UNAUTHORIZED: ErrorDoc = (
@@ -65,15 +68,16 @@ const CHAT_TOO_LARGE: ErrorDoc = (
     413,
     "The request body is larger than `server.max_body_bytes`, an attachment is larger than \
      `files.max_bytes`, or the attachments of the request are larger than \
-     `files.max_total_bytes` together.",
+     `files.max_total_bytes` together, or an attachment is larger than the upstream takes \
+     (`attachment_too_large`).",
 );
 
 const UPLOAD_TOO_LARGE: ErrorDoc = (
     413,
     "The request body is larger than `server.max_body_bytes`, the file is larger than \
      `audio.max_upload_bytes` (`file_too_large`), or it lasts longer than \
-     `audio.max_duration_secs` or decodes to more than `audio.max_decoded_bytes` \
-     (`audio_too_long`).",
+     `audio.max_duration_secs`, decodes to more than `audio.max_decoded_bytes` or is longer than \
+     the upstream takes (`audio_too_long`).",
 );
 
 const BODY_NOT_ALLOWED: ErrorDoc = (
@@ -82,13 +86,19 @@ const BODY_NOT_ALLOWED: ErrorDoc = (
      connection is closed.",
 );
 
-const BUSY: ErrorDoc = (429, "Every account token given is busy past `accounts.busy_wait_secs`.");
+const BUSY: ErrorDoc = (
+    429,
+    "Every account token given stayed busy past `accounts.busy_wait_secs` (`accounts_busy`), or \
+     the upstream limits the requests of every one (`account_rate_limited`); retry after the \
+     `Retry-After` seconds.",
+);
 
 const INTERNAL: ErrorDoc = (500, "The server's own store or audio codec failed.");
 
 const BAD_GATEWAY: ErrorDoc = (
     502,
-    "The upstream refused the request (its reason is in the message) or failed.",
+    "The upstream refused the request for a reason of its own (in the message), refused what the \
+     gateway sent (its protocol changed), or failed.",
 );
 
 const OVERLOADED: ErrorDoc = (
@@ -105,7 +115,7 @@ const UPSTREAM_TIMEOUT: ErrorDoc = (
 
 /// `POST /v1/chat/completions`.
 pub const CHAT: &[ErrorDoc] = &[
-    MALFORMED_JSON,
+    BAD_CHAT,
     ACCOUNTS_UNAUTHORIZED,
     CONVERSATION_NOT_FOUND,
     BODY_TIMEOUT,

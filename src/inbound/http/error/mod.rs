@@ -238,8 +238,18 @@ impl From<RunnerError> for ApiError {
                 ErrorType::RateLimitError,
                 ErrorCode::AccountsBusy,
                 message,
-            ),
-            RunnerError::Refused { .. } => bad_gateway(ErrorCode::UpstreamRefused, message),
+            )
+            .with_retry_after(BUSY_RETRY_AFTER_SECS),
+            RunnerError::AccountsRateLimited { .. } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorType::RateLimitError,
+                ErrorCode::AccountRateLimited,
+                message,
+            )
+            .with_retry_after(RATE_LIMITED_RETRY_AFTER_SECS),
+            RunnerError::Refused { .. } | RunnerError::ProtocolRefused { .. } => {
+                bad_gateway(ErrorCode::UpstreamRefused, message)
+            }
             RunnerError::Unavailable { .. } => bad_gateway(ErrorCode::UpstreamUnavailable, message),
             RunnerError::Timeout => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -272,6 +282,27 @@ impl From<ChatError> for ApiError {
                 message,
             )
             .with_param("messages"),
+            ChatError::UnsupportedAttachment(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::UnsupportedFileType,
+                message,
+            )
+            .with_param("messages"),
+            ChatError::ContentFiltered(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::ContentFiltered,
+                message,
+            )
+            .with_param("messages"),
+            ChatError::PromptTooLong(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::ContextLengthExceeded,
+                message,
+            )
+            .with_param("messages"),
             ChatError::ConversationNotFound => Self::new(
                 StatusCode::NOT_FOUND,
                 ErrorType::InvalidRequestError,
@@ -290,6 +321,27 @@ impl From<SpeechError> for ApiError {
         match error {
             SpeechError::Run(error) => error.into(),
             SpeechError::InvalidRequest(_) => Self::invalid_request(message),
+            SpeechError::ContentFiltered(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::ContentFiltered,
+                message,
+            )
+            .with_param("input"),
+            SpeechError::InputTooLong(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::InputTooLong,
+                message,
+            )
+            .with_param("input"),
+            SpeechError::UnknownVoice { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::UnknownVoice,
+                message,
+            )
+            .with_param("voice"),
             SpeechError::UnrenderableAudio { .. } => bad_gateway(ErrorCode::UpstreamUnavailable, message),
             SpeechError::Codec => Self::internal(),
         }
@@ -328,6 +380,12 @@ fn bad_gateway(code: ErrorCode, message: String) -> ApiError {
 
 /// What an overloaded server asks clients to wait before retrying, in seconds.
 const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
+/// What a client whose accounts all stayed busy is asked to wait before retrying, in seconds:
+/// an account is free again once its answer has ended.
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
+/// What a client whose accounts the upstream all limits is asked to wait, in seconds (how long
+/// the upstream's limits last is not known).
+const RATE_LIMITED_RETRY_AFTER_SECS: u64 = 30;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

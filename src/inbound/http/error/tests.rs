@@ -67,6 +67,14 @@ fn each_use_case_error_is_sent_with_its_status_type_code_and_param() {
             expected(502, T::UpstreamError, C::UpstreamRefused, None),
         ),
         (
+            seen(RunnerError::AccountsRateLimited { message: text() }),
+            expected(429, T::RateLimitError, C::AccountRateLimited, None),
+        ),
+        (
+            seen(RunnerError::ProtocolRefused { message: text() }),
+            expected(502, T::UpstreamError, C::UpstreamRefused, None),
+        ),
+        (
             seen(RunnerError::Unavailable { message: text() }),
             expected(502, T::UpstreamError, C::UpstreamUnavailable, None),
         ),
@@ -91,6 +99,18 @@ fn each_use_case_error_is_sent_with_its_status_type_code_and_param() {
             expected(413, T::InvalidRequestError, C::AttachmentTooLarge, Some("messages")),
         ),
         (
+            seen(ChatError::UnsupportedAttachment(text())),
+            expected(400, T::InvalidRequestError, C::UnsupportedFileType, Some("messages")),
+        ),
+        (
+            seen(ChatError::ContentFiltered(text())),
+            expected(400, T::InvalidRequestError, C::ContentFiltered, Some("messages")),
+        ),
+        (
+            seen(ChatError::PromptTooLong(text())),
+            expected(400, T::InvalidRequestError, C::ContextLengthExceeded, Some("messages")),
+        ),
+        (
             seen(ChatError::ConversationNotFound),
             expected(
                 404,
@@ -110,6 +130,21 @@ fn each_use_case_error_is_sent_with_its_status_type_code_and_param() {
         (
             seen(SpeechError::InvalidRequest(text())),
             expected(400, T::InvalidRequestError, C::InvalidRequest, None),
+        ),
+        (
+            seen(SpeechError::ContentFiltered(text())),
+            expected(400, T::InvalidRequestError, C::ContentFiltered, Some("input")),
+        ),
+        (
+            seen(SpeechError::InputTooLong(text())),
+            expected(400, T::InvalidRequestError, C::InputTooLong, Some("input")),
+        ),
+        (
+            seen(SpeechError::UnknownVoice {
+                voice: "nobody".into(),
+                message: text(),
+            }),
+            expected(400, T::InvalidRequestError, C::UnknownVoice, Some("voice")),
         ),
         (
             seen(SpeechError::UnrenderableAudio { message: text() }),
@@ -142,6 +177,14 @@ fn an_overloaded_server_asks_to_retry_and_internal_failures_say_nothing_more() {
     assert_eq!(
         ApiError::from(RunnerError::Overloaded).retry_after,
         Some(OVERLOADED_RETRY_AFTER_SECS)
+    );
+    assert_eq!(
+        ApiError::from(ChatError::Run(RunnerError::AccountsBusy)).retry_after,
+        Some(BUSY_RETRY_AFTER_SECS)
+    );
+    assert_eq!(
+        ApiError::from(RunnerError::AccountsRateLimited { message: "x".into() }).retry_after,
+        Some(RATE_LIMITED_RETRY_AFTER_SECS)
     );
     for error in [
         ApiError::from(RunnerError::TokenStore),

@@ -83,13 +83,27 @@ impl AgentClient {
             .await
     }
 
-    /// A refusal of a matrix call as the domain reads it (busy markers included).
+    /// A refusal of a matrix call as the domain reads it (busy markers and refusal texts
+    /// included).
     fn refused(&self, failure: CallFailure) -> ProviderError {
-        self.core.classify_busy(failure.into_refused())
+        self.core.read_refusal(failure.into_refused())
     }
 
-    /// Sends `prompt` (its attachments uploaded first) and returns its polled answer.
+    /// Sends `prompt` (its attachments uploaded first) and returns its polled answer; every
+    /// refusal on the way, the uploads' included, read as the other dialects read theirs.
     async fn send_prompt(
+        &self,
+        account: &Account,
+        prompt: &ChatPrompt,
+        attachments: Vec<Attachment>,
+    ) -> Result<AnswerStream, ProviderError> {
+        self.open_answer(account, prompt, attachments)
+            .await
+            .map_err(|error| self.core.read_refusal(error))
+    }
+
+    /// Uploads the attachments, sends the message and starts polling its answer.
+    async fn open_answer(
         &self,
         account: &Account,
         prompt: &ChatPrompt,
@@ -108,7 +122,7 @@ impl AgentClient {
         let sent = self
             .send_message(account, &body, prompt.conversation.as_ref())
             .await
-            .map_err(|failure| self.core.classify_busy(failure.into_account_rejected()))?;
+            .map_err(CallFailure::into_account_rejected)?;
         let Some(conversation) = conversation_in(&sent) else {
             return Err(ProviderError::BadResponse {
                 message: "send_msg answered no chat_id".to_owned(),
