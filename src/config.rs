@@ -21,7 +21,7 @@ use url::Url;
 
 pub use error::{ConfigError, InvalidSettings};
 pub use keys::{UnknownKey, is_other_variable};
-pub use parse::{LogFormat, StoreUrl};
+pub use parse::{CorsOrigins, LogFormat, StoreUrl};
 pub use profile::{AnswerPolling, Dialect, Placeholder, Profile, ProfileValue, QueryValue, RefusalTexts};
 
 use crate::domain::audio::{AudioLimits, VoiceTable};
@@ -83,6 +83,9 @@ pub struct ServerSettings {
     pub max_queued: usize,
     /// Threads running requests; 0: one per core.
     pub worker_threads: usize,
+    /// The browser origins whose pages may read the answers (`server.cors_origins`).
+    #[serde(deserialize_with = "parse::cors_origins")]
+    pub cors_origins: CorsOrigins,
 }
 
 /// The Hailuo upstream and how to talk to it.

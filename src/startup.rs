@@ -156,6 +156,7 @@ impl Application {
                 &settings.auth.tokens,
                 settings.accounts.max_tokens_per_request,
             )),
+            cors_origins: settings.server.cors_origins.clone(),
         };
         let listener = listen(&settings.server.host, settings.server.port).await?;
         let addr = listener.local_addr().context("reading the bound address")?;

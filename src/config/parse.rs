@@ -1,5 +1,6 @@
 //! The value types of [`Settings`](super::Settings) that are parsed from text: durations in a
-//! key's own unit or as `"90s"`, the upstream's URL, the store's URL and the log format.
+//! key's own unit or as `"90s"`, the upstream's URL, the store's URL, the log format and the
+//! browser origins allowed to read answers.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -241,4 +242,62 @@ pub fn list_or_comma_separated<'de, D: Deserializer<'de>>(deserializer: D) -> Re
         .map(|item| item.trim().to_owned())
         .filter(|item| !item.is_empty())
         .collect())
+}
+
+/// The browser origins whose pages may read the server's answers (`server.cors_origins`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// Any origin: `*` (alone or anywhere in the list).
+    Any,
+    /// Only these, each as a browser sends it in `Origin`: `scheme://host[:port]`, in lower
+    /// case, without the scheme's default port. Empty: no other origin.
+    Listed(Vec<String>),
+}
+
+impl CorsOrigins {
+    /// Whether a page of `origin` (an `Origin` header's value) may read the answers.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Listed(origins) => origins.iter().any(|listed| listed == origin),
+        }
+    }
+}
+
+/// `origin` as a browser writes it in an `Origin` header, or why it is not an origin.
+fn browser_origin(origin: &str) -> Result<String, String> {
+    let url = Url::parse(origin).map_err(|error| format!("{origin:?} is not an origin ({error})"))?;
+    let bare = url.username().is_empty()
+        && url.password().is_none()
+        && matches!(url.path(), "" | "/")
+        && url.query().is_none()
+        && url.fragment().is_none();
+    let Some(host) = url.host_str().filter(|_| bare) else {
+        return Err(format!(
+            "{origin:?} is not an origin: give a scheme, a host and perhaps a port, as in \
+             \"https://chat.example.com\" or \"http://localhost:3000\", or \"*\" for any"
+        ));
+    };
+    Ok(match url.port() {
+        // `Url` has already dropped the scheme's default port.
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    })
+}
+
+/// Reads `server.cors_origins`: a list (or a comma-separated string) of origins, `*` for any.
+///
+/// # Errors
+/// When an item is neither `*` nor an origin.
+pub fn cors_origins<'de, D: Deserializer<'de>>(deserializer: D) -> Result<CorsOrigins, D::Error> {
+    let items = list_or_comma_separated(deserializer)?;
+    if items.iter().any(|item| item == "*") {
+        return Ok(CorsOrigins::Any);
+    }
+    items
+        .iter()
+        .map(|item| browser_origin(item))
+        .collect::<Result<Vec<_>, _>>()
+        .map(CorsOrigins::Listed)
+        .map_err(de::Error::custom)
 }

@@ -465,3 +465,36 @@ fn the_agent_brings_its_host_and_polling_which_the_environment_overrides() {
         Ok(())
     });
 }
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+fn cors_origins_are_any_by_default_and_a_list_of_origins_written_as_browsers_send_them() {
+    figment::Jail::expect_with(|jail| {
+        let settings = Settings::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(settings.server.cors_origins, CorsOrigins::Any);
+
+        jail.set_env(
+            "HAILUO_SERVER__CORS_ORIGINS",
+            "https://Chat.Example.com/, http://localhost:3000,https://a.example:443",
+        );
+        let settings = Settings::load(None).map_err(|e| e.to_string())?;
+        let expected = ["https://chat.example.com", "http://localhost:3000", "https://a.example"];
+        assert_eq!(
+            settings.server.cors_origins,
+            CorsOrigins::Listed(expected.iter().map(|origin| (*origin).to_owned()).collect())
+        );
+        assert!(settings.server.cors_origins.allows("http://localhost:3000"));
+        assert!(!settings.server.cors_origins.allows("http://localhost:3001"));
+
+        jail.set_env("HAILUO_SERVER__CORS_ORIGINS", "https://a.example,*");
+        let settings = Settings::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(settings.server.cors_origins, CorsOrigins::Any);
+
+        for wrong in ["chat.example.com", "https://a.example/app", "https://user@a.example"] {
+            jail.set_env("HAILUO_SERVER__CORS_ORIGINS", wrong);
+            let error = Settings::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains("cors_origins"), "{wrong}: {error}");
+        }
+        Ok(())
+    });
+}

@@ -10,6 +10,7 @@ mod audio_fixtures;
 mod auth;
 mod busy;
 mod chat;
+mod cors;
 mod dialects;
 mod errors;
 mod faults;

@@ -1,26 +1,29 @@
 //! `POST /v1/audio/speech` and `POST /v1/audio/transcriptions`: OpenAI's audio endpoints,
 //! spoken and heard by a Hailuo account.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{MetaResponses, Registry};
+use poem_openapi::registry::{MetaResponses, MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::multipart::Upload;
-use poem_openapi::types::{Example, Type};
+use poem_openapi::types::{Example, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{ApiResponse, Multipart, Object, OpenApi};
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::domain::audio::{SpeechFormat, SpeechModel, Transcript};
 use crate::domain::service::{SpeechOrder, SpeechService, TranscriptionError, TranscriptionService};
 
 use super::ApiTags;
 use super::auth::HailuoTokens;
-use super::error::{ApiError, ErrorCode, ErrorResponse, ErrorType};
+use super::choice::{Choice, Choices, MaybeChoice};
+use super::error::{ApiError, ErrorCode, ErrorResponse, ErrorType, docs};
 use super::openapi::{self, Success};
-use super::text::Text;
+use super::text::{Text, white_space};
 
 /// The audio resources.
 pub struct AudioApi {
@@ -40,21 +43,30 @@ impl AudioApi {
     }
 }
 
+/// A voice id: one or more characters, none of them white space.
+const VOICE_ID: &str = concat!("^[^", white_space!(), "]+$");
+
 /// A speech request (OpenAI's format).
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct SpeechRequestDto {
-    /// `tts-1` or `tts-1-hd` select the voice table; other names use `tts-1`'s.
+    /// `tts-1` or `tts-1-hd` select the voice table; any other name uses `tts-1`'s.
+    #[oai(nullable)]
     pub model: Option<Text>,
-    /// The text to speak, 1 to 4,096 characters.
+    /// The text to speak: 1 to 4,096 characters, not all of them white space.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 4096,
+        pattern = r"[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    ))]
     pub input: Text,
-    /// An OpenAI voice (`alloy`, `echo`, `fable`, `onyx`, `nova`, `shimmer`), mapped to a Hailuo
-    /// voice, or a Hailuo voice id as it is (`male-botong`, `Guodegang_hailuo`, a cloned `puv_...`).
-    pub voice: Text,
+    /// The voice.
+    pub voice: Voice,
     /// `mp3` (default: the upstream's MP3 as it is), `wav` (16-bit PCM), `pcm` (raw 16-bit
-    /// little-endian mono at 24 kHz) or `flac`. `opus` and `aac` are not supported.
-    pub response_format: Option<Text>,
+    /// little-endian mono at 24 kHz) or `flac`. OpenAI's `opus` and `aac` are not supported.
+    pub response_format: MaybeChoice<SpeechFormat>,
     /// 0.25 to 4.0 (default 1.0); the pitch is kept.
+    #[oai(nullable, validator(minimum(value = "0.25"), maximum(value = "4.0")))]
     pub speed: Option<f64>,
 }
 
@@ -63,26 +75,105 @@ impl Example for SpeechRequestDto {
         Self {
             model: Some(Text::from("tts-1")),
             input: Text::from("今天天气真好，我们去公园散步吧。"),
-            voice: Text::from("alloy"),
-            response_format: Some(Text::from("mp3")),
+            voice: Voice("alloy".into()),
+            response_format: MaybeChoice(Some(SpeechFormat::Mp3)),
             speed: Some(1.0),
         }
     }
 }
 
-/// The formats `response_format` accepts.
-const SPEECH_FORMATS: &str = "mp3, wav, pcm, flac";
+impl Choices for SpeechFormat {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("mp3", SpeechFormat::Mp3),
+        ("wav", SpeechFormat::Wav),
+        ("pcm", SpeechFormat::Pcm),
+        ("flac", SpeechFormat::Flac),
+    ];
+    const REFUSAL: &'static str = " (`opus` and `aac` are not supported)";
 
-fn speech_format(name: Option<&str>) -> Result<SpeechFormat, ApiError> {
-    match name.map(|n| n.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("") | Some("mp3") => Ok(SpeechFormat::Mp3),
-        Some("wav") => Ok(SpeechFormat::Wav),
-        Some("pcm") => Ok(SpeechFormat::Pcm),
-        Some("flac") => Ok(SpeechFormat::Flac),
-        Some(other) => Err(ApiError::invalid_request(format!(
-            "`response_format` {other:?} is not supported; use one of {SPEECH_FORMATS}"
-        ))
-        .with_param("response_format")),
+    fn name(self) -> &'static str {
+        match self {
+            SpeechFormat::Mp3 => "mp3",
+            SpeechFormat::Wav => "wav",
+            SpeechFormat::Pcm => "pcm",
+            SpeechFormat::Flac => "flac",
+        }
+    }
+}
+
+/// The OpenAI voice names the voice tables map (`audio.voices`, `audio.voices_hd`).
+const OPENAI_VOICES: [&str; 6] = ["alloy", "echo", "fable", "onyx", "nova", "shimmer"];
+
+/// A voice: an OpenAI voice name, mapped to a Hailuo voice by the model's voice table, or a
+/// Hailuo voice id used as it is. Either way a string without white space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voice(pub String);
+
+impl Type for Voice {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> Cow<'static, str> {
+        "string".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let openai = MetaSchema {
+            title: Some("OpenAI voice".into()),
+            description: Some(
+                "Mapped to a Hailuo voice by `audio.voices` (`tts-1`, and any other model) or \
+                 `audio.voices_hd` (`tts-1-hd`).",
+            ),
+            enum_items: OPENAI_VOICES.iter().map(|voice| json!(voice)).collect(),
+            ..MetaSchema::new("string")
+        };
+        let hailuo = MetaSchema {
+            title: Some("Hailuo voice id".into()),
+            description: Some(
+                "Used as given: a voice of the web app (`male-botong`, `Guodegang_hailuo`) or a \
+                 cloned one (`puv_...`); the upstream refuses an id it does not know.",
+            ),
+            pattern: Some(VOICE_ID.into()),
+            ..MetaSchema::new("string")
+        };
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            example: Some(json!("alloy")),
+            any_of: vec![
+                MetaSchemaRef::Inline(Box::new(openai)),
+                MetaSchemaRef::Inline(Box::new(hailuo)),
+            ],
+            ..MetaSchema::new("string")
+        }))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl ParseFromJSON for Voice {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            Some(Value::String(voice)) if !voice.is_empty() && !voice.chars().any(char::is_whitespace) => {
+                Ok(Voice(voice))
+            }
+            Some(Value::String(_)) => Err(ParseError::custom(
+                "`voice` must be an OpenAI voice name or a Hailuo voice id: not empty, without white space",
+            )),
+            Some(other) => Err(ParseError::expected_type(other)),
+            None => Err(ParseError::expected_input()),
+        }
+    }
+}
+
+impl ToJSON for Voice {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.clone()))
     }
 }
 
@@ -115,7 +206,7 @@ impl ApiResponse for AudioResponse {
             .media("audio/wav", openapi::binary())
             .media("audio/pcm", openapi::binary())
             .media("audio/flac", openapi::binary())
-            .and_errors()
+            .and_errors(docs::SPEECH)
     }
 
     fn register(registry: &mut Registry) {
@@ -142,7 +233,7 @@ pub struct TranscriptionForm {
     /// Accepted and not used.
     pub temperature: Option<f64>,
     /// `json` (default), `text`, `verbose_json`, `srt` or `vtt`.
-    pub response_format: Option<String>,
+    pub response_format: Option<Choice<TranscriptFormat>>,
 }
 
 /// `{"text": ...}`.
@@ -194,25 +285,37 @@ pub struct TranscriptionSegment {
 
 /// The formats of a transcript.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TranscriptFormat {
+pub enum TranscriptFormat {
+    /// `{"text": ...}`.
     Json,
+    /// The text alone.
     Text,
+    /// The text with its duration and a segment.
     VerboseJson,
+    /// SubRip subtitles.
     Srt,
+    /// WebVTT subtitles.
     Vtt,
 }
 
-fn transcript_format(name: Option<&str>) -> Result<TranscriptFormat, ApiError> {
-    match name.map(|n| n.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("") | Some("json") => Ok(TranscriptFormat::Json),
-        Some("text") => Ok(TranscriptFormat::Text),
-        Some("verbose_json") => Ok(TranscriptFormat::VerboseJson),
-        Some("srt") => Ok(TranscriptFormat::Srt),
-        Some("vtt") => Ok(TranscriptFormat::Vtt),
-        Some(other) => Err(ApiError::invalid_request(format!(
-            "`response_format` {other:?} is not supported; use one of json, text, verbose_json, srt, vtt"
-        ))
-        .with_param("response_format")),
+impl Choices for TranscriptFormat {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("json", TranscriptFormat::Json),
+        ("text", TranscriptFormat::Text),
+        ("verbose_json", TranscriptFormat::VerboseJson),
+        ("srt", TranscriptFormat::Srt),
+        ("vtt", TranscriptFormat::Vtt),
+    ];
+    const REFUSAL: &'static str = "";
+
+    fn name(self) -> &'static str {
+        match self {
+            TranscriptFormat::Json => "json",
+            TranscriptFormat::Text => "text",
+            TranscriptFormat::VerboseJson => "verbose_json",
+            TranscriptFormat::Srt => "srt",
+            TranscriptFormat::Vtt => "vtt",
+        }
     }
 }
 
@@ -306,9 +409,16 @@ impl ApiResponse for TranscriptionResponse {
             "The transcript: `{\"text\"}` (json), the text alone (text), with its duration and a \
                 segment (verbose_json), or subtitles (srt, vtt).",
         )
-        .media("application/json; charset=utf-8", TranscriptionJson::schema_ref())
+        .media(
+            "application/json; charset=utf-8",
+            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                one_of: vec![TranscriptionJson::schema_ref(), TranscriptionVerbose::schema_ref()],
+                ..MetaSchema::ANY
+            })),
+        )
         .media("text/plain; charset=utf-8", String::schema_ref())
-        .and_errors()
+        .media("text/vtt; charset=utf-8", String::schema_ref())
+        .and_errors(docs::TRANSCRIPTION)
     }
 
     fn register(registry: &mut Registry) {
@@ -329,13 +439,10 @@ impl AudioApi {
     /// Speaks `input` with a Hailuo voice: the web app's chat repeats the text and its
     /// read-aloud feature speaks that answer (the conversation is deleted afterwards). The
     /// voice is an account-wide setting, so one speech runs on an account at a time.
-    #[oai(path = "/v1/audio/speech", method = "post")]
+    #[oai(path = "/v1/audio/speech", method = "post", operation_id = "createSpeech")]
     async fn speech(&self, auth: HailuoTokens, request: Json<SpeechRequestDto>) -> AudioResponse {
         let request = request.0;
-        let format = match speech_format(request.response_format.as_ref().map(|f| f.0.as_str())) {
-            Ok(format) => format,
-            Err(error) => return AudioResponse::Error(error),
-        };
+        let format = request.response_format.0.unwrap_or(SpeechFormat::Mp3);
         let order = SpeechOrder {
             model: SpeechModel::from_name(request.model.as_ref().map_or("tts-1", |m| m.0.as_str())),
             input: request.input.0,
@@ -354,12 +461,13 @@ impl AudioApi {
     ///
     /// Transcribes an audio file with the web app's voice input. The file is converted to
     /// MP3 (44.1 kHz stereo) unless it is MP3 already. Silence gives an empty text.
-    #[oai(path = "/v1/audio/transcriptions", method = "post")]
+    #[oai(
+        path = "/v1/audio/transcriptions",
+        method = "post",
+        operation_id = "createTranscription"
+    )]
     async fn transcriptions(&self, auth: HailuoTokens, form: TranscriptionForm) -> TranscriptionResponse {
-        let format = match transcript_format(form.response_format.as_deref()) {
-            Ok(format) => format,
-            Err(error) => return TranscriptionResponse::Error(error),
-        };
+        let format = form.response_format.map_or(TranscriptFormat::Json, |format| format.0);
         if form.file.size() > self.max_upload_bytes {
             return TranscriptionResponse::Error(
                 ApiError::new(

@@ -83,7 +83,10 @@ proptest! {
             let known: Vec<&str> = fields.iter().map(|(name, _, _)| name.as_str()).filter(|name| *name != "x").collect();
             let repeated = known.iter().collect::<std::collections::HashSet<_>>().len() < known.len();
             let unreadable = fields.iter().any(|(name, _, bytes)| {
-                !matches!(name.as_str(), "file" | "x") && (std::str::from_utf8(bytes).is_err() || name == "temperature")
+                let text = std::str::from_utf8(bytes);
+                let unknown_format = name == "response_format"
+                    && !text.is_ok_and(|text| ["json", "text", "verbose_json", "srt", "vtt"].contains(&text));
+                !matches!(name.as_str(), "file" | "x") && (text.is_err() || name == "temperature" || unknown_format)
             });
             prop_assert!(
                 files != 1 || repeated || unreadable,

@@ -82,10 +82,15 @@ impl<E: Endpoint> Endpoint for RequestTelemetryEndpoint<E> {
             Ok(response) => response.into_response(),
             Err(error) => error.into_response(),
         };
+        let route = response
+            .extensions()
+            .get::<super::routes::RouteLabel>()
+            .map(|label| std::sync::Arc::clone(&label.0));
         let record = RequestRecord {
             span,
             method,
             path,
+            route,
             status: response.status().as_u16(),
             started,
         };
@@ -119,6 +124,8 @@ struct RequestRecord {
     span: tracing::Span,
     method: String,
     path: String,
+    /// The route's template, when the request went through the routing table.
+    route: Option<std::sync::Arc<str>>,
     status: u16,
     started: Instant,
 }
@@ -127,8 +134,13 @@ impl Drop for RequestRecord {
     fn drop(&mut self) {
         let latency = self.started.elapsed();
         let status = self.status;
-        // Unmatched paths share one label, so scanners cannot blow up the series count.
-        let route = if status == 404 { "unmatched" } else { self.path.as_str() };
+        // Unmatched paths share one label, and a path of a templated route is labelled with its
+        // template, so scanners cannot blow up the series count.
+        let route = match &self.route {
+            _ if status == 404 => "unmatched",
+            Some(template) => template,
+            None => self.path.as_str(),
+        };
         self.span.record("http.route", route);
         self.span.record("http.response.status_code", status);
         if status >= 500 {

@@ -5,11 +5,14 @@
 pub mod audio;
 pub mod auth;
 pub mod chat;
+pub mod choice;
+pub mod cors;
 pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod routes;
 pub mod system;
 pub mod text;
 pub mod tokens;
@@ -17,8 +20,9 @@ pub mod usage;
 
 use std::sync::Arc;
 
+use poem::http::Method;
 use poem::{Endpoint, EndpointExt, Route};
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::{OpenApi, OpenApiService, Tags};
 
 use crate::domain::service::{ChatService, DeviceRegistry, SpeechService, TranscriptionService};
 
@@ -54,6 +58,8 @@ pub struct HttpState {
     pub body_limits: crate::config::BodyLimits,
     /// How callers authenticate (API keys, or their own Hailuo tokens).
     pub auth: Arc<auth::ClientAuth>,
+    /// The browser origins whose pages may read the answers.
+    pub cors_origins: crate::config::CorsOrigins,
 }
 
 type Apis = (
@@ -95,20 +101,32 @@ pub fn openapi_json(state: &HttpState) -> String {
     api_service(state).spec()
 }
 
-/// Every route, with OpenAI-shaped errors and the body limits. The API key is checked
-/// ([`auth::ApiKeyGate`]) before any body is read ([`limits::BodyLimit`]).
+/// The routes [`endpoint`] serves: the OpenAPI operations and the routes beside them.
+pub fn routes() -> routes::Routes {
+    routes::Routes::from_openapi(&Apis::meta())
+        // The welcome page: a hidden operation.
+        .with("/", [Method::GET])
+        .with("/openapi.json", [Method::GET])
+        .with("/metrics", [Method::GET])
+        .with("/docs/*", [Method::GET])
+}
+
+/// Every route, with OpenAI-shaped errors and the body limits. CORS preflights are answered
+/// first ([`cors::Cors`]); then the API key is checked ([`auth::ApiKeyGate`]) before any body
+/// is read ([`limits::BodyLimit`]).
 pub fn endpoint(state: &HttpState) -> impl Endpoint + use<> {
     let service = api_service(state);
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
     Route::new()
-        .at("/openapi.json", spec)
+        .at("/openapi.json", poem::get(spec))
         .at("/metrics", poem::get(metrics::serve_metrics))
-        .nest("/docs", docs)
+        .nest("/docs", poem::get(docs))
         .nest("/", service)
         .data(Arc::clone(&state.auth))
         .with(limits::BodyLimit::new(state.body_limits))
         .with(auth::ApiKeyGate::new(Arc::clone(&state.auth)))
         .catch_all_error(error::openai_error)
+        .with(cors::Cors::new(state.cors_origins.clone(), Arc::new(routes())))
         .with(metrics::RequestTelemetry)
 }

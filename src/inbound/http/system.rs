@@ -4,6 +4,8 @@ use poem_openapi::OpenApi;
 use poem_openapi::payload::{Html, PlainText};
 
 use super::ApiTags;
+use super::error::docs;
+use super::openapi::{Answer, Failures};
 
 /// Liveness and the welcome page.
 pub struct SystemApi;
@@ -22,14 +24,21 @@ const WELCOME: &str = r#"<!doctype html>
 </body></html>
 "#;
 
+/// The error statuses of `GET /ping`.
+pub struct PingErrors;
+
+impl Failures for PingErrors {
+    const ERRORS: &'static [docs::ErrorDoc] = docs::PING;
+}
+
 #[OpenApi(tag = "ApiTags::System")]
 impl SystemApi {
     /// Liveness probe
     ///
-    /// Answers `pong` while the server runs.
-    #[oai(path = "/ping", method = "get")]
-    async fn ping(&self) -> PlainText<&'static str> {
-        PlainText("pong")
+    /// Answers `pong` while the server runs; it needs no `Authorization`.
+    #[oai(path = "/ping", method = "get", operation_id = "ping")]
+    async fn ping(&self) -> Answer<PlainText<&'static str>, PingErrors> {
+        Answer::ok(PlainText("pong"))
     }
 
     /// Welcome page

@@ -7,6 +7,18 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::Value;
 
+/// The characters `str::trim` takes for white space (Unicode's `White_Space`), as the body of
+/// a regex class that Rust's, Python's and ECMAScript's engines read alike, so that a checker
+/// of the OpenAPI document and the server agree on what is blank. A field that must not be
+/// blank spells the class out in its `pattern` validator, `[^` this `]` (a test holds them
+/// equal).
+macro_rules! white_space {
+    () => {
+        r"\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000"
+    };
+}
+pub(crate) use white_space;
+
 /// A string field that refuses every other JSON type.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Text(pub String);
@@ -46,6 +58,12 @@ impl ParseFromJSON for Text {
 impl ToJSON for Text {
     fn to_json(&self) -> Option<Value> {
         Some(Value::String(self.0.clone()))
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 

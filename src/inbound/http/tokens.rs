@@ -4,21 +4,26 @@ use std::sync::Arc;
 
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{Object, OpenApi};
 
 use crate::domain::chat::AccountToken;
 use crate::domain::service::{DeviceError, DeviceRegistry, RunnerError};
 use crate::domain::token_expiry;
 
 use super::ApiTags;
-use super::error::ApiError;
+use super::error::{ApiError, docs};
+use super::openapi::{Answer, Failures};
 use super::text::Text;
 
 /// A token to check.
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct TokenCheckRequest {
-    /// The Hailuo `_token` value.
+    /// The Hailuo `_token` value (not blank).
+    #[oai(validator(
+        min_length = 1,
+        pattern = r"[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    ))]
     pub token: Text,
 }
 
@@ -32,6 +37,7 @@ impl Example for TokenCheckRequest {
 
 /// The verdict.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct TokenCheckResult {
     /// `true` when the upstream accepts the token.
     pub live: bool,
@@ -41,32 +47,24 @@ pub struct TokenCheckResult {
     pub expires_at: Option<i64>,
 }
 
-/// The answer to a token check.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum TokenCheckResponse {
-    /// The verdict (a dead or unknown token is `live: false`, not an error).
-    #[oai(status = 200)]
-    Ok(Json<TokenCheckResult>),
-    /// The request is malformed.
-    #[oai(status = 400)]
-    BadRequest(Json<super::error::ErrorResponse>),
-    /// The server requires an API key (`auth.api_keys`) and none valid was given.
-    #[oai(status = 401)]
-    Unauthorized(Json<super::error::ErrorResponse>),
-    /// The upstream could not be asked.
-    #[oai(status = 502)]
-    BadGateway(Json<super::error::ErrorResponse>),
-    /// The upstream did not answer in time.
-    #[oai(status = 504)]
-    Timeout(Json<super::error::ErrorResponse>),
-    /// Our store failed.
-    #[oai(status = 500)]
-    Internal(Json<super::error::ErrorResponse>),
+/// The error statuses of `POST /token/check`.
+pub struct CheckErrors;
+
+impl Failures for CheckErrors {
+    const ERRORS: &'static [docs::ErrorDoc] = docs::TOKEN_CHECK;
 }
 
-fn bad_request(error: poem::Error) -> TokenCheckResponse {
-    TokenCheckResponse::BadRequest(Json(ApiError::from_parse_error(&error).body))
+/// The answer to a token check: the verdict (a dead or unknown token is `live: false`, not an
+/// error), or an error.
+type TokenCheckResponse = Answer<Json<TokenCheckResult>, CheckErrors>;
+
+impl Example for TokenCheckResult {
+    fn example() -> Self {
+        Self {
+            live: true,
+            expires_at: Some(1_767_225_600),
+        }
+    }
 }
 
 /// The tokens resource.
@@ -90,32 +88,38 @@ impl TokenApi {
     /// often than every 10 minutes is discouraged by the upstream's users. Open without
     /// server API keys; when the server has them (`auth.api_keys`), send one as
     /// `Authorization: Bearer sk-...` (else 401).
-    #[oai(path = "/token/check", method = "post")]
+    #[oai(path = "/token/check", method = "post", operation_id = "checkToken")]
     async fn check(&self, request: Json<TokenCheckRequest>) -> TokenCheckResponse {
         let token = request.0.token.0.trim().to_owned();
         if token.is_empty() {
-            return TokenCheckResponse::BadRequest(Json(
-                ApiError::invalid_request("`token` must not be empty")
-                    .with_param("token")
-                    .body,
-            ));
+            return TokenCheckResponse::error(
+                ApiError::invalid_request("`token` must not be empty").with_param("token"),
+            );
         }
         let token = AccountToken::new(token);
         let expires_at = token_expiry::observe(&token);
         match self.devices.is_alive(&token).await {
-            Ok(live) => TokenCheckResponse::Ok(Json(TokenCheckResult { live, expires_at })),
-            Err(DeviceError::Provider(error)) => {
-                let error = ApiError::from(RunnerError::from(error));
-                if error.status == poem::http::StatusCode::GATEWAY_TIMEOUT {
-                    TokenCheckResponse::Timeout(Json(error.body))
-                } else {
-                    TokenCheckResponse::BadGateway(Json(error.body))
-                }
-            }
+            Ok(live) => TokenCheckResponse::ok(Json(TokenCheckResult { live, expires_at })),
+            Err(DeviceError::Provider(error)) => TokenCheckResponse::error(upstream_failure(error.into())),
             Err(DeviceError::Store(error)) => {
                 tracing::error!(%error, "token store failed");
-                TokenCheckResponse::Internal(Json(ApiError::internal().body))
+                TokenCheckResponse::error(ApiError::internal())
             }
+        }
+    }
+}
+
+/// What a failed check of the upstream is answered with: 504 when it did not answer in time,
+/// else 502, whatever the failure (the token checked is no credential of the caller's, so a
+/// refusal of it is no 401).
+fn upstream_failure(error: RunnerError) -> ApiError {
+    let error = ApiError::from(error);
+    if error.status == poem::http::StatusCode::GATEWAY_TIMEOUT {
+        error
+    } else {
+        ApiError {
+            status: poem::http::StatusCode::BAD_GATEWAY,
+            ..error
         }
     }
 }

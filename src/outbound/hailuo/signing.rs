@@ -31,6 +31,13 @@ pub fn encode_uri_component(text: &str) -> String {
     utf8_percent_encode(text, URI_COMPONENT).to_string()
 }
 
+/// `text` as a query value: [`encode_uri_component`], with `'` written `%27` too, as a URL
+/// parser writes it in a query anyway (the WHATWG query set, which `url` and browsers follow);
+/// so that the URI signed is the URI sent.
+pub fn encode_query_value(text: &str) -> String {
+    encode_uri_component(text).replace('\'', "%27")
+}
+
 /// The signature of a JSON request: `md5hex(enc(fullUri) + "_" + body + md5hex(unix) + salt)`,
 /// where a request without a body (`None`) signs `{}`.
 pub fn sign_json(full_uri: &str, body: Option<&str>, unix: &str, salt: &str) -> String {
@@ -145,6 +152,14 @@ mod tests {
             "a-z_A.Z0-9%3F%26%3D%2F%23%2B%2C%3B%3A%40%24%5B%5D"
         );
         assert_eq!(encode_uri_component("é\n%"), "%C3%A9%0A%25");
+    }
+
+    #[test]
+    fn a_query_value_is_sent_as_it_is_signed() {
+        let value = encode_query_value("puv_1'x (2)");
+        assert_eq!(value, "puv_1%27x%20(2)");
+        let sent = url::Url::parse(&format!("http://upstream/v1/api/chat/msg_tts?timbre={value}")).unwrap();
+        assert_eq!(sent.query(), Some(format!("timbre={value}").as_str()));
     }
 
     #[test]

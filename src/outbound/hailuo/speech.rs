@@ -100,8 +100,8 @@ impl HailuoClient {
         let deadline = tokio::time::Instant::now() + self.speech.timeout;
         let path = format!(
             "{MESSAGE_TTS_PATH}?msgID={}&timbre={}",
-            super::signing::encode_uri_component(message_id),
-            super::signing::encode_uri_component(voice)
+            super::signing::encode_query_value(message_id),
+            super::signing::encode_query_value(voice)
         );
         loop {
             let call = self.call(Method::GET, &path, Caller::Device(&account.device), &account.token);

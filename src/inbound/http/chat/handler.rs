@@ -76,7 +76,7 @@ impl ApiResponse for ChatResponse {
             "X-Accel-Buffering",
             "`no` on streams, so reverse proxies do not buffer them.",
         )
-        .and_errors()
+        .and_errors(crate::inbound::http::error::docs::CHAT)
     }
 
     fn register(registry: &mut Registry) {
@@ -103,7 +103,11 @@ impl ChatApi {
     /// moment the upstream produces it. The `id` of the answer is the upstream conversation: pass it back as
     /// `conversation_id` to continue that conversation. Conversations created upstream are
     /// deleted once idle for `session.idle_ttl_secs`.
-    #[oai(path = "/v1/chat/completions", method = "post")]
+    #[oai(
+        path = "/v1/chat/completions",
+        method = "post",
+        operation_id = "createChatCompletion"
+    )]
     async fn create(&self, auth: HailuoTokens, request: Json<ChatCompletionRequest>) -> ChatResponse {
         match self.answer(auth, request.0).await {
             Ok(response) => response,

@@ -1,8 +1,13 @@
 //! The values an error body's `type` and `code` take: one enum each, written with
-//! `as_str()`, so that no string is spelt twice.
+//! `as_str()`, so that no string is spelt twice. Each is also an OpenAPI enum (its values
+//! derived from the variants' names, which a test holds equal to `as_str()`).
+
+use poem_openapi::Enum;
+use serde::{Serialize, Serializer};
 
 /// OpenAI's error classes: the `type` of an error body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
 pub enum ErrorType {
     /// The request is at fault (malformed, too large, naming what does not exist).
     InvalidRequestError,
@@ -33,7 +38,8 @@ impl ErrorType {
 }
 
 /// The machine-readable `code` of an error body: one per thing that can go wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request is unusable (bad JSON, wrong types, missing or empty fields).
     InvalidRequest,
@@ -73,6 +79,10 @@ pub enum ErrorCode {
     ServerOverloaded,
     /// `conversation_id` names no conversation of the caller.
     ConversationNotFound,
+    /// The model named is not one of the gateway's.
+    ModelNotFound,
+    /// A browser page's origin is not in `server.cors_origins` (its preflight is refused).
+    OriginNotAllowed,
     /// An attachment could not be fetched, or too many were given.
     InvalidAttachment,
     /// An attachment (or all of them together) is too large.
@@ -126,6 +136,8 @@ impl ErrorCode {
             ErrorCode::AccountRateLimited => "account_rate_limited",
             ErrorCode::ServerOverloaded => "server_overloaded",
             ErrorCode::ConversationNotFound => "conversation_not_found",
+            ErrorCode::ModelNotFound => "model_not_found",
+            ErrorCode::OriginNotAllowed => "origin_not_allowed",
             ErrorCode::InvalidAttachment => "invalid_attachment",
             ErrorCode::AttachmentTooLarge => "attachment_too_large",
             ErrorCode::FileTooLarge => "file_too_large",
@@ -140,6 +152,60 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::InternalError => "internal_error",
+        }
+    }
+}
+
+impl Serialize for ErrorType {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::registry::Registry;
+    use poem_openapi::types::{ParseFromJSON, Type};
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Every value the OpenAPI enum `T` lists, parsed back into its variant.
+    fn variants<T: Type + ParseFromJSON>() -> Vec<(String, T)> {
+        let mut registry = Registry::new();
+        T::register(&mut registry);
+        let schema = &registry.schemas[&*T::name()];
+        assert!(!schema.enum_items.is_empty());
+        schema
+            .enum_items
+            .iter()
+            .map(|item| {
+                let name = item.as_str().expect("a string").to_owned();
+                let variant = T::parse_from_json(Some(Value::String(name.clone())))
+                    .ok()
+                    .expect("its variant");
+                (name, variant)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_values_are_the_ones_written() {
+        for (name, kind) in variants::<ErrorType>() {
+            assert_eq!(name, kind.as_str());
+            assert_eq!(serde_json::to_value(kind).ok(), Some(Value::String(name)));
+        }
+        let codes = variants::<ErrorCode>();
+        assert!(codes.len() > 20);
+        for (name, code) in codes {
+            assert_eq!(name, code.as_str());
+            assert_eq!(serde_json::to_value(code).ok(), Some(Value::String(name)));
         }
     }
 }

@@ -5,14 +5,15 @@
 
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
-use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
-use poem_openapi::{ApiResponse, Object};
+use poem_openapi::Object;
+use poem_openapi::types::Example;
 use serde::Serialize;
 
 use crate::domain::chat::PartPosition;
 use crate::domain::service::{ChatError, RunnerError, SpeechError, TranscriptionError};
 
 mod codes;
+pub mod docs;
 
 pub use codes::{ErrorCode, ErrorType};
 
@@ -25,18 +26,32 @@ pub struct ErrorResponse {
 
 /// The details of an error, as OpenAI's API gives them.
 #[derive(Debug, Clone, Object, Serialize)]
+#[oai(example)]
 pub struct ErrorDetail {
     /// A human-readable explanation, including the upstream's reason when there is one.
     pub message: String,
-    /// The error class: `invalid_request_error`, `authentication_error`, `rate_limit_error`,
-    /// `upstream_error`, `timeout_error`, `server_error`.
+    /// The error class.
     #[oai(rename = "type")]
     #[serde(rename = "type")]
-    pub kind: String,
-    /// The request parameter at fault, when one is.
+    pub kind: ErrorType,
+    /// The request parameter at fault, when one is; else `null`.
+    #[oai(nullable)]
     pub param: Option<String>,
-    /// A machine-readable code.
-    pub code: Option<String>,
+    /// What went wrong, for programs.
+    pub code: ErrorCode,
+}
+
+impl Example for ErrorDetail {
+    fn example() -> Self {
+        Self {
+            message: "the conversation given as `conversation_id` was not found for this caller: start \
+                      a new one by leaving `conversation_id` out"
+                .into(),
+            kind: ErrorType::InvalidRequestError,
+            param: Some("conversation_id".into()),
+            code: ErrorCode::ConversationNotFound,
+        }
+    }
 }
 
 /// An error response: a status and an OpenAI-shaped body.
@@ -58,9 +73,9 @@ impl ApiError {
             body: ErrorResponse {
                 error: ErrorDetail {
                     message: message.into(),
-                    kind: kind.as_str().to_owned(),
+                    kind,
                     param: None,
-                    code: Some(code.as_str().to_owned()),
+                    code,
                 },
             },
             retry_after: None,
@@ -170,68 +185,6 @@ impl ApiError {
             StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE => Self::from_framework(error),
             _ => Self::invalid_request(format!("invalid request: {}", clip(&error.to_string()))),
         }
-    }
-
-    /// The statuses documented for every operation.
-    fn documented() -> &'static [(u16, &'static str)] {
-        &[
-            (
-                400,
-                "The request is malformed: bad JSON, wrong types, missing or empty fields, or more \
-                 tokens in `Authorization` than `accounts.max_tokens_per_request` (`too_many_tokens`); \
-                 or the upstream refused what it asks: its content (`content_filtered`), a prompt \
-                 longer than it takes (`context_length_exceeded`), a text to speak longer than it \
-                 takes (`input_too_long`), a voice it does not know (`unknown_voice`), a file type \
-                 it does not take (`unsupported_file_type`), audio it cannot use (`invalid_audio`).",
-            ),
-            (
-                401,
-                "No usable `Authorization: Bearer` value (a wrong API key, or a raw Hailuo token where the \
-                 server requires API keys), or the upstream refused every token given (or they all rest \
-                 for `accounts.cooldown_secs` after repeated refusals).",
-            ),
-            (
-                404,
-                "`conversation_id` names no conversation of this caller (none by that id, or one \
-                 another key or token created).",
-            ),
-            (
-                408,
-                "The request body did not arrive within `server.body_timeout_secs`, or arrived slower \
-                 than `server.min_body_bytes_per_sec`; the connection is closed.",
-            ),
-            (
-                413,
-                "The request body is larger than `server.max_body_bytes`, an attachment is larger than \
-                 `files.max_bytes`, or the attachments of the request are larger than \
-                 `files.max_total_bytes` together; or an audio file lasts longer than \
-                 `audio.max_duration_secs` (or decodes to more than `audio.max_decoded_bytes`), or than \
-                 the upstream takes (`audio_too_long`); or an attachment is larger than the upstream \
-                 takes (`attachment_too_large`); or a body was sent to an operation that takes none \
-                 (`body_not_allowed`).",
-            ),
-            (
-                429,
-                "Every account token given stayed busy past `accounts.busy_wait_secs` \
-                 (`accounts_busy`), or the upstream limits the requests of every one \
-                 (`account_rate_limited`); retry after the `Retry-After` seconds.",
-            ),
-            (
-                502,
-                "The upstream refused the request for a reason of its own (in the message), \
-                 refused what the gateway sent (its protocol changed), or failed.",
-            ),
-            (
-                503,
-                "The server is overloaded: `server.max_in_flight` upstream requests run and \
-                 `server.max_queued` wait; retry after the `Retry-After` seconds.",
-            ),
-            (
-                504,
-                "The upstream's answer did not begin within `upstream.first_byte_timeout_secs`, or it \
-                 went silent for `upstream.idle_timeout_secs`, after the retries.",
-            ),
-        ]
     }
 }
 
@@ -461,36 +414,6 @@ impl IntoResponse for ApiError {
             response = response.header(poem::http::header::RETRY_AFTER, seconds);
         }
         response.body(body)
-    }
-}
-
-impl ApiResponse for ApiError {
-    const BAD_REQUEST_HANDLER: bool = true;
-
-    fn meta() -> MetaResponses {
-        MetaResponses {
-            responses: Self::documented()
-                .iter()
-                .map(|(status, description)| MetaResponse {
-                    description,
-                    status: Some(*status),
-                    status_range: None,
-                    content: vec![MetaMediaType {
-                        content_type: "application/json; charset=utf-8",
-                        schema: <ErrorResponse as poem_openapi::types::Type>::schema_ref(),
-                    }],
-                    headers: vec![],
-                })
-                .collect(),
-        }
-    }
-
-    fn register(registry: &mut Registry) {
-        <ErrorResponse as poem_openapi::types::Type>::register(registry);
-    }
-
-    fn from_parse_request_error(error: poem::Error) -> Self {
-        Self::from_parse_error(&error)
     }
 }
 

@@ -18,7 +18,12 @@ fn a_parse_error_quoting_a_huge_value_is_cut() {
 fn seen(error: impl Into<ApiError>) -> (u16, String, Option<String>, Option<String>) {
     let error = error.into();
     let detail = error.body.error;
-    (error.status.as_u16(), detail.kind, detail.code, detail.param)
+    (
+        error.status.as_u16(),
+        detail.kind.as_str().to_owned(),
+        Some(detail.code.as_str().to_owned()),
+        detail.param,
+    )
 }
 
 fn expected(
