@@ -12,7 +12,9 @@ use futures::{Stream, StreamExt};
 use crate::domain::chat::{
     AccountToken, AnswerDelta, AttachmentError, ChatPrompt, ClientId, ContentPart, ConversationId, PartPosition,
 };
-use crate::domain::ports::{AnswerStream, AttachmentSource, ChatProvider, ProviderError, Refusal, Session, SessionStore};
+use crate::domain::ports::{
+    AnswerStream, AttachmentSource, ChatProvider, ProviderError, Refusal, Session, SessionStore,
+};
 
 use super::accounts::AccountLease;
 use super::conversations::ConversationTracker;

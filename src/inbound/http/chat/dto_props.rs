@@ -175,7 +175,7 @@ proptest! {
         let error = read(json!({"messages": messages})).err().ok_or_else(|| TestCaseError::fail("accepted"))?;
         let detail = error.body.error;
         prop_assert_eq!(detail.param, Some(format!("messages[{before}].role")));
-        prop_assert_eq!(detail.code.as_deref(), Some("invalid_value"));
+        prop_assert_eq!(detail.code.as_str(), "invalid_value");
         prop_assert!(detail.message.chars().count() <= 200, "{}", detail.message);
     }
 
@@ -192,7 +192,7 @@ proptest! {
         let error = read(json!({"messages": messages})).err().ok_or_else(|| TestCaseError::fail("accepted"))?;
         let detail = error.body.error;
         prop_assert_eq!(detail.param, Some(format!("messages[{message}].content[{part}].type")));
-        prop_assert_eq!(detail.code.as_deref(), Some("invalid_value"));
+        prop_assert_eq!(detail.code.as_str(), "invalid_value");
         prop_assert!(detail.message.chars().count() <= 200, "{}", detail.message);
     }
 
@@ -217,7 +217,7 @@ proptest! {
         body[field] = value;
         let error = read(body).err().ok_or_else(|| TestCaseError::fail("accepted"))?;
         prop_assert_eq!(error.body.error.param.as_deref(), Some(field));
-        prop_assert_eq!(error.body.error.code.as_deref(), Some("unsupported_parameter"));
+        prop_assert_eq!(error.body.error.code.as_str(), "unsupported_parameter");
     }
 }
 
