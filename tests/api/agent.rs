@@ -153,12 +153,8 @@ async fn the_user_id_comes_from_the_jwt_or_from_before_a_plus() -> TestResult {
 async fn speech_and_transcription_answer_400_on_the_agent() -> TestResult {
     let app = spawn_app_on(Dialect::MinimaxAgent).await;
     let speech = app
-        .client
-        .post(app.url("/v1/audio/speech"))
-        .bearer_auth("token-a")
-        .json(&json!({"model": "tts-1", "input": "你好", "voice": "alloy"}))
-        .send()
-        .await?;
+        .speech("token-a", &json!({"model": "tts-1", "input": "你好", "voice": "alloy"}))
+        .await;
     assert_eq!(speech.status(), 400);
     let error: Value = speech.json().await?;
     assert_eq!(error["error"]["type"], "invalid_request_error");

@@ -12,7 +12,7 @@ use crate::helpers::*;
 
 /// Quick polls (the simulator flags polls closer than 100 ms) and one pending poll.
 fn audio_settings(settings: &mut Settings) {
-    settings.audio.tts_poll_interval = Duration::from_millis(120);
+    quick_speech_polls(settings);
     settings.session.idle_ttl = Duration::from_secs(600);
 }
 
@@ -22,18 +22,8 @@ async fn spawn_audio_app_on(dialect: Dialect) -> TestApp {
     app
 }
 
-async fn speech(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/audio/speech"))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .expect("request sent")
-}
-
 async fn speech_ok(app: &TestApp, token: &str, body: &Value) -> (String, Vec<u8>) {
-    let response = speech(app, token, body).await;
+    let response = app.speech(token, body).await;
     let status = response.status();
     let content_type = response
         .headers()
@@ -208,11 +198,10 @@ on_streamed_dialects! {
             json!({"input": "hi"}),
             json!({"input": 42, "voice": "alloy"}),
         ] {
-            assert_openai_error(speech(&app, "token-a", &body).await, 400).await;
+            assert_openai_error(app.speech("token-a", &body).await, 400).await;
         }
         let error = assert_openai_error(
-            speech(
-                &app,
+            app.speech(
                 "token-a",
                 &json!({"input": "hi", "voice": "alloy", "response_format": "opus"}),
             )
@@ -278,7 +267,7 @@ on_streamed_dialects! {
         .await;
         app.sim.speech().never_ready();
         let error = assert_openai_error(
-            speech(&app, "token-a", &json!({"input": "hi", "voice": "alloy"})).await,
+            app.speech("token-a", &json!({"input": "hi", "voice": "alloy"})).await,
             504,
         )
         .await;

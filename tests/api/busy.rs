@@ -175,19 +175,9 @@ async fn an_account_busy_past_the_whole_wait_is_answered_429() -> TestResult {
     Ok(())
 }
 
-/// Quick polls (the simulator flags polls closer than 100 ms), one pending poll.
-fn audio_settings(settings: &mut Settings) {
-    settings.audio.tts_poll_interval = Duration::from_millis(120);
-}
-
 async fn speech(app: &TestApp, tokens: &str, input: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/audio/speech"))
-        .bearer_auth(tokens)
-        .json(&json!({"model": "tts-1", "input": input, "voice": "alloy"}))
-        .send()
+    app.speech(tokens, &json!({"model": "tts-1", "input": input, "voice": "alloy"}))
         .await
-        .expect("request sent")
 }
 
 async fn speak(app: &TestApp, tokens: &str, input: &str) {
@@ -201,7 +191,7 @@ async fn speak(app: &TestApp, tokens: &str, input: &str) {
 #[tokio::test]
 async fn several_speeches_in_a_row_on_one_token_are_all_spoken() -> TestResult {
     // The window outlasts a whole speech: each next one meets it.
-    let app = spawn_app_with_sim(busy_sim(Duration::from_millis(800), Duration::ZERO), audio_settings).await;
+    let app = spawn_app_with_sim(busy_sim(Duration::from_millis(800), Duration::ZERO), quick_speech_polls).await;
     app.sim.speech().set_pending_polls(1);
     for round in 0..4 {
         speak(&app, "token-solo", &format!("第{round}句话")).await;
@@ -214,7 +204,7 @@ async fn several_speeches_in_a_row_on_one_token_are_all_spoken() -> TestResult {
 
 #[tokio::test]
 async fn concurrent_speeches_on_two_tokens_are_all_spoken() -> TestResult {
-    let app = spawn_app_with_sim(busy_sim(Duration::from_millis(300), Duration::ZERO), audio_settings).await;
+    let app = spawn_app_with_sim(busy_sim(Duration::from_millis(300), Duration::ZERO), quick_speech_polls).await;
     app.sim.speech().set_pending_polls(1);
     futures::future::join_all((0..4).map(|i| {
         let app = &app;
@@ -324,7 +314,7 @@ async fn twelve_concurrent_transcriptions_on_seven_tokens_with_the_default_setti
 #[tokio::test]
 async fn back_to_back_speeches_and_transcriptions_on_two_tokens_with_the_default_settings_are_all_answered()
 -> TestResult {
-    let app = spawn_app_with_sim(as_the_binary_serves(), audio_settings).await;
+    let app = spawn_app_with_sim(as_the_binary_serves(), quick_speech_polls).await;
     app.sim.speech().set_pending_polls(1);
     for round in 0..4 {
         speak(&app, "token-a,token-b", &format!("第{round}句话")).await;
@@ -339,7 +329,7 @@ async fn back_to_back_speeches_and_transcriptions_on_two_tokens_with_the_default
 #[tokio::test]
 async fn a_transcription_or_a_speech_whose_account_stays_busy_is_a_429_with_retry_after_not_a_502() -> TestResult {
     let app = spawn_app_with_sim(busy_sim(Duration::from_secs(30), Duration::from_secs(30)), |s| {
-        audio_settings(s);
+        quick_speech_polls(s);
         s.accounts.busy_wait = Duration::from_millis(600);
         s.accounts.hangup_rest = Duration::ZERO;
     })

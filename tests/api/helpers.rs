@@ -150,6 +150,12 @@ pub async fn spawn_app_with_sim(sim_config: SimConfig, configure: impl FnOnce(&m
 }
 
 /// One user message, not streamed.
+/// Speech polls quick enough for tests and slow enough for the simulator, which flags polls
+/// closer than 100 ms.
+pub fn quick_speech_polls(settings: &mut Settings) {
+    settings.audio.tts_poll_interval = Duration::from_millis(120);
+}
+
 pub fn ask(text: &str) -> Value {
     json!({"model": "hailuo", "messages": [{"role": "user", "content": text}]})
 }
@@ -181,6 +187,17 @@ impl TestApp {
     pub async fn chat(&self, tokens: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url("/v1/chat/completions"))
+            .bearer_auth(tokens)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST /v1/audio/speech` with `Authorization: Bearer <tokens>`.
+    pub async fn speech(&self, tokens: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/audio/speech"))
             .bearer_auth(tokens)
             .json(body)
             .send()

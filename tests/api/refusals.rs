@@ -3,11 +3,9 @@
 //! wrong with the upstream a 5xx. Each refusal the adapters read is played by the simulator
 //! and checked through HTTP, on every dialect that has the call.
 
-use std::time::Duration;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hailuo_free_api::config::{Dialect, Settings};
+use hailuo_free_api::config::Dialect;
 use hailuo_sim::{Fault, Refusal};
 use serde_json::{Value, json};
 
@@ -142,19 +140,9 @@ on_every_dialect! {
     }
 }
 
-/// Quick polls (the simulator flags polls closer than 100 ms).
-fn audio_settings(settings: &mut Settings) {
-    settings.audio.tts_poll_interval = Duration::from_millis(120);
-}
-
 async fn speak(app: &TestApp, tokens: &str, voice: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/audio/speech"))
-        .bearer_auth(tokens)
-        .json(&json!({"model": "tts-1", "input": "你好", "voice": voice}))
-        .send()
+    app.speech(tokens, &json!({"model": "tts-1", "input": "你好", "voice": voice}))
         .await
-        .expect("request sent")
 }
 
 async fn transcribe(app: &TestApp, tokens: &str) -> reqwest::Response {
@@ -174,7 +162,7 @@ async fn transcribe(app: &TestApp, tokens: &str) -> reqwest::Response {
 on_streamed_dialects! {
     not_on_agent("minimax-agent has no speech; its 400 is tested in agent.rs")
     async fn a_voice_the_upstream_does_not_know_is_a_400_naming_it(dialect: Dialect) -> TestResult {
-        let app = spawn_app_on_with(dialect, audio_settings).await;
+        let app = spawn_app_on_with(dialect, quick_speech_polls).await;
         app.sim.faults().refuse_next(Refusal::UnknownVoice);
         let error = assert_openai_error(speak(&app, "token-a,token-b", "alloy").await, 400).await;
         assert_eq!(error["code"], "unknown_voice", "{error}");
@@ -188,7 +176,7 @@ on_streamed_dialects! {
 
     not_on_agent("minimax-agent has no speech; its 400 is tested in agent.rs")
     async fn a_text_to_speak_the_upstream_filters_or_finds_too_long_is_a_400_about_input(dialect: Dialect) -> TestResult {
-        let app = spawn_app_on_with(dialect, audio_settings).await;
+        let app = spawn_app_on_with(dialect, quick_speech_polls).await;
         app.sim.faults().inject(Fault::ContentFiltered { after_events: 0 });
         let filtered = assert_openai_error(speak(&app, "token-a", "alloy").await, 400).await;
         assert_eq!(filtered["code"], "content_filtered", "{filtered}");
