@@ -90,15 +90,6 @@ impl Choices for SpeechFormat {
         ("flac", SpeechFormat::Flac),
     ];
     const REFUSAL: &'static str = " (`opus` and `aac` are not supported)";
-
-    fn name(self) -> &'static str {
-        match self {
-            SpeechFormat::Mp3 => "mp3",
-            SpeechFormat::Wav => "wav",
-            SpeechFormat::Pcm => "pcm",
-            SpeechFormat::Flac => "flac",
-        }
-    }
 }
 
 /// The OpenAI voice names the voice tables map (`audio.voices`, `audio.voices_hd`).
@@ -307,16 +298,6 @@ impl Choices for TranscriptFormat {
         ("vtt", TranscriptFormat::Vtt),
     ];
     const REFUSAL: &'static str = "";
-
-    fn name(self) -> &'static str {
-        match self {
-            TranscriptFormat::Json => "json",
-            TranscriptFormat::Text => "text",
-            TranscriptFormat::VerboseJson => "verbose_json",
-            TranscriptFormat::Srt => "srt",
-            TranscriptFormat::Vtt => "vtt",
-        }
-    }
 }
 
 /// `HH:MM:SS<sep>mmm`.
